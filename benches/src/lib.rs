@@ -1,0 +1,1 @@
+//! Benchmark support crate; the benchmarks live in benches/benches/.

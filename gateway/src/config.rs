@@ -1,0 +1,422 @@
+//! The gateway's TOML configuration: schema, defaults (the strict policy) and validation.
+//!
+//! Every relaxation of the S.E.E. policy is an explicit key here and is logged at start-up
+//! (see [`Config::relaxations`]).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::revocation::RevocationConfig;
+use crate::steering::SteeringConfig;
+
+/// Errors found while loading or validating a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed, has an unknown key or a value of the wrong type.
+    #[error("config file {path}: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said, naming the key.
+        message: String,
+    },
+    /// A value is well-formed but not acceptable.
+    #[error("config key `{key}`: {message}")]
+    Invalid {
+        /// Dotted path of the offending key, e.g. `listener[0].tls.cipher_suites`.
+        key: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    pub(crate) fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Process-wide settings.
+    #[serde(default)]
+    pub global: GlobalConfig,
+    /// Kernel connection steering (XDP / reuseport programs).
+    #[serde(default)]
+    pub steering: SteeringConfig,
+    /// One or more TLS listeners.
+    #[serde(rename = "listener")]
+    pub listeners: Vec<ListenerConfig>,
+}
+
+/// Process-wide settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GlobalConfig {
+    /// Number of worker threads; 0 means one per CPU in the process's affinity mask.
+    pub workers: usize,
+    /// Pin each worker thread to its CPU.
+    pub pin_workers: bool,
+    /// Crypto provider: `aws-lc-rs` (default) or `ring`.
+    pub crypto_provider: String,
+    /// Seconds to drain in-flight requests on SIGINT/SIGTERM.
+    pub shutdown_grace_secs: u64,
+    /// Seconds between metrics log lines (0 = off).
+    pub metrics_interval_secs: u64,
+}
+
+impl Default for GlobalConfig {
+    fn default() -> Self {
+        GlobalConfig {
+            workers: 0,
+            pin_workers: true,
+            crypto_provider: "aws-lc-rs".into(),
+            shutdown_grace_secs: 10,
+            metrics_interval_secs: 60,
+        }
+    }
+}
+
+/// Data classification of a listener (S.E.E. 14.2.14).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Classification {
+    /// A valid client certificate is required; the handshake fails without one.
+    Sensitive,
+    /// A certificate is optional; without one the client must authenticate otherwise.
+    InConfidence,
+}
+
+/// Where requests are forwarded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// An HTTP/1.1 origin, `http://host:port`.
+    Http {
+        /// `host:port` to connect to.
+        authority: String,
+        /// Scheme+authority, for the Host header.
+        base: String,
+    },
+    /// The built-in identity echo backend (answers with the identity it received, as JSON).
+    BuiltinIdentity,
+}
+
+/// One TLS listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// A name used in logs and metrics.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Address to listen on, e.g. `0.0.0.0:443` or `[::]:443`.
+    pub bind: String,
+    /// `sensitive` (default) or `in-confidence`.
+    #[serde(default = "default_classification")]
+    pub classification: Classification,
+    /// `http://host:port` or `builtin:identity`.
+    pub backend: String,
+    /// PEM file with the server certificate chain (leaf first).
+    pub server_cert: PathBuf,
+    /// PEM file with the server private key (PKCS#8, SEC1 or PKCS#1).
+    pub server_key: PathBuf,
+    /// PEM bundle files and/or directories of PEM files with the trusted client CAs.
+    pub trusted_cas: Vec<PathBuf>,
+    /// TLS parameters.
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// Certificate status checking.
+    #[serde(default)]
+    pub revocation: RevocationConfig,
+}
+
+fn default_classification() -> Classification {
+    Classification::Sensitive
+}
+
+/// TLS parameters of a listener. The defaults are the strict policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Protocol versions: any of `"1.2"`, `"1.3"`.
+    pub versions: Vec<String>,
+    /// Cipher suites by IANA/rustls name. Default: the AES-GCM suites only.
+    pub cipher_suites: Vec<String>,
+    /// Key exchange groups. Default: X25519MLKEM768 (where the provider has it), X25519,
+    /// secp256r1, secp384r1.
+    pub groups: Vec<String>,
+    /// Minimum RSA modulus size in bits for client certificates and their chain.
+    pub min_rsa_bits: usize,
+    /// Require the clientAuth extended key usage in client certificates.
+    pub require_client_auth_eku: bool,
+    /// ALPN protocols offered, in preference order (`h2`, `http/1.1`).
+    pub alpn: Vec<String>,
+    /// TLS 1.2 session-id cache and TLS 1.3 tickets enabled.
+    pub session_resumption: bool,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            versions: vec!["1.2".into(), "1.3".into()],
+            cipher_suites: Vec::new(),
+            groups: Vec::new(),
+            min_rsa_bits: 2048,
+            require_client_auth_eku: true,
+            alpn: vec!["h2".into(), "http/1.1".into()],
+            session_resumption: true,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    ///
+    /// Relative paths in the file are resolved against the file's directory.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the file or key and what is wrong.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut cfg = Config::parse(&text).map_err(|e| match e {
+            ConfigError::Syntax { message, .. } => ConfigError::Syntax {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        cfg.resolve_paths(base);
+        Ok(cfg)
+    }
+
+    /// Parses configuration text (paths are left as written).
+    ///
+    /// # Errors
+    /// [`ConfigError::Syntax`] or [`ConfigError::Invalid`].
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: PathBuf::from("<config>"),
+            message: e.to_string(),
+        })?;
+        cfg.validate_shape()?;
+        Ok(cfg)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        for l in &mut self.listeners {
+            fix(&mut l.server_cert);
+            fix(&mut l.server_key);
+            l.trusted_cas.iter_mut().for_each(fix);
+            l.revocation.resolve_paths(base);
+        }
+    }
+
+    /// Checks what can be checked without touching files.
+    fn validate_shape(&self) -> Result<(), ConfigError> {
+        if self.listeners.is_empty() {
+            return Err(ConfigError::invalid(
+                "listener",
+                "at least one [[listener]] is required",
+            ));
+        }
+        match self.global.crypto_provider.as_str() {
+            "aws-lc-rs" | "ring" => {}
+            other => {
+                return Err(ConfigError::invalid(
+                    "global.crypto_provider",
+                    format!("unknown provider {other:?}; use \"aws-lc-rs\" or \"ring\""),
+                ))
+            }
+        }
+        for (i, l) in self.listeners.iter().enumerate() {
+            let key = |k: &str| format!("listener[{i}].{k}");
+            l.bind_addr().map_err(|m| ConfigError::invalid(key("bind"), m))?;
+            l.backend().map_err(|m| ConfigError::invalid(key("backend"), m))?;
+            if l.trusted_cas.is_empty() {
+                return Err(ConfigError::invalid(
+                    key("trusted_cas"),
+                    "at least one trusted CA file or directory is required",
+                ));
+            }
+            if l.tls.min_rsa_bits < 2048 {
+                return Err(ConfigError::invalid(
+                    key("tls.min_rsa_bits"),
+                    format!("{} is below the policy floor of 2048", l.tls.min_rsa_bits),
+                ));
+            }
+            l.revocation
+                .validate()
+                .map_err(|(k, m)| ConfigError::invalid(key(&format!("revocation.{k}")), m))?;
+        }
+        self.steering
+            .validate()
+            .map_err(|(k, m)| ConfigError::invalid(format!("steering.{k}"), m))?;
+        Ok(())
+    }
+
+    /// Human-readable list of every relaxation of the strict policy in this config; each is
+    /// logged as a warning at start-up.
+    pub fn relaxations(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for l in &self.listeners {
+            let name = l.display_name();
+            if l.classification == Classification::InConfidence {
+                out.push(format!(
+                    "listener {name}: classification in-confidence: client certificate optional"
+                ));
+            }
+            if !l.tls.require_client_auth_eku {
+                out.push(format!(
+                    "listener {name}: tls.require_client_auth_eku = false: certificates without the clientAuth EKU accepted"
+                ));
+            }
+            if l.tls.cipher_suites.iter().any(|s| s.contains("CHACHA20")) {
+                out.push(format!(
+                    "listener {name}: ChaCha20-Poly1305 suites enabled (not AES-GCM)"
+                ));
+            }
+            out.extend(
+                l.revocation
+                    .relaxations()
+                    .into_iter()
+                    .map(|r| format!("listener {name}: {r}")),
+            );
+        }
+        out
+    }
+}
+
+impl ListenerConfig {
+    /// The listener's name for logs: its `name` or its bind address.
+    pub fn display_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| self.bind.clone())
+    }
+
+    /// The parsed bind address.
+    ///
+    /// # Errors
+    /// A message saying what is wrong with `bind`.
+    pub fn bind_addr(&self) -> Result<SocketAddr, String> {
+        self.bind
+            .parse()
+            .map_err(|e| format!("{:?} is not an IP:port socket address ({e})", self.bind))
+    }
+
+    /// The parsed backend.
+    ///
+    /// # Errors
+    /// A message saying what is wrong with `backend`.
+    pub fn backend(&self) -> Result<Backend, String> {
+        parse_backend(&self.backend)
+    }
+}
+
+/// Parses a backend URL.
+///
+/// # Errors
+/// A message naming what is unsupported.
+pub fn parse_backend(s: &str) -> Result<Backend, String> {
+    if s == "builtin:identity" {
+        return Ok(Backend::BuiltinIdentity);
+    }
+    let uri: http::Uri = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a URL ({e})"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some(other) => {
+            return Err(format!(
+                "scheme {other:?} is not supported; use http://host:port or builtin:identity"
+            ))
+        }
+        None => return Err(format!("{s:?} has no scheme; use http://host:port")),
+    }
+    let auth = uri
+        .authority()
+        .ok_or_else(|| format!("{s:?} has no host"))?;
+    if uri.path() != "/" && !uri.path().is_empty() {
+        return Err(format!("{s:?}: a path prefix on the backend is not supported"));
+    }
+    let authority = if auth.port_u16().is_some() {
+        auth.as_str().to_string()
+    } else {
+        format!("{}:80", auth.host())
+    };
+    Ok(Backend::Http {
+        authority,
+        base: format!("http://{}", auth.as_str()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = r#"
+[[listener]]
+bind = "127.0.0.1:8443"
+backend = "http://127.0.0.1:8080"
+server_cert = "s.pem"
+server_key = "s.key"
+trusted_cas = ["ca.pem"]
+"#;
+
+    #[test]
+    fn minimal_config_is_strict() {
+        let c = Config::parse(MIN).expect("parses");
+        let l = &c.listeners[0];
+        assert_eq!(l.classification, Classification::Sensitive);
+        assert_eq!(l.tls.min_rsa_bits, 2048);
+        assert!(l.tls.require_client_auth_eku);
+        assert!(c.relaxations().is_empty());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::parse(&format!("{MIN}\nbogus_key = 1\n")).unwrap_err();
+        assert!(err.to_string().contains("bogus_key"), "{err}");
+    }
+
+    #[test]
+    fn weak_rsa_floor_rejected() {
+        let err =
+            Config::parse(&format!("{MIN}\n[listener.tls]\nmin_rsa_bits = 1024\n")).unwrap_err();
+        assert!(err.to_string().contains("listener[0].tls.min_rsa_bits"), "{err}");
+    }
+
+    #[test]
+    fn backend_schemes() {
+        assert!(parse_backend("builtin:identity").is_ok());
+        assert!(parse_backend("ftp://x").is_err());
+        assert_eq!(
+            parse_backend("http://localhost").unwrap(),
+            Backend::Http {
+                authority: "localhost:80".into(),
+                base: "http://localhost".into()
+            }
+        );
+    }
+}

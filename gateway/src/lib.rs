@@ -1,0 +1,11 @@
+//! The S.E.E. mutual-TLS edge gateway.
+//!
+//! A library first: `main.rs` only parses the command line. See ARCHITECTURE.md for the map.
+#![forbid(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod pki;
+pub mod revocation;
+pub mod steering;
+pub mod tls;

@@ -1,0 +1,1 @@
+//! Development PKI (CA, server and client certificates) for the embedded default.

@@ -1,0 +1,179 @@
+//! The client-certificate verifier: webpki chain validation (trust, validity, signatures,
+//! clientAuth) plus the S.E.E. key policy, plus an optional status check.
+
+use std::fmt;
+use std::sync::Arc;
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, Error, OtherError, RootCertStore,
+    SignatureScheme,
+};
+
+use crate::pki::keypolicy::{KeyPolicy, RequiredEku};
+
+/// A synchronous status check run inside the handshake after the chain has been verified.
+///
+/// It must not block: it answers from a cache. A definite failure (revoked, or a known
+/// unavailable status under fail-closed) is returned as an error and becomes a TLS alert.
+pub trait HandshakeStatusCheck: Send + Sync + fmt::Debug {
+    /// Checks `end_entity` (and its presented `intermediates`) at `now`.
+    ///
+    /// # Errors
+    /// The rustls error to fail the handshake with (e.g. `CertificateError::Revoked`).
+    fn check(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<(), Error>;
+}
+
+/// Error type carried in `rustls::Error::Other` for key-policy rejections.
+#[derive(Debug, thiserror::Error)]
+#[error("client certificate rejected by key policy: {0}")]
+pub struct PolicyRejection(pub crate::pki::keypolicy::KeyPolicyError);
+
+/// Verifies client certificates under the listener's policy.
+#[derive(Debug)]
+pub struct SeeClientVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    policy: KeyPolicy,
+    eku: RequiredEku,
+    status: Option<Arc<dyn HandshakeStatusCheck>>,
+}
+
+/// Errors building the verifier.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifierError {
+    /// A trusted CA certificate could not be used as a trust anchor.
+    #[error("trusted CA certificate #{index} cannot be used as a trust anchor: {message}")]
+    BadAnchor {
+        /// Position in the loaded bundle.
+        index: usize,
+        /// What webpki said.
+        message: String,
+    },
+    /// webpki refused to build the verifier.
+    #[error("cannot build client certificate verifier: {0}")]
+    Build(String),
+}
+
+impl SeeClientVerifier {
+    /// Builds a verifier trusting `cas`.
+    ///
+    /// `required = false` (IN CONFIDENCE) lets clients without a certificate complete the
+    /// handshake; a certificate that is presented is still verified in full.
+    ///
+    /// # Errors
+    /// [`VerifierError`] if a CA cannot be a trust anchor.
+    pub fn new(
+        cas: &[CertificateDer<'static>],
+        provider: Arc<rustls::crypto::CryptoProvider>,
+        required: bool,
+        policy: KeyPolicy,
+        eku: RequiredEku,
+        status: Option<Arc<dyn HandshakeStatusCheck>>,
+    ) -> Result<Self, VerifierError> {
+        let mut roots = RootCertStore::empty();
+        for (index, ca) in cas.iter().enumerate() {
+            roots
+                .add(ca.clone())
+                .map_err(|e| VerifierError::BadAnchor {
+                    index,
+                    message: e.to_string(),
+                })?;
+        }
+        let mut b = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+        if !required {
+            b = b.allow_unauthenticated();
+        }
+        let inner = b.build().map_err(|e| VerifierError::Build(e.to_string()))?;
+        Ok(SeeClientVerifier {
+            inner,
+            policy,
+            eku,
+            status,
+        })
+    }
+}
+
+fn policy_error(e: crate::pki::keypolicy::KeyPolicyError) -> Error {
+    use crate::pki::keypolicy::KeyPolicyError as K;
+    match e {
+        K::MissingEku(_) => Error::InvalidCertificate(CertificateError::InvalidPurpose),
+        K::Parse(_) => Error::InvalidCertificate(CertificateError::BadEncoding),
+        other => Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(
+            PolicyRejection(other),
+        )))),
+    }
+}
+
+impl ClientCertVerifier for SeeClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, Error> {
+        // Cheap structural policy first: a 1024-bit or SHA-1 certificate never reaches the
+        // (more expensive) signature checks.
+        self.policy
+            .check(end_entity, self.eku)
+            .map_err(policy_error)?;
+        for ca in intermediates {
+            self.policy
+                .check(ca, RequiredEku::None)
+                .map_err(policy_error)?;
+        }
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        if let Some(status) = &self.status {
+            status.check(end_entity, intermediates, now)?;
+        }
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        // No SHA-1 or PKCS#1 v1.5 with SHA-1 in CertificateVerify.
+        self.inner
+            .supported_verify_schemes()
+            .into_iter()
+            .filter(|s| !matches!(s, SignatureScheme::RSA_PKCS1_SHA1 | SignatureScheme::ECDSA_SHA1_Legacy))
+            .collect()
+    }
+}
