@@ -4,8 +4,11 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod config;
 pub mod pki;
 pub mod revocation;
 pub mod steering;
+pub mod tcp_proxy;
 pub mod tls;
+pub mod upstream;

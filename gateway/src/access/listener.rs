@@ -1,0 +1,488 @@
+//! The per-listener access decision: who is this request from, and may it pass?
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::{Response, StatusCode};
+use http_body_util::Full;
+use serde::Deserialize;
+use tokio::sync::Semaphore;
+
+use crate::access::basic;
+use crate::access::password::{PasswordFile, PasswordFileError, PasswordUser};
+use crate::access::ratelimit::{FailureLimiter, RateLimitConfig};
+use crate::access::rules::{Decision, Principal, RuleConfig, RuleError, RuleSet};
+use crate::config::Classification;
+use crate::pki::identity::{headers, AuthMethod, CertIdentity};
+
+/// `[listener.access]`: the password fallback of an IN CONFIDENCE listener.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessConfig {
+    /// Password file (`user:argon2id-PHC[:groups]` lines). Only on IN CONFIDENCE listeners;
+    /// without it, clients without a certificate are refused.
+    pub password_file: Option<PathBuf>,
+    /// Realm in the `WWW-Authenticate` challenge.
+    pub realm: String,
+    /// Limits on failed password attempts.
+    pub rate_limit: RateLimitConfig,
+    /// Password checks running at once (each argon2id check uses ~19 MiB for ~20-50 ms);
+    /// 0 means the number of CPUs.
+    pub max_concurrent_checks: usize,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        AccessConfig {
+            password_file: None,
+            realm: "S.E.E. gateway".into(),
+            rate_limit: RateLimitConfig::default(),
+            max_concurrent_checks: 0,
+        }
+    }
+}
+
+impl AccessConfig {
+    /// Resolves relative paths against the config file's directory.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        if let Some(p) = &mut self.password_file {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+    }
+
+    /// Validates against the listener's classification; `Err((key, message))` names the key
+    /// below `listener[i].`.
+    ///
+    /// # Errors
+    /// A password file on a SENSITIVE listener (S.E.E. 14.2.14 forbids it), a realm with
+    /// control characters or quotes, bad rate limits.
+    pub fn validate(&self, classification: Classification) -> Result<(), (String, String)> {
+        if self.password_file.is_some() && classification == Classification::Sensitive {
+            return Err((
+                "access.password_file".into(),
+                "SENSITIVE listeners never accept passwords (S.E.E. 14.2.14); remove it or set classification = \"in-confidence\"".into(),
+            ));
+        }
+        if self.realm.is_empty()
+            || self
+                .realm
+                .chars()
+                .any(|c| c.is_control() || c == '"' || c == '\\')
+        {
+            return Err((
+                "access.realm".into(),
+                "must be non-empty, without quotes, backslashes or control characters".into(),
+            ));
+        }
+        self.rate_limit
+            .validate()
+            .map_err(|(k, m)| (format!("access.rate_limit.{k}"), m))
+    }
+}
+
+/// Errors building a listener's access state.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    /// The password file is unusable.
+    #[error(transparent)]
+    Passwords(#[from] PasswordFileError),
+    /// A rule is unusable.
+    #[error(transparent)]
+    Rule(#[from] RuleError),
+    /// A setting contradicts the classification.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// The access state of one listener, shared read-only by all workers.
+#[derive(Debug)]
+pub struct ListenerAccess {
+    classification: Classification,
+    realm: String,
+    passwords: Option<arc_swap::ArcSwap<PasswordFile>>,
+    limiter: FailureLimiter,
+    rules: RuleSet,
+    checks: Arc<Semaphore>,
+}
+
+/// A request that passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Granted {
+    /// How the client authenticated.
+    pub method: AuthMethod,
+    /// The password user, for [`AuthMethod::Password`].
+    pub user: Option<PasswordUser>,
+    /// The rule that allowed it (None: the listener has no rules).
+    pub rule: Option<String>,
+}
+
+impl Granted {
+    /// Identity headers to add for a password user (`x-client-auth-method: password`,
+    /// `x-client-user`). Certificate identity headers are the proxy's.
+    pub fn password_headers(&self) -> Vec<(HeaderName, HeaderValue)> {
+        let Some(u) = &self.user else {
+            return Vec::new();
+        };
+        let mut out = vec![(
+            HeaderName::from_static(headers::AUTH_METHOD),
+            HeaderValue::from_static(AuthMethod::Password.as_str()),
+        )];
+        if let Ok(v) = HeaderValue::from_str(&u.name) {
+            out.push((HeaderName::from_static(headers::USER), v));
+        }
+        out
+    }
+}
+
+/// A request that did not pass: the response to send and the line to log.
+#[derive(Debug)]
+pub struct Refused {
+    /// 401, 403, 429 or 503, ready to send.
+    pub response: Response<Full<Bytes>>,
+    /// Full reason for the log (never sent to the client).
+    pub log_reason: String,
+}
+
+fn plain(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+impl ListenerAccess {
+    /// Builds the access state: loads the password file, compiles the rules.
+    ///
+    /// # Errors
+    /// [`AccessError`] for an unreadable/malformed password file, a bad rule, or a password
+    /// file on a SENSITIVE listener.
+    pub fn new(
+        classification: Classification,
+        cfg: &AccessConfig,
+        rules: &[RuleConfig],
+    ) -> Result<Self, AccessError> {
+        cfg.validate(classification)
+            .map_err(|(k, m)| AccessError::Config(format!("{k}: {m}")))?;
+        let passwords = match &cfg.password_file {
+            Some(p) => Some(arc_swap::ArcSwap::from_pointee(PasswordFile::load(p)?)),
+            None => None,
+        };
+        let n = if cfg.max_concurrent_checks == 0 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        } else {
+            cfg.max_concurrent_checks
+        };
+        Ok(ListenerAccess {
+            classification,
+            realm: cfg.realm.clone(),
+            passwords,
+            limiter: FailureLimiter::new(&cfg.rate_limit),
+            rules: RuleSet::compile(rules)?,
+            checks: Arc::new(Semaphore::new(n)),
+        })
+    }
+
+    /// Replaces the password file (on reload); readers never wait.
+    pub fn replace_passwords(&self, file: PasswordFile) {
+        if let Some(p) = &self.passwords {
+            p.store(Arc::new(file));
+        }
+    }
+
+    /// The compiled rules (e.g. to authorise TCP connections with `path = "/"`).
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    /// Decides one request.
+    ///
+    /// * With a verified client certificate (`cert`), the certificate alone counts: any
+    ///   `Authorization` header is ignored (and should be forwarded untouched or stripped by
+    ///   the caller's policy). An invalid or revoked certificate never gets here: the
+    ///   handshake or the status check already dropped the connection.
+    /// * Without one, a SENSITIVE listener refuses (403, no challenge: passwords are never
+    ///   offered); an IN CONFIDENCE listener with a password file asks for Basic
+    ///   credentials (401), rate-limits failures per source and user (429), and checks the
+    ///   password off the event loop.
+    /// * Then the rules decide (403 with the rule's short reason).
+    ///
+    /// # Errors
+    /// [`Refused`] with the response to send and the reason to log.
+    pub async fn authorize(
+        &self,
+        peer: IpAddr,
+        cert: Option<&CertIdentity>,
+        path: &str,
+        request_headers: &HeaderMap,
+    ) -> Result<Granted, Box<Refused>> {
+        let (method, user) = match cert {
+            Some(_) => (AuthMethod::Certificate, None),
+            None => (
+                AuthMethod::Password,
+                Some(self.password_login(peer, request_headers).await?),
+            ),
+        };
+        let principal = match (cert, &user) {
+            (Some(id), _) => Principal::Certificate(id),
+            (None, Some(u)) => Principal::Password(u),
+            (None, None) => {
+                return Err(Box::new(Refused {
+                    response: plain(
+                        StatusCode::FORBIDDEN,
+                        "client certificate required\n".into(),
+                    ),
+                    log_reason: "no identity".into(),
+                }))
+            }
+        };
+        match self.rules.evaluate(principal, path) {
+            Decision::Allow { rule } => Ok(Granted { method, user, rule }),
+            Decision::Deny {
+                client_reason,
+                log_reason,
+            } => Err(Box::new(Refused {
+                response: plain(StatusCode::FORBIDDEN, format!("{client_reason}\n")),
+                log_reason,
+            })),
+        }
+    }
+
+    async fn password_login(
+        &self,
+        peer: IpAddr,
+        h: &HeaderMap,
+    ) -> Result<PasswordUser, Box<Refused>> {
+        let refuse = |response, log_reason: String| {
+            Err(Box::new(Refused {
+                response,
+                log_reason,
+            }))
+        };
+        let challenge = |log_reason: String| {
+            Err(Box::new(Refused {
+                response: basic::unauthorized(&self.realm, "authentication required\n"),
+                log_reason,
+            }))
+        };
+        if self.classification == Classification::Sensitive {
+            return refuse(
+                plain(
+                    StatusCode::FORBIDDEN,
+                    "client certificate required\n".into(),
+                ),
+                "SENSITIVE listener: no client certificate (passwords are never accepted)".into(),
+            );
+        }
+        let Some(passwords) = &self.passwords else {
+            return refuse(
+                plain(
+                    StatusCode::FORBIDDEN,
+                    "client certificate required\n".into(),
+                ),
+                "IN CONFIDENCE listener without password_file: no client certificate".into(),
+            );
+        };
+        let now = Instant::now();
+        let creds = match basic::from_headers(h) {
+            Ok(Some(c)) => c,
+            Ok(None) => return challenge("no client certificate and no credentials".into()),
+            Err(e) => {
+                if let Err(l) = self.limiter.check(peer, None, now) {
+                    return refuse(
+                        too_many(l.retry_after()),
+                        format!("rate limited ({l:?}) malformed credentials from {peer}"),
+                    );
+                }
+                self.limiter.record_failure(peer, None, now);
+                return challenge(format!("malformed Basic credentials from {peer}: {e}"));
+            }
+        };
+        if let Err(l) = self.limiter.check(peer, Some(&creds.user), now) {
+            return refuse(
+                too_many(l.retry_after()),
+                format!(
+                    "password attempts rate limited ({l:?}) for user {:?} from {peer}",
+                    creds.user
+                ),
+            );
+        }
+        let permit =
+            match tokio::time::timeout(Duration::from_secs(5), self.checks.clone().acquire_owned())
+                .await
+            {
+                Ok(Ok(p)) => p,
+                _ => {
+                    return refuse(
+                        plain(StatusCode::SERVICE_UNAVAILABLE, "busy, try again\n".into()),
+                        "password check queue full for 5s".into(),
+                    )
+                }
+            };
+        let file = passwords.load_full();
+        let user = creds.user.clone();
+        let verified = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            file.verify(&creds.user, &creds.password)
+        })
+        .await
+        .ok()
+        .flatten();
+        match verified {
+            Some(u) => Ok(u),
+            None => {
+                self.limiter
+                    .record_failure(peer, Some(&user), Instant::now());
+                challenge(format!(
+                    "wrong password or unknown user {user:?} from {peer}"
+                ))
+            }
+        }
+    }
+}
+
+fn too_many(retry_after: Duration) -> Response<Full<Bytes>> {
+    let mut r = plain(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many failed attempts, try later\n".into(),
+    );
+    let secs = retry_after.as_secs().max(1);
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        r.headers_mut().insert(http::header::RETRY_AFTER, v);
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::password::set_password;
+    use base64::Engine as _;
+
+    fn basic(user: &str, pw: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        let v = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"));
+        h.insert(
+            http::header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Basic {v}")).expect("hv"),
+        );
+        h
+    }
+
+    fn setup(classification: Classification) -> (tempfile::TempDir, ListenerAccess) {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("users");
+        set_password(&p, "alice", "alice password", Some(&["staff".to_string()])).expect("passwd");
+        let cfg = AccessConfig {
+            password_file: Some(p),
+            rate_limit: RateLimitConfig {
+                per_source_burst: 3,
+                per_source_per_minute: 1,
+                per_user_burst: 2,
+                per_user_per_minute: 1,
+                max_tracked: 1024,
+            },
+            ..AccessConfig::default()
+        };
+        let cfg_ok = if classification == Classification::Sensitive {
+            AccessConfig {
+                password_file: None,
+                ..cfg
+            }
+        } else {
+            cfg
+        };
+        let a = ListenerAccess::new(classification, &cfg_ok, &[]).expect("access");
+        (dir, a)
+    }
+
+    #[tokio::test]
+    async fn password_fallback_flow() {
+        let (_d, a) = setup(Classification::InConfidence);
+        let ip: IpAddr = "192.0.2.1".parse().expect("ip");
+        let g = a
+            .authorize(ip, None, "/", &basic("alice", "alice password"))
+            .await
+            .expect("granted");
+        assert_eq!(g.method, AuthMethod::Password);
+        let hs = g.password_headers();
+        assert!(hs.iter().any(|(k, v)| k == headers::USER && v == "alice"));
+        assert!(hs
+            .iter()
+            .any(|(k, v)| k == headers::AUTH_METHOD && v == "password"));
+
+        let r = a
+            .authorize(ip, None, "/", &HeaderMap::new())
+            .await
+            .expect_err("no creds");
+        assert_eq!(r.response.status(), StatusCode::UNAUTHORIZED);
+        assert!(r
+            .response
+            .headers()
+            .contains_key(http::header::WWW_AUTHENTICATE));
+
+        let r = a
+            .authorize(ip, None, "/", &basic("alice", "wrong"))
+            .await
+            .expect_err("wrong");
+        assert_eq!(r.response.status(), StatusCode::UNAUTHORIZED);
+        let r = a
+            .authorize(ip, None, "/", &basic("alice", "wrong"))
+            .await
+            .expect_err("wrong 2");
+        assert_eq!(r.response.status(), StatusCode::UNAUTHORIZED);
+        // Per-user limit (burst 2) now applies, even with the right password, from any source.
+        let r = a
+            .authorize(
+                "192.0.2.99".parse().expect("ip"),
+                None,
+                "/",
+                &basic("alice", "alice password"),
+            )
+            .await
+            .expect_err("limited");
+        assert_eq!(r.response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(r.response.headers().contains_key(http::header::RETRY_AFTER));
+    }
+
+    #[tokio::test]
+    async fn sensitive_ignores_basic() {
+        let (_d, a) = setup(Classification::Sensitive);
+        let r = a
+            .authorize(
+                "192.0.2.1".parse().expect("ip"),
+                None,
+                "/",
+                &basic("alice", "alice password"),
+            )
+            .await
+            .expect_err("refused");
+        assert_eq!(r.response.status(), StatusCode::FORBIDDEN);
+        assert!(!r
+            .response
+            .headers()
+            .contains_key(http::header::WWW_AUTHENTICATE));
+    }
+
+    #[test]
+    fn password_file_on_sensitive_is_a_config_error() {
+        let cfg = AccessConfig {
+            password_file: Some("users".into()),
+            ..AccessConfig::default()
+        };
+        let (k, _) = cfg
+            .validate(Classification::Sensitive)
+            .expect_err("refused");
+        assert_eq!(k, "access.password_file");
+    }
+}

@@ -1,0 +1,704 @@
+//! Upstream TLS: the gateway as a S.E.E. client of an `https://` backend (14.2.11-14.2.12).
+//!
+//! The backend's certificate must chain to a CA configured *for that backend*, be within
+//! its validity period, carry good signatures, match the host name, pass the key policy
+//! (RSA >= 2048, P-256/P-384, no SHA-1, serverAuth EKU), and have a current status that
+//! is not revoked. The status check runs through a [`ChainStatusCheck`] (the revocation
+//! machinery) right after the handshake and before a single byte of the request is sent;
+//! an unknown status refuses the connection (fail closed). The caller answers 502 and logs
+//! the [`UpstreamError`].
+//!
+//! [`UpstreamConnector`] plugs this into `hyper_util::client::legacy::Client`.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::Uri;
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::rt::TokioIo;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{
+    CertificateError, DigitallySignedStruct, Error, OtherError, RootCertStore, SignatureScheme,
+};
+use serde::Deserialize;
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+use crate::pki::keypolicy::{KeyPolicy, KeyPolicyError, RequiredEku};
+use crate::pki::{load_ca_bundle, load_certs, load_key};
+
+/// Whether the backend certificate's revocation status must be known.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamRevocation {
+    /// Check every certificate of the chain; refuse on revoked or unknown (the default).
+    #[default]
+    Require,
+    /// Do not check (a relaxation, logged at start-up).
+    Off,
+}
+
+/// TLS settings for an `https://` backend: `[listener.upstream]` or
+/// `[listener.route.upstream]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsConfig {
+    /// PEM files/directories of the CAs trusted for this backend (not the listener's).
+    pub trusted_cas: Vec<PathBuf>,
+    /// Name to verify in the backend's certificate (default: the URL's host).
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// Client certificate chain for gateway-to-backend mutual TLS.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    /// Private key of `client_cert`.
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
+    /// Minimum RSA size in the backend's chain.
+    #[serde(default = "default_min_rsa")]
+    pub min_rsa_bits: usize,
+    /// `require` (default) or `off`.
+    #[serde(default)]
+    pub revocation: UpstreamRevocation,
+    /// Seconds for TCP connect plus handshake plus status check.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+}
+
+fn default_min_rsa() -> usize {
+    2048
+}
+
+fn default_connect_timeout() -> u64 {
+    10
+}
+
+impl UpstreamTlsConfig {
+    /// Resolves relative paths against the config file's directory.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        self.trusted_cas.iter_mut().for_each(fix);
+        self.client_cert.iter_mut().for_each(fix);
+        self.client_key.iter_mut().for_each(fix);
+    }
+
+    /// Validates values; `Err((key, message))` names the key below `upstream.`.
+    ///
+    /// # Errors
+    /// No CA, a lone client cert or key, an RSA floor below 2048.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.trusted_cas.is_empty() {
+            return Err((
+                "trusted_cas".into(),
+                "at least one CA for the backend is required".into(),
+            ));
+        }
+        if self.client_cert.is_some() != self.client_key.is_some() {
+            return Err((
+                "client_cert".into(),
+                "client_cert and client_key go together".into(),
+            ));
+        }
+        if self.min_rsa_bits < 2048 {
+            return Err((
+                "min_rsa_bits".into(),
+                format!("{} is below the policy floor of 2048", self.min_rsa_bits),
+            ));
+        }
+        if let Some(n) = &self.server_name {
+            ServerName::try_from(n.as_str()).map_err(|e| {
+                (
+                    "server_name".to_string(),
+                    format!("{n:?} is not a DNS name or IP ({e})"),
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Relaxations, for the start-up log.
+    pub fn relaxations(&self) -> Vec<String> {
+        match self.revocation {
+            UpstreamRevocation::Off => {
+                vec!["upstream.revocation = \"off\": backend certificate status not checked".into()]
+            }
+            UpstreamRevocation::Require => Vec::new(),
+        }
+    }
+}
+
+/// Status of one certificate as reported by a [`ChainStatusCheck`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertStatus {
+    /// A current CRL or OCSP response says it is not revoked.
+    Good,
+    /// Revoked.
+    Revoked {
+        /// Reason and date, as known.
+        reason: String,
+    },
+    /// No current status could be had (fetch failed, stale, no CRL/OCSP pointer).
+    Unknown {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The status of one certificate of a chain, with where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertStatusReport {
+    /// Subject DN of the certificate.
+    pub subject: String,
+    /// The status.
+    pub status: CertStatus,
+    /// Where it came from: `CRL <url>`, `OCSP <url>`, `stapled OCSP`, `cache`.
+    pub source: String,
+    /// Freshness: `thisUpdate .. nextUpdate` or similar.
+    pub freshness: String,
+}
+
+/// Boxed future returned by [`ChainStatusCheck::check_chain`].
+pub type StatusFuture<'a> = Pin<Box<dyn Future<Output = Vec<CertStatusReport>> + Send + 'a>>;
+
+/// The revocation machinery as seen by upstream TLS and `gateway probe`: an asynchronous
+/// status check of a chain that has already been verified.
+///
+/// Implementations fetch CRL/OCSP with deadlines (single-flight, cached) and must report
+/// one entry for every certificate they were asked about, `Unknown` when they could not
+/// tell.
+pub trait ChainStatusCheck: Send + Sync + fmt::Debug {
+    /// Checks `presented` (leaf first, then the intermediates as sent by the server).
+    /// `anchors` are the trusted CAs, so the checker can find the issuer of the last
+    /// certificate. Trust anchors themselves are not checked.
+    fn check_chain<'a>(
+        &'a self,
+        presented: &'a [CertificateDer<'static>],
+        anchors: &'a [CertificateDer<'static>],
+    ) -> StatusFuture<'a>;
+}
+
+/// Why an upstream connection was refused or failed. Logged by the caller, who answers 502.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// Bad upstream configuration (files, keys).
+    #[error("upstream TLS configuration: {0}")]
+    Config(String),
+    /// The backend URL cannot be used.
+    #[error("upstream URL {0}")]
+    Url(String),
+    /// TCP connect failed.
+    #[error("cannot connect to backend {addr}: {source}")]
+    Connect {
+        /// `host:port`.
+        addr: String,
+        /// The error.
+        source: io::Error,
+    },
+    /// Connect, handshake and status check took too long.
+    #[error("backend {addr}: no TLS connection within {secs}s")]
+    Timeout {
+        /// `host:port`.
+        addr: String,
+        /// The deadline.
+        secs: u64,
+    },
+    /// The TLS handshake failed, including certificate verification (untrusted, expired,
+    /// wrong name, key policy).
+    #[error("TLS handshake with backend {addr} failed: {source}")]
+    Handshake {
+        /// `host:port`.
+        addr: String,
+        /// The error (rustls error inside).
+        source: io::Error,
+    },
+    /// A certificate of the backend's chain is revoked.
+    #[error("backend {addr}: certificate {subject:?} is revoked ({reason}; {origin})")]
+    Revoked {
+        /// `host:port`.
+        addr: String,
+        /// The certificate.
+        subject: String,
+        /// Reason.
+        reason: String,
+        /// Where the status came from.
+        origin: String,
+    },
+    /// A certificate's status could not be established (fail closed).
+    #[error("backend {addr}: no current revocation status for {subject:?} ({reason})")]
+    StatusUnknown {
+        /// `host:port`.
+        addr: String,
+        /// The certificate.
+        subject: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Error type in `rustls::Error::Other` for key-policy rejections of a server certificate.
+#[derive(Debug, thiserror::Error)]
+#[error("server certificate rejected by key policy: {0}")]
+pub struct ServerPolicyRejection(pub KeyPolicyError);
+
+fn policy_error(e: KeyPolicyError) -> Error {
+    match e {
+        KeyPolicyError::MissingEku(_) => {
+            Error::InvalidCertificate(CertificateError::InvalidPurpose)
+        }
+        KeyPolicyError::Parse(_) => Error::InvalidCertificate(CertificateError::BadEncoding),
+        other => Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(
+            ServerPolicyRejection(other),
+        )))),
+    }
+}
+
+/// A `ServerCertVerifier` applying the S.E.E. client rules: webpki (trust in the given
+/// anchors only, validity, signatures, host name, serverAuth) plus the key policy.
+#[derive(Debug)]
+pub struct SeeServerVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    policy: KeyPolicy,
+}
+
+impl SeeServerVerifier {
+    /// Builds a verifier trusting only `anchors`.
+    ///
+    /// # Errors
+    /// [`UpstreamError::Config`] if an anchor is unusable or the set is empty.
+    pub fn new(
+        anchors: &[CertificateDer<'static>],
+        provider: Arc<rustls::crypto::CryptoProvider>,
+        policy: KeyPolicy,
+    ) -> Result<Self, UpstreamError> {
+        let mut roots = RootCertStore::empty();
+        for (i, a) in anchors.iter().enumerate() {
+            roots.add(a.clone()).map_err(|e| {
+                UpstreamError::Config(format!("trusted CA #{i} is not a usable trust anchor: {e}"))
+            })?;
+        }
+        let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|e| UpstreamError::Config(format!("cannot build server verifier: {e}")))?;
+        Ok(SeeServerVerifier { inner, policy })
+    }
+}
+
+impl ServerCertVerifier for SeeServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        self.policy
+            .check(end_entity, RequiredEku::ServerAuth)
+            .map_err(policy_error)?;
+        for c in intermediates {
+            self.policy
+                .check(c, RequiredEku::None)
+                .map_err(policy_error)?;
+        }
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner
+            .supported_verify_schemes()
+            .into_iter()
+            .filter(|s| {
+                !matches!(
+                    s,
+                    SignatureScheme::RSA_PKCS1_SHA1 | SignatureScheme::ECDSA_SHA1_Legacy
+                )
+            })
+            .collect()
+    }
+}
+
+/// Runs `status` over a verified chain and turns the first revoked or unknown entry into an
+/// error. A checker that reports nothing for a certificate counts as unknown.
+///
+/// # Errors
+/// [`UpstreamError::Revoked`] or [`UpstreamError::StatusUnknown`].
+pub async fn check_status(
+    status: &dyn ChainStatusCheck,
+    presented: &[CertificateDer<'static>],
+    anchors: &[CertificateDer<'static>],
+    addr: &str,
+) -> Result<Vec<CertStatusReport>, UpstreamError> {
+    let reports = status.check_chain(presented, anchors).await;
+    if reports.len() < presented.len() {
+        return Err(UpstreamError::StatusUnknown {
+            addr: addr.into(),
+            subject: format!("chain certificate #{}", reports.len()),
+            reason: "the status checker gave no answer for it".into(),
+        });
+    }
+    for r in &reports {
+        match &r.status {
+            CertStatus::Good => {}
+            CertStatus::Revoked { reason } => {
+                return Err(UpstreamError::Revoked {
+                    addr: addr.into(),
+                    subject: r.subject.clone(),
+                    reason: reason.clone(),
+                    origin: r.source.clone(),
+                })
+            }
+            CertStatus::Unknown { reason } => {
+                return Err(UpstreamError::StatusUnknown {
+                    addr: addr.into(),
+                    subject: r.subject.clone(),
+                    reason: reason.clone(),
+                })
+            }
+        }
+    }
+    Ok(reports)
+}
+
+/// A configured TLS client for one backend.
+#[derive(Clone)]
+pub struct UpstreamTls {
+    connector: TlsConnector,
+    anchors: Arc<Vec<CertificateDer<'static>>>,
+    status: Option<Arc<dyn ChainStatusCheck>>,
+    server_name: Option<ServerName<'static>>,
+    timeout: Duration,
+}
+
+impl fmt::Debug for UpstreamTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamTls")
+            .field("anchors", &self.anchors.len())
+            .field("status", &self.status)
+            .field("server_name", &self.server_name)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl UpstreamTls {
+    /// Builds the client from its configuration. `provider` is the policy-restricted crypto
+    /// provider (see [`crate::tls::build_provider`]); `status` the revocation checker.
+    ///
+    /// # Errors
+    /// [`UpstreamError::Config`] for unreadable CAs/keys, a bad client key, or
+    /// `revocation = "require"` (the default) without a checker: the gateway refuses to
+    /// start rather than connect unchecked.
+    pub fn from_config(
+        cfg: &UpstreamTlsConfig,
+        provider: Arc<rustls::crypto::CryptoProvider>,
+        status: Option<Arc<dyn ChainStatusCheck>>,
+    ) -> Result<Self, UpstreamError> {
+        cfg.validate()
+            .map_err(|(k, m)| UpstreamError::Config(format!("upstream.{k}: {m}")))?;
+        let status = match (cfg.revocation, status) {
+            (UpstreamRevocation::Off, _) => None,
+            (UpstreamRevocation::Require, Some(s)) => Some(s),
+            (UpstreamRevocation::Require, None) => {
+                return Err(UpstreamError::Config(
+                    "upstream.revocation = \"require\" but no revocation checker is available; \
+                     configure revocation checking or set upstream.revocation = \"off\" (a logged relaxation)"
+                        .into(),
+                ))
+            }
+        };
+        let anchors =
+            load_ca_bundle(&cfg.trusted_cas).map_err(|e| UpstreamError::Config(e.to_string()))?;
+        let verifier = SeeServerVerifier::new(
+            &anchors,
+            provider.clone(),
+            KeyPolicy {
+                min_rsa_bits: cfg.min_rsa_bits,
+            },
+        )?;
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| UpstreamError::Config(e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier));
+        let mut config = match (&cfg.client_cert, &cfg.client_key) {
+            (Some(c), Some(k)) => {
+                let chain = load_certs(c).map_err(|e| UpstreamError::Config(e.to_string()))?;
+                let key = load_key(k).map_err(|e| UpstreamError::Config(e.to_string()))?;
+                builder.with_client_auth_cert(chain, key).map_err(|e| {
+                    UpstreamError::Config(format!(
+                        "client key {} does not fit {}: {e}",
+                        k.display(),
+                        c.display()
+                    ))
+                })?
+            }
+            _ => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let server_name =
+            match &cfg.server_name {
+                Some(n) => Some(ServerName::try_from(n.clone()).map_err(|e| {
+                    UpstreamError::Config(format!("upstream.server_name {n:?}: {e}"))
+                })?),
+                None => None,
+            };
+        Ok(UpstreamTls {
+            connector: TlsConnector::from(Arc::new(config)),
+            anchors: Arc::new(anchors),
+            status,
+            server_name,
+            timeout: Duration::from_secs(cfg.connect_timeout_secs.max(1)),
+        })
+    }
+
+    /// Connects to `addr` (`host:port`), verifies the backend as `host` (or the configured
+    /// `server_name`) and checks the chain's status. Nothing is sent before all of it passed.
+    ///
+    /// # Errors
+    /// An [`UpstreamError`] saying which check refused the backend.
+    pub async fn connect(
+        &self,
+        addr: &str,
+        host: &str,
+    ) -> Result<TlsStream<TcpStream>, UpstreamError> {
+        let secs = self.timeout.as_secs();
+        tokio::time::timeout(self.timeout, self.connect_inner(addr, host))
+            .await
+            .map_err(|_| UpstreamError::Timeout {
+                addr: addr.into(),
+                secs,
+            })?
+    }
+
+    async fn connect_inner(
+        &self,
+        addr: &str,
+        host: &str,
+    ) -> Result<TlsStream<TcpStream>, UpstreamError> {
+        let name = match &self.server_name {
+            Some(n) => n.clone(),
+            None => ServerName::try_from(
+                host.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string(),
+            )
+            .map_err(|e| {
+                UpstreamError::Url(format!("host {host:?} is not a DNS name or IP: {e}"))
+            })?,
+        };
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|source| UpstreamError::Connect {
+                addr: addr.into(),
+                source,
+            })?;
+        let _ = tcp.set_nodelay(true);
+        let tls =
+            self.connector
+                .connect(name, tcp)
+                .await
+                .map_err(|source| UpstreamError::Handshake {
+                    addr: addr.into(),
+                    source,
+                })?;
+        if let Some(status) = &self.status {
+            let presented: Vec<CertificateDer<'static>> = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+                .unwrap_or_default();
+            check_status(status.as_ref(), &presented, &self.anchors, addr).await?;
+        }
+        Ok(tls)
+    }
+}
+
+/// A connection to a backend, plain or TLS, usable by hyper-util's legacy client.
+#[derive(Debug)]
+pub enum UpstreamStream {
+    /// `http://`.
+    Plain(TokioIo<TcpStream>),
+    /// `https://`, verified.
+    Tls(Box<TokioIo<TlsStream<TcpStream>>>),
+}
+
+impl hyper::rt::Read for UpstreamStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            UpstreamStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl hyper::rt::Write for UpstreamStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            UpstreamStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            UpstreamStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            UpstreamStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            UpstreamStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+impl Connection for UpstreamStream {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+/// The connector for `hyper_util::client::legacy::Client`: `http://` URIs get plain TCP,
+/// `https://` URIs get [`UpstreamTls::connect`]. Build one client per backend that has its
+/// own upstream TLS settings.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamConnector {
+    tls: Option<Arc<UpstreamTls>>,
+}
+
+impl UpstreamConnector {
+    /// A connector; `tls` is required for `https://` URIs.
+    pub fn new(tls: Option<Arc<UpstreamTls>>) -> Self {
+        UpstreamConnector { tls }
+    }
+}
+
+fn uri_target(uri: &Uri) -> Result<(bool, String, String), UpstreamError> {
+    let https = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        other => {
+            return Err(UpstreamError::Url(format!(
+                "{uri}: scheme {other:?} not supported"
+            )))
+        }
+    };
+    let host = uri
+        .host()
+        .ok_or_else(|| UpstreamError::Url(format!("{uri}: no host")))?;
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let addr = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    Ok((https, addr, host.to_string()))
+}
+
+impl tower_service::Service<Uri> for UpstreamConnector {
+    type Response = UpstreamStream;
+    type Error = UpstreamError;
+    type Future = Pin<Box<dyn Future<Output = Result<UpstreamStream, UpstreamError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let tls = self.tls.clone();
+        Box::pin(async move {
+            let (https, addr, host) = uri_target(&uri)?;
+            if https {
+                let tls = tls.ok_or_else(|| {
+                    UpstreamError::Url(format!(
+                        "{uri}: https backend without upstream TLS settings"
+                    ))
+                })?;
+                Ok(UpstreamStream::Tls(Box::new(TokioIo::new(
+                    tls.connect(&addr, &host).await?,
+                ))))
+            } else {
+                let tcp =
+                    TcpStream::connect(&addr)
+                        .await
+                        .map_err(|source| UpstreamError::Connect {
+                            addr: addr.clone(),
+                            source,
+                        })?;
+                let _ = tcp.set_nodelay(true);
+                Ok(UpstreamStream::Plain(TokioIo::new(tcp)))
+            }
+        })
+    }
+}
+
+/// The whole cause chain of an error on one line, for the 502 log line
+/// (`hyper_util` wraps the [`UpstreamError`] in its own error).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let t = s.to_string();
+        if !out.contains(&t) {
+            out.push_str(": ");
+            out.push_str(&t);
+        }
+        cur = s.source();
+    }
+    out
+}
+
+/// Resolves `addr` to a socket address (first result), for callers that need one.
+///
+/// # Errors
+/// The resolver's error, or `NotFound` if it returned nothing.
+pub async fn resolve(addr: &str) -> io::Result<SocketAddr> {
+    tokio::net::lookup_host(addr)
+        .await?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{addr}: no address")))
+}
