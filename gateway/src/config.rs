@@ -114,6 +114,22 @@ pub enum Backend {
     },
     /// The built-in identity echo backend (answers with the identity it received, as JSON).
     BuiltinIdentity,
+    /// An HTTPS origin, `https://host[:port]`: the gateway is a S.E.E. TLS client of it
+    /// (see [`crate::upstream`]; needs `[listener.upstream]`).
+    Https {
+        /// `host:port` to connect to.
+        authority: String,
+        /// Scheme+authority, for the Host header.
+        base: String,
+        /// The host name to verify in the backend's certificate.
+        host: String,
+    },
+    /// Raw TCP mode, `tcp://host:port`: the decrypted stream is relayed with a PROXY v2
+    /// header (see [`crate::tcp_proxy`]).
+    Tcp {
+        /// `host:port` to connect to.
+        authority: String,
+    },
 }
 
 /// One TLS listener.
@@ -142,6 +158,19 @@ pub struct ListenerConfig {
     /// Certificate status checking.
     #[serde(default)]
     pub revocation: RevocationConfig,
+    /// Password fallback (IN CONFIDENCE only) and its rate limits: `[listener.access]`.
+    #[serde(default)]
+    pub access: crate::access::AccessConfig,
+    /// Authorisation rules, first match wins, default deny once any exists:
+    /// `[[listener.rule]]`.
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<crate::access::rules::RuleConfig>,
+    /// Path prefixes routed to other backends: `[[listener.route]]`.
+    #[serde(default, rename = "route")]
+    pub routes: Vec<crate::access::rules::RouteConfig>,
+    /// TLS settings when `backend` is `https://`: `[listener.upstream]`.
+    #[serde(default)]
+    pub upstream: Option<crate::upstream::UpstreamTlsConfig>,
 }
 
 fn default_classification() -> Classification {
@@ -231,6 +260,7 @@ impl Config {
             fix(&mut l.server_key);
             l.trusted_cas.iter_mut().for_each(fix);
             l.revocation.resolve_paths(base);
+            crate::access::resolve_paths(l, base);
         }
     }
 
@@ -255,6 +285,7 @@ impl Config {
             let key = |k: &str| format!("listener[{i}].{k}");
             l.bind_addr().map_err(|m| ConfigError::invalid(key("bind"), m))?;
             l.backend().map_err(|m| ConfigError::invalid(key("backend"), m))?;
+            crate::access::validate_listener(l).map_err(|(k, m)| ConfigError::invalid(key(&k), m))?;
             if l.trusted_cas.is_empty() {
                 return Err(ConfigError::invalid(
                     key("trusted_cas"),
@@ -298,6 +329,11 @@ impl Config {
                     "listener {name}: ChaCha20-Poly1305 suites enabled (not AES-GCM)"
                 ));
             }
+            out.extend(
+                crate::access::relaxations(l)
+                    .into_iter()
+                    .map(|r| format!("listener {name}: {r}")),
+            );
             out.extend(
                 l.revocation
                     .relaxations()
@@ -345,20 +381,40 @@ pub fn parse_backend(s: &str) -> Result<Backend, String> {
     let uri: http::Uri = s
         .parse()
         .map_err(|e| format!("{s:?} is not a URL ({e})"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
+    let scheme = match uri.scheme_str() {
+        Some(s @ ("http" | "https" | "tcp")) => s,
         Some(other) => {
             return Err(format!(
-                "scheme {other:?} is not supported; use http://host:port or builtin:identity"
+                "scheme {other:?} is not supported; use http://host:port, https://host:port, tcp://host:port or builtin:identity"
             ))
         }
         None => return Err(format!("{s:?} has no scheme; use http://host:port")),
-    }
+    };
     let auth = uri
         .authority()
         .ok_or_else(|| format!("{s:?} has no host"))?;
     if uri.path() != "/" && !uri.path().is_empty() {
         return Err(format!("{s:?}: a path prefix on the backend is not supported"));
+    }
+    if scheme == "tcp" {
+        if auth.port_u16().is_none() {
+            return Err(format!("{s:?}: a tcp:// backend needs a port"));
+        }
+        return Ok(Backend::Tcp {
+            authority: auth.as_str().to_string(),
+        });
+    }
+    if scheme == "https" {
+        let authority = if auth.port_u16().is_some() {
+            auth.as_str().to_string()
+        } else {
+            format!("{}:443", auth.host())
+        };
+        return Ok(Backend::Https {
+            authority,
+            base: format!("https://{}", auth.as_str()),
+            host: auth.host().trim_start_matches('[').trim_end_matches(']').to_string(),
+        });
     }
     let authority = if auth.port_u16().is_some() {
         auth.as_str().to_string()
