@@ -39,7 +39,8 @@ pub fn resolve_paths(l: &mut ListenerConfig, base: &Path) {
 /// without an `https://` backend), path-scoped rules or routes on a TCP listener.
 pub fn validate_listener(l: &ListenerConfig) -> Result<(), (String, String)> {
     l.access.validate(l.classification)?;
-    rules::RuleSet::compile(&l.rules).map_err(|e| (format!("rule[{}].{}", e.index, e.key), e.message))?;
+    rules::RuleSet::compile(&l.rules)
+        .map_err(|e| (format!("rule[{}].{}", e.index, e.key), e.message))?;
     let backend = parse_backend(&l.backend).map_err(|m| ("backend".to_string(), m))?;
     check_upstream("", &backend, l.upstream.as_ref())?;
     if matches!(backend, Backend::Tcp { .. }) {
@@ -50,17 +51,30 @@ pub fn validate_listener(l: &ListenerConfig) -> Result<(), (String, String)> {
             ));
         }
         if !l.routes.is_empty() {
-            return Err(("route".into(), "a tcp:// listener cannot route by path".into()));
+            return Err((
+                "route".into(),
+                "a tcp:// listener cannot route by path".into(),
+            ));
         }
-        if let Some(i) = l.rules.iter().position(|r| r.path.as_deref().is_some_and(|p| p != "/")) {
-            return Err((format!("rule[{i}].path"), "a tcp:// listener has no paths; rules apply to the connection".into()));
+        if let Some(i) = l
+            .rules
+            .iter()
+            .position(|r| r.path.as_deref().is_some_and(|p| p != "/"))
+        {
+            return Err((
+                format!("rule[{i}].path"),
+                "a tcp:// listener has no paths; rules apply to the connection".into(),
+            ));
         }
     }
     let mut paths = Vec::new();
     for (i, r) in l.routes.iter().enumerate() {
         let b = parse_backend(&r.backend).map_err(|m| (format!("route[{i}].backend"), m))?;
         if !matches!(b, Backend::Http { .. } | Backend::Https { .. }) {
-            return Err((format!("route[{i}].backend"), "a route goes to http:// or https://".into()));
+            return Err((
+                format!("route[{i}].backend"),
+                "a route goes to http:// or https://".into(),
+            ));
         }
         check_upstream(&format!("route[{i}]."), &b, r.upstream.as_ref())?;
         paths.push((r.path.clone(), ()));
@@ -94,14 +108,21 @@ fn check_upstream(
 pub fn relaxations(l: &ListenerConfig) -> Vec<String> {
     let mut out = Vec::new();
     if l.access.password_file.is_some() {
-        out.push("access.password_file set: clients without a certificate may log in with a password".into());
+        out.push(
+            "access.password_file set: clients without a certificate may log in with a password"
+                .into(),
+        );
     }
     if let Some(u) = &l.upstream {
         out.extend(u.relaxations());
     }
     for (i, r) in l.routes.iter().enumerate() {
         if let Some(u) = &r.upstream {
-            out.extend(u.relaxations().into_iter().map(|m| format!("route[{i}]: {m}")));
+            out.extend(
+                u.relaxations()
+                    .into_iter()
+                    .map(|m| format!("route[{i}]: {m}")),
+            );
         }
     }
     out
@@ -163,18 +184,29 @@ group = ["staff"]
     fn bad_access_settings_name_the_key() {
         let cases = [
             (
-                BASE.replace("in-confidence", "sensitive") + "[listener.access]\npassword_file = \"u\"\n",
+                BASE.replace("in-confidence", "sensitive")
+                    + "[listener.access]\npassword_file = \"u\"\n",
                 "listener[0].access.password_file",
             ),
-            (format!("{BASE}[[listener.rule]]\naction = \"permit\"\n"), "action"),
-            (format!("{BASE}[[listener.rule]]\naction = \"allow\"\npath = \"x\"\n"), "listener[0].rule[0].path"),
-            (BASE.replace("http://127.0.0.1:8080", "https://b:8443"), "listener[0].upstream"),
+            (
+                format!("{BASE}[[listener.rule]]\naction = \"permit\"\n"),
+                "action",
+            ),
+            (
+                format!("{BASE}[[listener.rule]]\naction = \"allow\"\npath = \"x\"\n"),
+                "listener[0].rule[0].path",
+            ),
+            (
+                BASE.replace("http://127.0.0.1:8080", "https://b:8443"),
+                "listener[0].upstream",
+            ),
             (
                 format!("{BASE}[[listener.route]]\npath = \"/a\"\nbackend = \"tcp://b:1\"\n"),
                 "listener[0].route[0].backend",
             ),
             (
-                BASE.replace("http://127.0.0.1:8080", "tcp://127.0.0.1:5432") + "[listener.access]\npassword_file = \"u\"\n",
+                BASE.replace("http://127.0.0.1:8080", "tcp://127.0.0.1:5432")
+                    + "[listener.access]\npassword_file = \"u\"\n",
                 "listener[0].access.password_file",
             ),
         ];
