@@ -11,4 +11,5 @@ pub mod revocation;
 pub mod steering;
 pub mod tcp_proxy;
 pub mod tls;
+pub mod probe;
 pub mod upstream;
