@@ -79,6 +79,25 @@ fn classify(e: &std::io::Error) -> (Rejection, String) {
     }
 }
 
+/// Closes a refused connection politely: the alert has been written; send FIN and drain what
+/// the client still sends for a moment, so the kernel does not answer with a RST that could
+/// destroy the alert before the client reads it.
+async fn linger_close(mut stream: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = stream.shutdown().await;
+    let mut buf = [0u8; 4096];
+    let mut budget: usize = 64 * 1024;
+    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+        while budget > 0 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => budget = budget.saturating_sub(n),
+            }
+        }
+    })
+    .await;
+}
+
 /// Serves one accepted TCP connection to completion.
 pub async fn serve_connection(
     stream: TcpStream,
@@ -89,9 +108,11 @@ pub async fn serve_connection(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let counters: &WorkerCounters = metrics.worker(worker);
-    let tls = match tokio::time::timeout(rt.handshake_timeout, rt.acceptor.accept(stream)).await {
+    let accept = rt.acceptor.accept(stream).into_fallible();
+    let tls = match tokio::time::timeout(rt.handshake_timeout, accept).await {
         Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
+        Ok(Err((e, stream))) => {
+            linger_close(stream).await;
             let (kind, reason) = classify(&e);
             counters.reject(kind);
             tracing::info!(listener = %rt.name, %peer, %reason, "handshake rejected");
