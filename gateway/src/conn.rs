@@ -69,6 +69,9 @@ impl fmt::Debug for ListenerRuntime {
 
 fn classify(e: &std::io::Error) -> (Rejection, String) {
     match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))) => {
+            (Rejection::Certificate, o.0.to_string())
+        }
         Some(rustls::Error::InvalidCertificate(c)) => (Rejection::Certificate, format!("{c:?}")),
         Some(rustls::Error::NoCertificatesPresented) => (
             Rejection::Handshake,
