@@ -72,7 +72,7 @@ pub struct GlobalConfig {
     pub workers: usize,
     /// Pin each worker thread to its CPU.
     pub pin_workers: bool,
-    /// Crypto provider: `aws-lc-rs` (default) or `ring`.
+    /// Crypto provider: `aws-lc-rs` (default when compiled in) or `ring`.
     pub crypto_provider: String,
     /// Seconds to drain in-flight requests on SIGINT/SIGTERM.
     pub shutdown_grace_secs: u64,
@@ -85,7 +85,7 @@ impl Default for GlobalConfig {
         GlobalConfig {
             workers: 0,
             pin_workers: true,
-            crypto_provider: "aws-lc-rs".into(),
+            crypto_provider: crate::tls::policy::DEFAULT_PROVIDER.into(),
             shutdown_grace_secs: 10,
             metrics_interval_secs: 60,
         }
@@ -283,9 +283,12 @@ impl Config {
         }
         for (i, l) in self.listeners.iter().enumerate() {
             let key = |k: &str| format!("listener[{i}].{k}");
-            l.bind_addr().map_err(|m| ConfigError::invalid(key("bind"), m))?;
-            l.backend().map_err(|m| ConfigError::invalid(key("backend"), m))?;
-            crate::access::validate_listener(l).map_err(|(k, m)| ConfigError::invalid(key(&k), m))?;
+            l.bind_addr()
+                .map_err(|m| ConfigError::invalid(key("bind"), m))?;
+            l.backend()
+                .map_err(|m| ConfigError::invalid(key("backend"), m))?;
+            crate::access::validate_listener(l)
+                .map_err(|(k, m)| ConfigError::invalid(key(&k), m))?;
             if l.trusted_cas.is_empty() {
                 return Err(ConfigError::invalid(
                     key("trusted_cas"),
@@ -378,9 +381,7 @@ pub fn parse_backend(s: &str) -> Result<Backend, String> {
     if s == "builtin:identity" {
         return Ok(Backend::BuiltinIdentity);
     }
-    let uri: http::Uri = s
-        .parse()
-        .map_err(|e| format!("{s:?} is not a URL ({e})"))?;
+    let uri: http::Uri = s.parse().map_err(|e| format!("{s:?} is not a URL ({e})"))?;
     let scheme = match uri.scheme_str() {
         Some(s @ ("http" | "https" | "tcp")) => s,
         Some(other) => {
@@ -394,7 +395,9 @@ pub fn parse_backend(s: &str) -> Result<Backend, String> {
         .authority()
         .ok_or_else(|| format!("{s:?} has no host"))?;
     if uri.path() != "/" && !uri.path().is_empty() {
-        return Err(format!("{s:?}: a path prefix on the backend is not supported"));
+        return Err(format!(
+            "{s:?}: a path prefix on the backend is not supported"
+        ));
     }
     if scheme == "tcp" {
         if auth.port_u16().is_none() {
@@ -413,7 +416,11 @@ pub fn parse_backend(s: &str) -> Result<Backend, String> {
         return Ok(Backend::Https {
             authority,
             base: format!("https://{}", auth.as_str()),
-            host: auth.host().trim_start_matches('[').trim_end_matches(']').to_string(),
+            host: auth
+                .host()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
         });
     }
     let authority = if auth.port_u16().is_some() {
@@ -460,7 +467,10 @@ trusted_cas = ["ca.pem"]
     fn weak_rsa_floor_rejected() {
         let err =
             Config::parse(&format!("{MIN}\n[listener.tls]\nmin_rsa_bits = 1024\n")).unwrap_err();
-        assert!(err.to_string().contains("listener[0].tls.min_rsa_bits"), "{err}");
+        assert!(
+            err.to_string().contains("listener[0].tls.min_rsa_bits"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -5,11 +5,17 @@
 #![warn(missing_docs)]
 
 pub mod access;
+pub mod cli;
 pub mod config;
+pub mod conn;
+pub mod metrics;
 pub mod pki;
+pub mod probe;
+pub mod proxy;
 pub mod revocation;
+pub mod server;
 pub mod steering;
 pub mod tcp_proxy;
 pub mod tls;
-pub mod probe;
 pub mod upstream;
+pub mod worker;

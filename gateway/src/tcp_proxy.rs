@@ -218,3 +218,57 @@ where
             source,
         })
 }
+
+/// Why a TCP-mode connection was not relayed.
+#[derive(Debug, thiserror::Error)]
+pub enum TcpRefusal {
+    /// No client certificate: TCP mode has no password fallback.
+    #[error("no client certificate (tcp:// listeners accept certificates only)")]
+    NoCertificate,
+    /// The rules denied the certificate.
+    #[error("denied by rules: {0}")]
+    Denied(String),
+    /// The backend address does not resolve.
+    #[error("backend {addr}: {source}")]
+    Resolve {
+        /// The configured `host:port`.
+        addr: String,
+        /// The resolver's error.
+        source: std::io::Error,
+    },
+    /// Relaying failed.
+    #[error(transparent)]
+    Proxy(#[from] TcpProxyError),
+}
+
+/// Serves one TCP-mode connection after the handshake (and status check): requires a
+/// verified certificate, applies the listener's rules with path `/`, then relays to
+/// `backend` (`host:port`) with the PROXY v2 header.
+///
+/// # Errors
+/// A [`TcpRefusal`] for the log; the connection is simply closed.
+pub async fn serve_tcp_connection(
+    tls: tokio_rustls::server::TlsStream<TcpStream>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    identity: Option<&CertIdentity>,
+    rules: Option<&crate::access::rules::RuleSet>,
+    backend: &str,
+) -> Result<(u64, u64), TcpRefusal> {
+    let id = identity.ok_or(TcpRefusal::NoCertificate)?;
+    if let Some(rules) = rules {
+        if let crate::access::rules::Decision::Deny { log_reason, .. } =
+            rules.evaluate(crate::access::rules::Principal::Certificate(id), "/")
+        {
+            return Err(TcpRefusal::Denied(log_reason));
+        }
+    }
+    let addr = crate::upstream::resolve(backend)
+        .await
+        .map_err(|source| TcpRefusal::Resolve {
+            addr: backend.to_string(),
+            source,
+        })?;
+    let info = TlsInfo::from_connection(tls.get_ref().1, Some(id));
+    Ok(proxy_tcp(tls, peer, local, &info, addr).await?)
+}

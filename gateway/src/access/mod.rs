@@ -7,10 +7,12 @@
 pub mod basic;
 pub mod listener;
 pub mod password;
+pub mod plan;
 pub mod ratelimit;
 pub mod rules;
 
 pub use listener::{AccessConfig, AccessError, Granted, ListenerAccess, Refused};
+pub use plan::{build_plan, AccessPlan, Target};
 
 use std::path::Path;
 

@@ -587,6 +587,11 @@ impl<T> RouteTable<T> {
         Ok(RouteTable { routes: out })
     }
 
+    /// The targets, longest prefix first.
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.routes.iter().map(|(_, t)| t)
+    }
+
     /// The target for a request path, or `None` (use the listener's backend).
     pub fn select(&self, path: &str) -> Option<&T> {
         let norm = normalize_path(path)?;
