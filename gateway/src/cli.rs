@@ -1,4 +1,4 @@
-//! Command-line interface: `gateway serve | check-config | dev-pki`.
+//! Command-line interface: `gateway serve | check-config | dev-pki | passwd | probe`.
 
 use std::path::PathBuf;
 
@@ -45,6 +45,11 @@ pub enum Command {
         /// Directory to write to.
         dir: PathBuf,
     },
+    /// Add a user to a password file, or change a user's password (IN CONFIDENCE
+    /// listeners). Reads the password without echo, or one line from standard input.
+    Passwd(crate::access::password::PasswdArgs),
+    /// Check a TLS server against the S.E.E. client policy; exits 1 on any failure.
+    Probe(crate::probe::ProbeArgs),
 }
 
 /// Arguments of `gateway serve`.
@@ -106,6 +111,11 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
+        Command::Passwd(args) => {
+            crate::access::password::run_passwd(&args)?;
+            Ok(0)
+        }
+        Command::Probe(args) => Ok(if crate::probe::run(&args)? { 0 } else { 1 }),
         Command::DevPki { dir } => {
             let pki = DevPki::ensure(&dir)?;
             println!("development PKI in {}", pki.dir.display());

@@ -212,8 +212,8 @@ impl ListenerAccess {
     ///   the caller's policy). An invalid or revoked certificate never gets here: the
     ///   handshake or the status check already dropped the connection.
     /// * Without one, a SENSITIVE listener refuses (403, no challenge: passwords are never
-    ///   offered); an IN CONFIDENCE listener with a password file asks for Basic
-    ///   credentials (401), rate-limits failures per source and user (429), and checks the
+    ///   offered); an IN CONFIDENCE listener asks for Basic credentials (401;
+    ///   none can succeed without a password file), rate-limits failures per source and user (429), and checks the
     ///   password off the event loop.
     /// * Then the rules decide (403 with the rule's short reason).
     ///
@@ -285,12 +285,11 @@ impl ListenerAccess {
             );
         }
         let Some(passwords) = &self.passwords else {
-            return refuse(
-                plain(
-                    StatusCode::FORBIDDEN,
-                    "client certificate required\n".into(),
-                ),
-                "IN CONFIDENCE listener without password_file: no client certificate".into(),
+            // Still a challenge (the listener's contract is "certificate or credentials"),
+            // but no credentials can succeed.
+            return challenge(
+                "no client certificate, and no access.password_file to check credentials against"
+                    .into(),
             );
         };
         let now = Instant::now();
