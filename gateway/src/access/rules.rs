@@ -583,7 +583,7 @@ impl<T> RouteTable<T> {
             }
             out.push((n, t));
         }
-        out.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        out.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
         Ok(RouteTable { routes: out })
     }
 
