@@ -50,7 +50,7 @@ pub struct ProbeArgs {
     #[arg(long)]
     pub no_revocation: bool,
     /// Crypto provider (`aws-lc-rs` or `ring`).
-    #[arg(long, default_value = "aws-lc-rs")]
+    #[arg(long, default_value = crate::tls::policy::DEFAULT_PROVIDER)]
     pub crypto_provider: String,
 }
 

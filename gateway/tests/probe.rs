@@ -79,7 +79,7 @@ fn args(port: u16, ca: &Path) -> ProbeArgs {
         servername: None,
         timeout: 5,
         no_revocation: false,
-        crypto_provider: "aws-lc-rs".into(),
+        crypto_provider: gateway::tls::policy::DEFAULT_PROVIDER.into(),
     }
 }
 

@@ -104,7 +104,8 @@ impl Ca {
 }
 
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    gateway::tls::build_provider("aws-lc-rs", &[], &[]).expect("provider")
+    gateway::tls::build_provider(gateway::tls::policy::DEFAULT_PROVIDER, &[], &[])
+        .expect("provider")
 }
 
 /// A rustls server config with `leaf` (+ optional client-cert verification by `client_ca`).
