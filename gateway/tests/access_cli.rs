@@ -1,13 +1,13 @@
 //! The `gateway passwd` and `gateway probe` subcommands, run as the real binary.
 
-mod support;
+mod access_support;
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use access_support::Ca;
 use gateway::access::password::PasswordFile;
-use support::Ca;
 
 const BIN: &str = env!("CARGO_BIN_EXE_gateway");
 
@@ -71,7 +71,7 @@ impl Drop for SServer {
     }
 }
 
-fn s_server(dir: &std::path::Path, leaf: &support::Leaf, name: &str) -> (SServer, u16) {
+fn s_server(dir: &std::path::Path, leaf: &access_support::Leaf, name: &str) -> (SServer, u16) {
     let (cert, key) = leaf.write(dir, name);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")

@@ -1,6 +1,6 @@
 //! `gateway probe` against a real `openssl s_server` on loopback.
 
-mod support;
+mod access_support;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -8,10 +8,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use access_support::{Ca, Leaf};
 use gateway::probe::{run_with, ProbeArgs};
 use gateway::upstream::{CertStatus, CertStatusReport, ChainStatusCheck, StatusFuture};
 use rustls::pki_types::CertificateDer;
-use support::{Ca, Leaf};
 
 const OPENSSL: &str = "/usr/bin/openssl";
 

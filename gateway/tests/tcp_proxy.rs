@@ -1,15 +1,15 @@
 //! Raw TCP mode: the backend receives a PROXY protocol v2 header, read here by a parser
 //! written from the specification (not the `ppp` crate that encodes it), then the stream.
 
-mod support;
+mod access_support;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use access_support::Ca;
 use gateway::pki::identity::CertIdentity;
 use gateway::tcp_proxy::{proxy_header, proxy_tcp, TlsInfo};
 use rustls::pki_types::ServerName;
-use support::Ca;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// What a PROXY v2 header says, as decoded by the test's own parser.
@@ -113,7 +113,8 @@ async fn tls_client_reaches_backend_with_proxy_v2_tlvs() {
         .await
         .expect("bind");
     let gw_addr = gw.local_addr().expect("addr");
-    let acceptor = tokio_rustls::TlsAcceptor::from(support::server_config(&server, Some(&ca)));
+    let acceptor =
+        tokio_rustls::TlsAcceptor::from(access_support::server_config(&server, Some(&ca)));
     let gateway = tokio::spawn(async move {
         let (tcp, peer) = gw.accept().await.expect("accept");
         let local = tcp.local_addr().expect("local");
@@ -131,7 +132,7 @@ async fn tls_client_reaches_backend_with_proxy_v2_tlvs() {
 
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.der()).expect("root");
-    let cfg = rustls::ClientConfig::builder_with_provider(support::provider())
+    let cfg = rustls::ClientConfig::builder_with_provider(access_support::provider())
         .with_safe_default_protocol_versions()
         .expect("v")
         .with_root_certificates(roots)

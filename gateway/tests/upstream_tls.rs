@@ -1,12 +1,13 @@
 //! Upstream TLS: the gateway as a S.E.E. client of a backend on loopback. Only a backend
 //! with a good, trusted, current, unrevoked certificate for the right name gets a request.
 
-mod support;
+mod access_support;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use access_support::{server_config, Ca, Leaf};
 use bytes::Bytes;
 use gateway::upstream::{
     error_chain, CertStatus, CertStatusReport, ChainStatusCheck, StatusFuture, UpstreamConnector,
@@ -15,7 +16,6 @@ use gateway::upstream::{
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::CertificateDer;
-use support::{server_config, Ca, Leaf};
 
 /// An HTTPS backend on 127.0.0.1 answering "backend ok"; counts the requests it served.
 async fn backend(cfg: Arc<rustls::ServerConfig>) -> (u16, Arc<AtomicUsize>) {
@@ -116,7 +116,7 @@ fn serve(leaf: &Leaf) -> Arc<rustls::ServerConfig> {
 async fn good_backend_is_proxied() {
     let p = pki();
     let (port, hits) = backend(serve(&p.ca.server(false))).await;
-    let tls = UpstreamTls::from_config(&cfg(&p), support::provider(), None).expect("tls");
+    let tls = UpstreamTls::from_config(&cfg(&p), access_support::provider(), None).expect("tls");
     assert_eq!(get(tls, port).await.expect("request"), "backend ok");
     assert_eq!(hits.load(Ordering::SeqCst), 1);
 }
@@ -125,7 +125,7 @@ async fn good_backend_is_proxied() {
 async fn expired_backend_is_refused() {
     let p = pki();
     let (port, hits) = backend(serve(&p.ca.server(true))).await;
-    let tls = UpstreamTls::from_config(&cfg(&p), support::provider(), None).expect("tls");
+    let tls = UpstreamTls::from_config(&cfg(&p), access_support::provider(), None).expect("tls");
     let e = tls
         .connect(&format!("127.0.0.1:{port}"), "localhost")
         .await
@@ -133,7 +133,7 @@ async fn expired_backend_is_refused() {
     assert!(matches!(e, UpstreamError::Handshake { .. }), "{e}");
     assert!(e.to_string().to_lowercase().contains("expired"), "{e}");
     // Through the hyper client: the 502 log line says why.
-    let tls = UpstreamTls::from_config(&cfg(&p), support::provider(), None).expect("tls");
+    let tls = UpstreamTls::from_config(&cfg(&p), access_support::provider(), None).expect("tls");
     let err = get(tls, port).await.expect_err("refused");
     let why = error_chain(&err);
     assert!(why.to_lowercase().contains("expired"), "{why}");
@@ -145,7 +145,7 @@ async fn untrusted_backend_is_refused() {
     let p = pki();
     let other = Ca::new("Some Other CA");
     let (port, hits) = backend(serve(&other.server(false))).await;
-    let tls = UpstreamTls::from_config(&cfg(&p), support::provider(), None).expect("tls");
+    let tls = UpstreamTls::from_config(&cfg(&p), access_support::provider(), None).expect("tls");
     let e = tls
         .connect(&format!("127.0.0.1:{port}"), "localhost")
         .await
@@ -154,7 +154,7 @@ async fn untrusted_backend_is_refused() {
         e.to_string().contains("UnknownIssuer") || e.to_string().contains("unknown issuer"),
         "{e}"
     );
-    let tls = UpstreamTls::from_config(&cfg(&p), support::provider(), None).expect("tls");
+    let tls = UpstreamTls::from_config(&cfg(&p), access_support::provider(), None).expect("tls");
     assert!(get(tls, port).await.is_err());
     assert_eq!(hits.load(Ordering::SeqCst), 0);
 }
@@ -165,7 +165,7 @@ async fn wrong_name_is_refused() {
     let (port, _) = backend(serve(&p.ca.server(false))).await;
     let mut c = cfg(&p);
     c.server_name = Some("billing.example.org".into());
-    let tls = UpstreamTls::from_config(&c, support::provider(), None).expect("tls");
+    let tls = UpstreamTls::from_config(&c, access_support::provider(), None).expect("tls");
     let e = tls
         .connect(&format!("127.0.0.1:{port}"), "localhost")
         .await
@@ -183,13 +183,13 @@ async fn revoked_or_unknown_status_is_refused_before_any_request() {
     let mut c = cfg(&p);
     c.revocation = UpstreamRevocation::Require;
     // Fail closed: requiring revocation without a checker refuses to build.
-    let e = UpstreamTls::from_config(&c, support::provider(), None).expect_err("no checker");
+    let e = UpstreamTls::from_config(&c, access_support::provider(), None).expect_err("no checker");
     assert!(e.to_string().contains("revocation"), "{e}");
 
     let revoked = Arc::new(FixedStatus(CertStatus::Revoked {
         reason: "keyCompromise".into(),
     }));
-    let tls = UpstreamTls::from_config(&c, support::provider(), Some(revoked)).expect("tls");
+    let tls = UpstreamTls::from_config(&c, access_support::provider(), Some(revoked)).expect("tls");
     let e = tls
         .connect(&format!("127.0.0.1:{port}"), "localhost")
         .await
@@ -205,7 +205,7 @@ async fn revoked_or_unknown_status_is_refused_before_any_request() {
     let unknown = Arc::new(FixedStatus(CertStatus::Unknown {
         reason: "OCSP responder timed out".into(),
     }));
-    let tls = UpstreamTls::from_config(&c, support::provider(), Some(unknown)).expect("tls");
+    let tls = UpstreamTls::from_config(&c, access_support::provider(), Some(unknown)).expect("tls");
     let e = tls
         .connect(&format!("127.0.0.1:{port}"), "localhost")
         .await
@@ -218,7 +218,7 @@ async fn revoked_or_unknown_status_is_refused_before_any_request() {
     );
 
     let good = Arc::new(FixedStatus(CertStatus::Good));
-    let tls = UpstreamTls::from_config(&c, support::provider(), Some(good)).expect("tls");
+    let tls = UpstreamTls::from_config(&c, access_support::provider(), Some(good)).expect("tls");
     assert_eq!(get(tls, port).await.expect("good status"), "backend ok");
 }
 
@@ -227,7 +227,8 @@ async fn client_certificate_for_mutual_tls() {
     let p = pki();
     let client_ca = Ca::new("Gateway Client CA");
     let (port, hits) = backend(server_config(&p.ca.server(false), Some(&client_ca))).await;
-    let without = UpstreamTls::from_config(&cfg(&p), support::provider(), None).expect("tls");
+    let without =
+        UpstreamTls::from_config(&cfg(&p), access_support::provider(), None).expect("tls");
     assert!(
         get(without, port).await.is_err(),
         "backend requires a client certificate"
@@ -238,7 +239,7 @@ async fn client_certificate_for_mutual_tls() {
     let mut c = cfg(&p);
     c.client_cert = Some(cert);
     c.client_key = Some(key);
-    let with = UpstreamTls::from_config(&c, support::provider(), None).expect("tls");
+    let with = UpstreamTls::from_config(&c, access_support::provider(), None).expect("tls");
     assert_eq!(get(with, port).await.expect("mTLS request"), "backend ok");
     assert_eq!(hits.load(Ordering::SeqCst), 1);
 }
