@@ -191,6 +191,12 @@ pub trait ChainStatusCheck: Send + Sync + fmt::Debug {
     ) -> StatusFuture<'a>;
 }
 
+/// Makes the status checker of one backend from that backend's trust anchors (the
+/// revocation machinery needs them to find the issuer of a certificate the server did not
+/// send). Called once per `https://` target when the configuration is loaded.
+pub type StatusFactory =
+    dyn Fn(&[CertificateDer<'static>]) -> Result<Arc<dyn ChainStatusCheck>, String> + Send + Sync;
+
 /// Why an upstream connection was refused or failed. Logged by the caller, who answers 502.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -415,7 +421,7 @@ impl fmt::Debug for UpstreamTls {
 
 impl UpstreamTls {
     /// Builds the client from its configuration. `provider` is the policy-restricted crypto
-    /// provider (see [`crate::tls::build_provider`]); `status` the revocation checker.
+    /// provider (see [`crate::tls::build_provider`]); `status` makes the revocation checker.
     ///
     /// # Errors
     /// [`UpstreamError::Config`] for unreadable CAs/keys, a bad client key, or
@@ -424,13 +430,17 @@ impl UpstreamTls {
     pub fn from_config(
         cfg: &UpstreamTlsConfig,
         provider: Arc<rustls::crypto::CryptoProvider>,
-        status: Option<Arc<dyn ChainStatusCheck>>,
+        status: Option<&StatusFactory>,
     ) -> Result<Self, UpstreamError> {
         cfg.validate()
             .map_err(|(k, m)| UpstreamError::Config(format!("upstream.{k}: {m}")))?;
+        let anchors =
+            load_ca_bundle(&cfg.trusted_cas).map_err(|e| UpstreamError::Config(e.to_string()))?;
         let status = match (cfg.revocation, status) {
             (UpstreamRevocation::Off, _) => None,
-            (UpstreamRevocation::Require, Some(s)) => Some(s),
+            (UpstreamRevocation::Require, Some(make)) => Some(make(&anchors).map_err(|e| {
+                UpstreamError::Config(format!("upstream revocation checker: {e}"))
+            })?),
             (UpstreamRevocation::Require, None) => {
                 return Err(UpstreamError::Config(
                     "upstream.revocation = \"require\" but no revocation checker is available; \
@@ -439,8 +449,6 @@ impl UpstreamTls {
                 ))
             }
         };
-        let anchors =
-            load_ca_bundle(&cfg.trusted_cas).map_err(|e| UpstreamError::Config(e.to_string()))?;
         let verifier = SeeServerVerifier::new(
             &anchors,
             provider.clone(),

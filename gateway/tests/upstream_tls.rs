@@ -10,8 +10,8 @@ use std::sync::Arc;
 use access_support::{server_config, Ca, Leaf};
 use bytes::Bytes;
 use gateway::upstream::{
-    error_chain, CertStatus, CertStatusReport, ChainStatusCheck, StatusFuture, UpstreamConnector,
-    UpstreamError, UpstreamRevocation, UpstreamTls, UpstreamTlsConfig,
+    error_chain, CertStatus, CertStatusReport, ChainStatusCheck, StatusFactory, StatusFuture,
+    UpstreamConnector, UpstreamError, UpstreamRevocation, UpstreamTls, UpstreamTlsConfig,
 };
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -97,6 +97,14 @@ impl ChainStatusCheck for FixedStatus {
             .collect();
         Box::pin(async move { out })
     }
+}
+
+/// A factory handing out a [`FixedStatus`] checker; checks it is given the backend's CAs.
+fn fixed(status: CertStatus) -> Box<StatusFactory> {
+    Box::new(move |anchors: &[CertificateDer<'static>]| {
+        assert_eq!(anchors.len(), 1, "the backend's trust anchors are passed");
+        Ok(Arc::new(FixedStatus(status.clone())) as Arc<dyn ChainStatusCheck>)
+    })
 }
 
 async fn get(tls: UpstreamTls, port: u16) -> Result<String, hyper_util::client::legacy::Error> {
@@ -186,10 +194,11 @@ async fn revoked_or_unknown_status_is_refused_before_any_request() {
     let e = UpstreamTls::from_config(&c, access_support::provider(), None).expect_err("no checker");
     assert!(e.to_string().contains("revocation"), "{e}");
 
-    let revoked = Arc::new(FixedStatus(CertStatus::Revoked {
+    let revoked = fixed(CertStatus::Revoked {
         reason: "keyCompromise".into(),
-    }));
-    let tls = UpstreamTls::from_config(&c, access_support::provider(), Some(revoked)).expect("tls");
+    });
+    let tls =
+        UpstreamTls::from_config(&c, access_support::provider(), Some(&*revoked)).expect("tls");
     let e = tls
         .connect(&format!("127.0.0.1:{port}"), "localhost")
         .await
@@ -202,10 +211,11 @@ async fn revoked_or_unknown_status_is_refused_before_any_request() {
         error_chain(&err)
     );
 
-    let unknown = Arc::new(FixedStatus(CertStatus::Unknown {
+    let unknown = fixed(CertStatus::Unknown {
         reason: "OCSP responder timed out".into(),
-    }));
-    let tls = UpstreamTls::from_config(&c, access_support::provider(), Some(unknown)).expect("tls");
+    });
+    let tls =
+        UpstreamTls::from_config(&c, access_support::provider(), Some(&*unknown)).expect("tls");
     let e = tls
         .connect(&format!("127.0.0.1:{port}"), "localhost")
         .await
@@ -217,8 +227,8 @@ async fn revoked_or_unknown_status_is_refused_before_any_request() {
         "no request reached the backend"
     );
 
-    let good = Arc::new(FixedStatus(CertStatus::Good));
-    let tls = UpstreamTls::from_config(&c, access_support::provider(), Some(good)).expect("tls");
+    let good = fixed(CertStatus::Good);
+    let tls = UpstreamTls::from_config(&c, access_support::provider(), Some(&*good)).expect("tls");
     assert_eq!(get(tls, port).await.expect("good status"), "backend ok");
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::access::listener::ListenerAccess;
 use crate::access::rules::RouteTable;
 use crate::config::{parse_backend, Backend, ConfigError, ListenerConfig};
-use crate::upstream::{ChainStatusCheck, UpstreamTls, UpstreamTlsConfig};
+use crate::upstream::{StatusFactory, UpstreamTls, UpstreamTlsConfig};
 
 /// Where a request goes.
 #[derive(Debug, Clone)]
@@ -51,13 +51,13 @@ fn target(
     url: &str,
     upstream: Option<&UpstreamTlsConfig>,
     provider: &Arc<rustls::crypto::CryptoProvider>,
-    status: &Option<Arc<dyn ChainStatusCheck>>,
+    status: Option<&StatusFactory>,
 ) -> Result<Target, ConfigError> {
     let backend =
         parse_backend(url).map_err(|m| ConfigError::invalid(format!("{key}backend"), m))?;
     let upstream = match (&backend, upstream) {
         (Backend::Https { .. }, Some(u)) => Some(Arc::new(
-            UpstreamTls::from_config(u, provider.clone(), status.clone())
+            UpstreamTls::from_config(u, provider.clone(), status)
                 .map_err(|e| ConfigError::invalid(format!("{key}upstream"), e.to_string()))?,
         )),
         _ => None,
@@ -68,8 +68,8 @@ fn target(
 /// Builds listener number `index`'s plan: loads the password file, compiles the rules,
 /// loads each `https://` backend's CAs and client key.
 ///
-/// `provider_name` is `global.crypto_provider`; `status` the revocation checker for
-/// upstream certificates (None: `upstream.revocation = "require"` refuses to start).
+/// `provider_name` is `global.crypto_provider`; `status` makes the revocation checker of
+/// each `https://` target (None: `upstream.revocation = "require"` refuses to start).
 ///
 /// # Errors
 /// A [`ConfigError::Invalid`] naming the key at fault.
@@ -77,7 +77,7 @@ pub fn build_plan(
     index: usize,
     l: &ListenerConfig,
     provider_name: &str,
-    status: Option<Arc<dyn ChainStatusCheck>>,
+    status: Option<&StatusFactory>,
 ) -> Result<AccessPlan, ConfigError> {
     let key = |k: &str| format!("listener[{index}].{k}");
     let access = ListenerAccess::new(l.classification, &l.access, &l.rules)
@@ -89,7 +89,7 @@ pub fn build_plan(
         &l.backend,
         l.upstream.as_ref(),
         &provider,
-        &status,
+        status,
     )?];
     let mut routes = Vec::with_capacity(l.routes.len());
     for (i, r) in l.routes.iter().enumerate() {
@@ -98,7 +98,7 @@ pub fn build_plan(
             &r.backend,
             r.upstream.as_ref(),
             &provider,
-            &status,
+            status,
         )?);
         routes.push((r.path.clone(), i + 1));
     }
