@@ -21,7 +21,7 @@ use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
 use crate::pki::identity::rfc4514;
 use crate::pki::keypolicy::KeyPolicy;
 use crate::pki::{load_ca_bundle, load_certs, load_key};
-use crate::upstream::{CertStatus, ChainStatusCheck, SeeServerVerifier};
+use crate::upstream::{CertStatus, ChainStatusCheck, SeeServerVerifier, StatusFactory};
 
 /// Where the CA bundle comes from when `--ca` is not given.
 pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -175,21 +175,29 @@ fn parse_url(url: &str) -> anyhow::Result<(String, u16)> {
 /// Bad arguments (URL, unreadable CA/cert/key files). Server failures are not errors: they
 /// are printed and give `Ok(false)`.
 pub fn run(args: &ProbeArgs) -> anyhow::Result<bool> {
+    run_blocking(args, None)
+}
+
+/// As [`run`], with `status` making the revocation checker for the probe's trust anchors.
+///
+/// # Errors
+/// As [`run`].
+pub fn run_blocking(args: &ProbeArgs, status: Option<&StatusFactory>) -> anyhow::Result<bool> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(run_with(args, None, &mut std::io::stdout()))
+    rt.block_on(run_with(args, status, &mut std::io::stdout()))
 }
 
-/// Runs the probe, writing the report to `out`; `status` is the revocation checker (None:
-/// not available, which fails the verdict unless `--no-revocation`).
+/// Runs the probe, writing the report to `out`; `status` makes the revocation checker from
+/// the trusted CAs (None: not available, which fails the verdict unless `--no-revocation`).
 ///
 /// # Errors
 /// As [`run`].
 pub async fn run_with(
     args: &ProbeArgs,
-    status: Option<Arc<dyn ChainStatusCheck>>,
+    status: Option<&StatusFactory>,
     out: &mut dyn Write,
 ) -> anyhow::Result<bool> {
     let (host, port) = parse_url(&args.url)?;
@@ -202,6 +210,8 @@ pub async fn run_with(
         args.ca.clone()
     };
     let anchors = load_ca_bundle(&ca_paths).context("loading trusted CAs")?;
+    let status: Result<Option<Arc<dyn ChainStatusCheck>>, String> =
+        status.map(|make| make(&anchors)).transpose();
     let provider = crate::tls::build_provider(&args.crypto_provider, &[], &[])
         .context("building the crypto provider")?;
     let verifier = Recorder {
@@ -344,12 +354,19 @@ pub async fn run_with(
 
     // Revocation, only for a chain that verified.
     if tls.is_some() && !chain.is_empty() {
-        match (&status, args.no_revocation) {
+        match (status, args.no_revocation) {
             (_, true) => {
                 writeln!(out, "revocation:   NOT CHECKED (--no-revocation)")?;
                 warnings.push("revocation status not checked (--no-revocation)".into());
             }
-            (Some(s), false) => {
+            (Err(e), false) => {
+                writeln!(
+                    out,
+                    "revocation:   UNKNOWN: the status checker cannot start: {e}"
+                )?;
+                problems.push(format!("revocation checker unavailable: {e}"));
+            }
+            (Ok(Some(s)), false) => {
                 let reports = tokio::time::timeout(deadline, s.check_chain(&chain, &anchors))
                     .await
                     .unwrap_or_default();
@@ -390,7 +407,7 @@ pub async fn run_with(
                     }
                 }
             }
-            (None, false) => {
+            (Ok(None), false) => {
                 writeln!(
                     out,
                     "revocation:   UNKNOWN: no revocation checker available"

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use access_support::{Ca, Leaf};
 use gateway::probe::{run_with, ProbeArgs};
-use gateway::upstream::{CertStatus, CertStatusReport, ChainStatusCheck, StatusFuture};
+use gateway::upstream::{
+    CertStatus, CertStatusReport, ChainStatusCheck, StatusFactory, StatusFuture,
+};
 use rustls::pki_types::CertificateDer;
 
 const OPENSSL: &str = "/usr/bin/openssl";
@@ -107,7 +109,13 @@ impl ChainStatusCheck for FixedStatus {
 
 async fn probe(a: &ProbeArgs, status: Option<Arc<dyn ChainStatusCheck>>) -> (bool, String) {
     let mut out = Vec::new();
-    let ok = run_with(a, status, &mut out).await.expect("probe runs");
+    let factory = status.map(|s| {
+        move |_: &[CertificateDer<'static>]| -> Result<Arc<dyn ChainStatusCheck>, String> {
+            Ok(s.clone())
+        }
+    });
+    let factory = factory.as_ref().map(|f| f as &StatusFactory);
+    let ok = run_with(a, factory, &mut out).await.expect("probe runs");
     let text = String::from_utf8(out).expect("utf8");
     eprintln!("{text}");
     (ok, text)
