@@ -1,27 +1,35 @@
-//! Certificate status checking (CRL and OCSP from the certificate itself, fail closed).
+//! Certificate status checking: CRLs and OCSP from the certificate itself, fail closed.
 //!
-//! Placeholder: the configuration surface only. The checker lands with the revocation issue.
+//! - [`RevocationConfig`]: per-listener policy (default strict: OCSP then CRL, fail closed).
+//! - [`RevocationCache`]: one per process; lock-free reads, single-flight fetches on a
+//!   background thread, refresh ahead of nextUpdate.
+//! - [`RevocationChecker`]: per listener; [`HandshakeStatusCheck`] inside the handshake
+//!   (cache only) and [`RevocationChecker::check`] awaited before forwarding.
+//!
+//! [`HandshakeStatusCheck`]: crate::tls::client_verifier::HandshakeStatusCheck
 
-use std::path::Path;
+pub mod cache;
+pub mod cert;
+pub mod checker;
+pub mod config;
+pub mod crl;
+pub mod der;
+pub mod error;
+pub mod fetch;
+mod flight;
+pub mod metrics;
+pub mod ocsp;
+pub mod serials;
 
-use serde::Deserialize;
+pub use cache::RevocationCache;
+pub use checker::{CertStatus, CheckerError, RevocationChecker, Verdict};
+pub use config::{CertIdHash, OcspResponderOverride, RevocationConfig, RevocationOrder, Source};
+pub use error::{Reason, RevocationError};
+pub use metrics::MetricsSnapshot;
 
-/// Per-listener revocation settings.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RevocationConfig {}
-
-impl RevocationConfig {
-    /// Resolves relative paths against the config file's directory.
-    pub fn resolve_paths(&mut self, _base: &Path) {}
-
-    /// Validates values; `Err((key, message))` names the key below `revocation.`.
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        Ok(())
-    }
-
-    /// Relaxations of the fail-closed policy, for the start-up log.
-    pub fn relaxations(&self) -> Vec<String> {
-        Vec::new()
-    }
+/// The wall clock in Unix seconds.
+pub(crate) fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
