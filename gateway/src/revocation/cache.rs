@@ -300,7 +300,27 @@ impl RevocationCache {
     ) -> watch::Receiver<Option<OcspResult>> {
         let cache = self.clone();
         let k = key.to_vec();
-        let (rx, started) = self.ocsp_flights.join_or_start(&self.bg, key, move || async move {
+        let recheck = || {
+            let g = self.status.pin();
+            let e = g.get(key)?;
+            if e.source != Source::Ocsp || now > e.valid_until {
+                return None;
+            }
+            let status = match &e.revoked {
+                None => OcspStatus::Good,
+                Some(Reason::Revoked { at, code, .. }) => OcspStatus::Revoked {
+                    time: at.unwrap_or(0),
+                    reason: *code,
+                },
+                Some(_) => return None,
+            };
+            Some(Ok(OcspAnswer {
+                status,
+                this_update: e.fetched_at,
+                valid_until: e.valid_until,
+            }))
+        };
+        let (rx, started) = self.ocsp_flights.join_or_start(&self.bg, key, recheck, move || async move {
             let r = fetch_ocsp(&cache, &target, now).await;
             match &r {
                 Ok(ans) => {
@@ -337,7 +357,13 @@ impl RevocationCache {
     ) -> watch::Receiver<Option<CrlResult>> {
         let cache = self.clone();
         let k = key.to_vec();
-        let (rx, started) = self.crl_flights.join_or_start(&self.bg, key, move || async move {
+        let skew = ctx.skew;
+        let recheck = || {
+            self.crl(key)
+                .filter(|s| s.crl.is_current(now, skew) && s.fetched_at >= now)
+                .map(Ok)
+        };
+        let (rx, started) = self.crl_flights.join_or_start(&self.bg, key, recheck, move || async move {
             let r = fetch_crl(&cache, &k, url, issuer, ctx, now).await;
             if r.is_err() {
                 cache.metrics.fetch_failure();

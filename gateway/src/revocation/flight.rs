@@ -25,19 +25,29 @@ impl<T> Default for SingleFlight<T> {
 impl<T: Clone + Send + Sync + 'static> SingleFlight<T> {
     /// Joins the task for `key`, or starts `start()` on `bg`. Returns the receiver and whether
     /// this call started the task.
-    pub fn join_or_start<F, Fut>(
+    ///
+    /// `recheck` runs under the lock when no task is in flight: a task stores its result
+    /// before it leaves the map, so a result that landed since the caller's cache miss is
+    /// found there instead of starting a second fetch.
+    pub fn join_or_start<F, Fut, R>(
         &self,
         bg: &Handle,
         key: &[u8],
+        recheck: R,
         start: F,
     ) -> (watch::Receiver<Option<T>>, bool)
     where
+        R: FnOnce() -> Option<T>,
         F: FnOnce() -> Fut,
         Fut: Future<Output = T> + Send + 'static,
     {
         let mut m = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(rx) = m.get(key) {
             return (rx.clone(), false);
+        }
+        if let Some(v) = recheck() {
+            let (_tx, rx) = watch::channel(Some(v));
+            return (rx, false);
         }
         let (tx, rx) = watch::channel(None);
         let key: Box<[u8]> = key.into();
