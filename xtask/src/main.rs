@@ -1,1 +1,77 @@
-fn main() {}
+//! Project tasks. `cargo xtask test` is what CI runs: it installs the test peers (curl,
+//! openssl, ...) from Debian when missing, then runs the whole test suite with both crypto
+//! providers, plus fmt and clippy.
+
+mod peers;
+
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("test") => test(&args[1..]),
+        Some("install-peers") => peers::ensure(),
+        Some("lint") => lint(),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <command>\n\n\
+                 commands:\n  \
+                 test           install test peers, then fmt/clippy and every test (what CI runs)\n  \
+                 install-peers  install curl, openssl and the other test peers from Debian\n  \
+                 lint           cargo fmt --check and clippy -D warnings"
+            );
+            bail!("no command given")
+        }
+    }
+}
+
+/// Runs a command, failing with its name if it fails.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: running {cmd:?}");
+    let st = cmd
+        .status()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    if !st.success() {
+        bail!("{cmd:?} failed with {st}");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn lint() -> Result<()> {
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+}
+
+fn test(extra: &[String]) -> Result<()> {
+    peers::ensure()?;
+    lint()?;
+    // The default build (aws-lc-rs) runs everything.
+    run(cargo().args(["test", "--workspace"]).args(extra))?;
+    // The ring provider: the gateway's own tests with ring only.
+    run(cargo()
+        .args([
+            "test",
+            "-p",
+            "gateway",
+            "--no-default-features",
+            "--features",
+            "ring",
+        ])
+        .args(extra))?;
+    // The benchmarks compile and run one iteration each (a smoke test, not a measurement).
+    run(cargo().args(["test", "-p", "gateway-benches", "--benches"]))?;
+    Ok(())
+}
