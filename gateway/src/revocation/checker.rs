@@ -546,3 +546,22 @@ impl HandshakeStatusCheck for RevocationChecker {
         Ok(())
     }
 }
+
+impl crate::conn::PostHandshakeCheck for RevocationChecker {
+    /// The awaited check of every connection (full or resumed handshake) before any byte is
+    /// forwarded: `chain` is the peer's certificates, leaf first.
+    fn check<'a>(
+        &'a self,
+        chain: &'a [CertificateDer<'static>],
+    ) -> crate::conn::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let (leaf, rest) = chain
+                .split_first()
+                .ok_or_else(|| "no client certificate".to_string())?;
+            RevocationChecker::check(self, leaf, rest)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    }
+}

@@ -33,3 +33,38 @@ pub(crate) fn now_secs() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
+
+/// Builds the checker of listener number `index` (or `None` when its revocation checking is
+/// disabled), sharing `cache`. What `server::prepare` calls for each listener.
+///
+/// # Errors
+/// A [`ConfigError::Invalid`](crate::config::ConfigError) naming the key at fault.
+pub fn checker_for_listener(
+    index: usize,
+    l: &crate::config::ListenerConfig,
+    provider_name: &str,
+    cache: &std::sync::Arc<RevocationCache>,
+) -> Result<Option<std::sync::Arc<RevocationChecker>>, crate::config::ConfigError> {
+    use crate::config::ConfigError;
+    if !l.revocation.enabled {
+        return Ok(None);
+    }
+    let key = |k: &str| format!("listener[{index}].{k}");
+    let cas = crate::pki::load_ca_bundle(&l.trusted_cas)
+        .map_err(|e| ConfigError::invalid(key("trusted_cas"), e.to_string()))?;
+    let provider = crate::tls::policy::base_provider(provider_name)
+        .map_err(|e| ConfigError::invalid("global.crypto_provider", e.to_string()))?;
+    RevocationChecker::new(
+        &l.revocation,
+        &l.display_name(),
+        &cas,
+        std::sync::Arc::new(provider),
+        cache.clone(),
+    )
+    .map(Some)
+    .map_err(|e| match e {
+        CheckerError::File { key: k, message } => {
+            ConfigError::invalid(key(&format!("revocation.{k}")), message)
+        }
+    })
+}
