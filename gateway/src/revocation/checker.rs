@@ -76,6 +76,7 @@ pub struct RevocationChecker {
     responders: Vec<(Vec<u8>, Vec<u8>, String)>,
     ctx: Arc<FetchCtx>,
     provider: Arc<CryptoProvider>,
+    offline: bool,
 }
 
 impl RevocationChecker {
@@ -152,7 +153,29 @@ impl RevocationChecker {
             responders,
             ctx,
             provider,
+            offline: false,
         }))
+    }
+
+    /// As [`RevocationChecker::new`], but never fetching: only the configured CRL files
+    /// (and what is already cached) answer. For `gateway verify` without `--online`.
+    ///
+    /// # Errors
+    /// [`CheckerError`].
+    pub fn new_offline(
+        cfg: &RevocationConfig,
+        listener: &str,
+        anchors: &[CertificateDer<'static>],
+        provider: Arc<CryptoProvider>,
+        cache: Arc<RevocationCache>,
+    ) -> Result<Arc<Self>, CheckerError> {
+        let c = Self::new(cfg, listener, anchors, provider, cache)?;
+        let mut c = Arc::try_unwrap(c).map_err(|_| CheckerError::File {
+            key: "crl_files",
+            message: "internal: checker shared during construction".into(),
+        })?;
+        c.offline = true;
+        Ok(Arc::new(c))
     }
 
     /// The shared cache.
@@ -392,6 +415,11 @@ impl RevocationChecker {
         key: &[u8],
         now: i64,
     ) -> Result<(OcspStatus, i64), Reason> {
+        if self.offline {
+            return Err(Reason::Unavailable {
+                why: "OCSP: not consulted offline (use --online)".into(),
+            });
+        }
         let url = self
             .responders
             .iter()
@@ -425,6 +453,11 @@ impl RevocationChecker {
         key: &[u8],
         now: i64,
     ) -> Result<(bool, i64), Reason> {
+        if self.offline {
+            return Err(Reason::Unavailable {
+                why: "CRL: no given CRL file covers the issuer, and distribution points are not fetched offline (use --online)".into(),
+            });
+        }
         let urls: Vec<&String> = info.crl_urls.iter().filter(|u| u.starts_with("http://")).collect();
         if urls.is_empty() {
             return Err(Reason::Unavailable {

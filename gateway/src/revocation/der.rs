@@ -180,6 +180,43 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// Parses an RFC 3339 timestamp (`2026-11-29T04:30:00Z`, `...+01:00`, fractional seconds
+/// ignored) to Unix seconds.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let n = |at: usize, len: usize| digits(b, at, len).ok();
+    let (y, mo, d, h, mi, se) = (n(0, 4)?, n(5, 2)?, n(8, 2)?, n(11, 2)?, n(14, 2)?, n(17, 2)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    let mut rest = &b[19..];
+    if rest.first() == Some(&b'.') {
+        let end = rest[1..].iter().position(|c| !c.is_ascii_digit())? + 1;
+        rest = &rest[end..];
+    }
+    let offset = match rest {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let oh = digits(rest, 1, 2).ok()?;
+            let om = digits(rest, 4, 2).ok()?;
+            let o = oh * 3600 + om * 60;
+            if *sign == b'+' {
+                o
+            } else {
+                -o
+            }
+        }
+        _ => return None,
+    };
+    Some(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se - offset)
+}
+
 /// Formats Unix seconds as RFC 3339 (UTC) for messages.
 pub fn fmt_time(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
@@ -226,6 +263,15 @@ mod tests {
             value: b"2026112904300",
         };
         assert!(time(&t).is_err());
+    }
+
+    #[test]
+    fn rfc3339() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("1970-01-01T01:00:00+01:00"), Some(0));
+        assert_eq!(parse_rfc3339("2026-11-29T04:30:00.123Z").map(fmt_time).as_deref(), Some("2026-11-29T04:30:00Z"));
+        assert_eq!(parse_rfc3339("2026-11-29"), None);
+        assert_eq!(parse_rfc3339("2026-13-29T04:30:00Z"), None);
     }
 
     #[test]
