@@ -445,3 +445,54 @@ async fn issuer_not_found_rejects() {
     let c = checker(cfg(RevocationOrder::OcspFirst), &ca);
     assert_eq!(check(&c, &leaf).await.unwrap_err().reason, Reason::IssuerNotFound);
 }
+
+#[tokio::test]
+async fn stapling_serves_only_a_current_good_answer() {
+    use gateway::revocation::staple::{certified_key, StaplingResolver};
+    use rustls::pki_types::pem::PemObject;
+    let ca = Ca::new("Server CA");
+    let (ocsp, url) = start_ocsp(&ca, Signer::Issuer);
+    let leaf = ca.leaf(80, None, Some(&url));
+    ocsp.set(80, "good");
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(leaf.key.serialize_pem().as_bytes())
+        .unwrap();
+    let ck = certified_key(vec![leaf.cert.clone(), ca.cert.clone()], key, &provider()).unwrap();
+    let cf = RevocationConfig {
+        refresh_interval_secs: 1,
+        ..RevocationConfig::default()
+    };
+    let cache = RevocationCache::new(100).unwrap();
+    let r = StaplingResolver::start(ck.clone(), &cf, provider(), &cache).unwrap();
+    let t0 = Instant::now();
+    while r.current().ocsp.is_none() {
+        assert!(t0.elapsed() < Duration::from_secs(3), "no staple");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The staple is a verifiable, good OCSP response for our certificate.
+    let staple = r.current().ocsp.clone().unwrap();
+    let cert = gateway::revocation::cert::CertInfo::parse(&leaf.cert).unwrap();
+    let issuer = gateway::revocation::cert::CertInfo::parse(&ca.cert).unwrap();
+    let req = gateway::revocation::ocsp::BuiltRequest { der: Vec::new(), nonce: None };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let ans = gateway::revocation::ocsp::verify_response(
+        &staple, &cert, &issuer, &req, &provider(), now, 60, 3600,
+    )
+    .unwrap();
+    assert_eq!(ans.status, gateway::revocation::ocsp::OcspStatus::Good);
+    assert!(r.stapled_until().unwrap() > now);
+    // Revoked: the staple goes.
+    ocsp.set(80, "revoked");
+    while r.current().ocsp.is_some() {
+        assert!(t0.elapsed() < Duration::from_secs(8), "revoked answer still stapled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // No AIA OCSP URL: stapling cannot start.
+    let plain = ca.leaf(81, None, None);
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(plain.key.serialize_pem().as_bytes())
+        .unwrap();
+    let ck = certified_key(vec![plain.cert.clone(), ca.cert.clone()], key, &provider()).unwrap();
+    assert!(StaplingResolver::start(ck, &cf, provider(), &cache).is_err());
+}

@@ -73,6 +73,7 @@ pub(crate) struct StatusEntry {
     pub crl_epoch: Option<u64>,
     hit: AtomicBool,
     refetch: Option<Arc<OcspTarget>>,
+    retry_at: AtomicI64,
 }
 
 impl StatusEntry {
@@ -90,6 +91,7 @@ impl StatusEntry {
             crl_epoch,
             hit: AtomicBool::new(false),
             refetch: None,
+            retry_at: AtomicI64::new(0),
         }
     }
 }
@@ -391,13 +393,23 @@ impl RevocationCache {
         }
         let due: Vec<(Box<[u8]>, Arc<OcspTarget>)> = {
             let g = self.status.pin();
-            g.retain(|_, e| e.valid_until + 60 >= now || e.hit.load(Ordering::Relaxed));
+            // Expired entries go, except hot OCSP answers about to be refreshed.
+            g.retain(|_, e| {
+                e.valid_until + 60 >= now
+                    || (e.refetch.is_some() && e.hit.load(Ordering::Relaxed) && e.valid_until + 3600 >= now)
+            });
             g.iter()
                 .filter_map(|(k, e)| {
                     let t = e.refetch.as_ref()?;
                     let margin = t.ctx.refresh.min(((e.valid_until - e.fetched_at) / 10).max(1));
                     let due = now >= e.fetched_at + t.ctx.refresh || now >= e.valid_until - margin;
-                    (due && e.hit.load(Ordering::Relaxed)).then(|| (k.clone(), t.clone()))
+                    let hot = e.hit.load(Ordering::Relaxed);
+                    if !(due && hot && e.retry_at.load(Ordering::Relaxed) <= now) {
+                        return None;
+                    }
+                    // A failing responder is retried at most every 30 s (or the interval).
+                    e.retry_at.store(now + t.ctx.refresh.clamp(1, 30), Ordering::Relaxed);
+                    Some((k.clone(), t.clone()))
                 })
                 .collect()
         };
@@ -452,6 +464,15 @@ fn fetch_reason(e: FetchError) -> Reason {
 }
 
 async fn fetch_ocsp(cache: &RevocationCache, t: &OcspTarget, now: i64) -> OcspResult {
+    fetch_ocsp_raw(cache, t, now).await.map(|(a, _)| a)
+}
+
+/// Fetches and verifies an OCSP answer; also returns the DER response (for stapling).
+pub(crate) async fn fetch_ocsp_raw(
+    cache: &RevocationCache,
+    t: &OcspTarget,
+    now: i64,
+) -> Result<(OcspAnswer, bytes::Bytes), Reason> {
     let malformed = |e: super::cert::CertError| Reason::Malformed { why: e.to_string() };
     let cert = CertInfo::parse(&t.cert).map_err(malformed)?;
     let issuer = CertInfo::parse(&t.issuer).map_err(malformed)?;
@@ -482,7 +503,7 @@ async fn fetch_ocsp(cache: &RevocationCache, t: &OcspTarget, now: i64) -> OcspRe
     };
     cache.metrics.latency(t0.elapsed());
     let body = body.map_err(fetch_reason)?;
-    ocsp::verify_response(
+    let answer = ocsp::verify_response(
         &body,
         &cert,
         &issuer,
@@ -498,7 +519,8 @@ async fn fetch_ocsp(cache: &RevocationCache, t: &OcspTarget, now: i64) -> OcspRe
             Reason::Unknown => r,
             other => prefix(other, &format!("OCSP {}", t.url)),
         }
-    })
+    })?;
+    Ok((answer, body))
 }
 
 fn prefix(r: Reason, p: &str) -> Reason {

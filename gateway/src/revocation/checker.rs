@@ -219,7 +219,7 @@ impl RevocationChecker {
         for der in chain {
             if let Ok((iss, _)) = issuer_and_serial(der) {
                 // A self-issued certificate in the chain (a root sent along) has no status.
-                if out.len() > 0 && CertInfo::parse(der).is_ok_and(|c| c.subject == iss) {
+                if !out.is_empty() && CertInfo::parse(der).is_ok_and(|c| c.subject == iss) {
                     continue;
                 }
             }

@@ -20,6 +20,7 @@ mod flight;
 pub mod metrics;
 pub mod ocsp;
 pub mod serials;
+pub mod staple;
 pub mod verify;
 
 pub use cache::RevocationCache;
