@@ -14,7 +14,9 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use gateway::revocation::{cert::CertInfo, crl, RevocationCache, RevocationChecker, RevocationConfig, RevocationOrder};
+use gateway::revocation::{
+    cert::CertInfo, crl, RevocationCache, RevocationChecker, RevocationConfig, RevocationOrder,
+};
 use gateway::tls::client_verifier::HandshakeStatusCheck;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
@@ -59,8 +61,12 @@ impl Pki {
 
     fn leaf(&self, cn: &str, server: bool) -> (rcgen::Certificate, KeyPair) {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
-        let mut p = CertificateParams::new(if server { vec!["localhost".into()] } else { vec![] })
-            .expect("params");
+        let mut p = CertificateParams::new(if server {
+            vec!["localhost".into()]
+        } else {
+            vec![]
+        })
+        .expect("params");
         p.distinguished_name.push(DnType::CommonName, cn);
         p.serial_number = Some(SerialNumber::from_slice(&[0x7f, 0x12, 0x34]));
         p.extended_key_usages = vec![if server {
@@ -179,7 +185,11 @@ fn crl_load(c: &mut Criterion) {
     for &n in sizes {
         let t = Instant::now();
         let der = pki.crl(n);
-        eprintln!("generated {n}-entry CRL ({} bytes) in {:?}", der.len(), t.elapsed());
+        eprintln!(
+            "generated {n}-entry CRL ({} bytes) in {:?}",
+            der.len(),
+            t.elapsed()
+        );
         let crl = crl::load(&der, &issuer, &provider, now, 0).expect("load");
         eprintln!(
             "{n} entries: {} serials, {} heap bytes ({:.1} bytes/entry)",
@@ -232,7 +242,10 @@ fn handshake_overhead(c: &mut Criterion) {
     let mut g = c.benchmark_group("mtls_handshake_revocation");
     g.measurement_time(Duration::from_secs(4));
     g.sample_size(50);
-    for (name, server) in [("disabled", without.server_config), ("cache_hit", with.server_config)] {
+    for (name, server) in [
+        ("disabled", without.server_config),
+        ("cache_hit", with.server_config),
+    ] {
         let case = gateway_benches::Case {
             server,
             client: ccfg.clone(),

@@ -55,7 +55,10 @@ pub fn prepare(config: Config) -> Result<Prepared, ConfigError> {
             .max()
             .unwrap_or_default();
         Some(RevocationCache::new(max).map_err(|e| {
-            ConfigError::invalid("listener.revocation", format!("cannot start the fetch thread: {e}"))
+            ConfigError::invalid(
+                "listener.revocation",
+                format!("cannot start the fetch thread: {e}"),
+            )
         })?)
     } else {
         None

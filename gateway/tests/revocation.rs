@@ -14,12 +14,25 @@ use rustls::pki_types::{CertificateDer, UnixTime};
 use support::*;
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    // The gateway's tests also run with the ring provider only.
+    let name = if cfg!(feature = "aws-lc-rs") {
+        "aws-lc-rs"
+    } else {
+        "ring"
+    };
+    Arc::new(gateway::tls::policy::base_provider(name).unwrap())
 }
 
 fn checker(cfg: RevocationConfig, ca: &Ca) -> Arc<RevocationChecker> {
     let cache = RevocationCache::new(10_000).unwrap();
-    RevocationChecker::new(&cfg, "test", &[ca.cert.clone()], provider(), cache).unwrap()
+    RevocationChecker::new(
+        &cfg,
+        "test",
+        std::slice::from_ref(&ca.cert),
+        provider(),
+        cache,
+    )
+    .unwrap()
 }
 
 fn cfg(order: RevocationOrder) -> RevocationConfig {
@@ -30,7 +43,10 @@ fn cfg(order: RevocationOrder) -> RevocationConfig {
     }
 }
 
-async fn check(c: &RevocationChecker, leaf: &Leaf) -> Result<Verdict, gateway::revocation::RevocationError> {
+async fn check(
+    c: &RevocationChecker,
+    leaf: &Leaf,
+) -> Result<Verdict, gateway::revocation::RevocationError> {
     c.check(&leaf.cert, &[]).await
 }
 
@@ -48,7 +64,16 @@ async fn revoked_by_crl() {
     let leaf = ca.leaf(7, Some(&crl_url), Some(&dead_url("/ocsp")));
     let c = checker(cfg(RevocationOrder::OcspFirst), &ca);
     let e = check(&c, &leaf).await.unwrap_err();
-    assert!(matches!(e.reason, Reason::Revoked { source: Source::Crl, .. }), "{e}");
+    assert!(
+        matches!(
+            e.reason,
+            Reason::Revoked {
+                source: Source::Crl,
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert_eq!(e.serial, "07");
     assert!(e.issuer.contains("Test CA"), "{}", e.issuer);
 }
@@ -62,12 +87,24 @@ async fn revoked_by_ocsp_only_after_the_last_crl() {
     ocsp.set(8, "revoked");
     let c = checker(cfg(RevocationOrder::OcspFirst), &ca);
     let e = check(&c, &leaf).await.unwrap_err();
-    assert!(matches!(e.reason, Reason::Revoked { source: Source::Ocsp, at: Some(_), .. }), "{e}");
+    assert!(
+        matches!(
+            e.reason,
+            Reason::Revoked {
+                source: Source::Ocsp,
+                at: Some(_),
+                ..
+            }
+        ),
+        "{e}"
+    );
     // Now cached: the handshake-time check refuses it without a fetch.
     let r = HandshakeStatusCheck::check(&*c, &leaf.cert, &[], UnixTime::now());
     assert!(matches!(
         r,
-        Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked))
+        Err(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::Revoked
+        ))
     ));
     assert_eq!(ocsp.requests.load(Ordering::SeqCst), 1);
 }
@@ -192,7 +229,10 @@ async fn delegated_responder_with_eku_accepts() {
     let leaf = ca.leaf(20, None, Some(&ocsp_url));
     ocsp.set(20, "good");
     let c = checker(cfg(RevocationOrder::OcspOnly), &ca);
-    assert_eq!(source_of(&check(&c, &leaf).await.unwrap()), Some(Source::Ocsp));
+    assert_eq!(
+        source_of(&check(&c, &leaf).await.unwrap()),
+        Some(Source::Ocsp)
+    );
 }
 
 #[tokio::test]
@@ -278,7 +318,10 @@ async fn revocation_published_while_running_takes_effect_within_refresh_interval
         match check(&c, &leaf).await {
             Err(e) if e.is_revoked() => break,
             _ => {
-                assert!(t0.elapsed() < Duration::from_secs(4), "revocation not picked up");
+                assert!(
+                    t0.elapsed() < Duration::from_secs(4),
+                    "revocation not picked up"
+                );
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
@@ -311,7 +354,9 @@ async fn thousand_concurrent_checks_make_one_request_per_certificate() {
     let (ocsp, ocsp_url) = start_ocsp(&ca, Signer::Issuer);
     *ocsp.delay.lock().unwrap() = Duration::from_millis(200);
     let (crl, crl_url) = CrlServer::start(ca.crl(&[], -60, 3600));
-    let leaves: Vec<Leaf> = (100..103).map(|s| ca.leaf(s, Some(&crl_url), Some(&ocsp_url))).collect();
+    let leaves: Vec<Leaf> = (100..103)
+        .map(|s| ca.leaf(s, Some(&crl_url), Some(&ocsp_url)))
+        .collect();
     for l in &leaves {
         ocsp.set(l.serial, "good");
     }
@@ -320,7 +365,9 @@ async fn thousand_concurrent_checks_make_one_request_per_certificate() {
     for i in 0..1000 {
         let c = c.clone();
         let cert: CertificateDer<'static> = leaves[i % 3].cert.clone();
-        tasks.push(tokio::spawn(async move { c.check(&cert, &[]).await.is_ok() }));
+        tasks.push(tokio::spawn(
+            async move { c.check(&cert, &[]).await.is_ok() },
+        ));
     }
     for t in tasks {
         assert!(t.await.unwrap());
@@ -334,7 +381,9 @@ async fn thousand_concurrent_checks_make_one_request_per_certificate() {
     for i in 0..1000 {
         let c = c.clone();
         let cert = leaves[i % 3].cert.clone();
-        tasks.push(tokio::spawn(async move { c.check(&cert, &[]).await.is_ok() }));
+        tasks.push(tokio::spawn(
+            async move { c.check(&cert, &[]).await.is_ok() },
+        ));
     }
     for t in tasks {
         assert!(t.await.unwrap());
@@ -354,7 +403,10 @@ async fn openssl_ocsp_responder_good_and_revoked() {
     let revoked = ca.leaf(31, None, Some(&r.url));
     let unknown = ca.leaf(32, None, Some(&r.url));
     let c = checker(cfg(RevocationOrder::OcspOnly), &ca);
-    assert_eq!(source_of(&check(&c, &good).await.unwrap()), Some(Source::Ocsp));
+    assert_eq!(
+        source_of(&check(&c, &good).await.unwrap()),
+        Some(Source::Ocsp)
+    );
     let e = check(&c, &revoked).await.unwrap_err();
     assert!(e.is_revoked(), "{e}");
     let e = check(&c, &unknown).await.unwrap_err();
@@ -383,8 +435,20 @@ async fn configured_crl_file_and_responder_override() {
     let revoked = ca.leaf(40, None, None);
     let good = ca.leaf(41, None, None);
     let e = check(&c, &revoked).await.unwrap_err();
-    assert!(matches!(e.reason, Reason::Revoked { source: Source::Crl, .. }), "{e}");
-    assert_eq!(source_of(&check(&c, &good).await.unwrap()), Some(Source::Ocsp));
+    assert!(
+        matches!(
+            e.reason,
+            Reason::Revoked {
+                source: Source::Crl,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(
+        source_of(&check(&c, &good).await.unwrap()),
+        Some(Source::Ocsp)
+    );
     // The verified CRL file also answers inside the handshake.
     assert!(HandshakeStatusCheck::check(&*c, &revoked.cert, &[], UnixTime::now()).is_err());
 }
@@ -396,7 +460,9 @@ async fn soft_fail_and_disabled_are_explicit() {
     let mut cf = cfg(RevocationOrder::OcspFirst);
     cf.soft_fail = true;
     let c = checker(cf, &ca);
-    let Verdict::Good(s) = check(&c, &leaf).await.unwrap() else { panic!() };
+    let Verdict::Good(s) = check(&c, &leaf).await.unwrap() else {
+        panic!()
+    };
     assert!(s[0].soft_failed.is_some());
     assert_eq!(c.cache().metrics().soft_fail_accepts, 1);
     let mut cf = cfg(RevocationOrder::OcspFirst);
@@ -411,11 +477,17 @@ async fn intermediates_checked_when_configured() {
     let (_crl, crl_url) = CrlServer::start(root.crl(&[0x1c], -60, 3600));
     // An intermediate CA, serial 0x1c, revoked by the root's CRL.
     let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.distinguished_name.push(rcgen::DnType::CommonName, "Intermediate CA");
+    p.distinguished_name
+        .push(rcgen::DnType::CommonName, "Intermediate CA");
     p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    p.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+    p.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
     p.serial_number = Some(rcgen::SerialNumber::from_slice(&[0x1c]));
-    p.crl_distribution_points = vec![rcgen::CrlDistributionPoint { uris: vec![crl_url] }];
+    p.crl_distribution_points = vec![rcgen::CrlDistributionPoint {
+        uris: vec![crl_url],
+    }];
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = p.signed_by(&key, &root.issuer()).unwrap();
     let inter = Ca {
@@ -428,12 +500,32 @@ async fn intermediates_checked_when_configured() {
     let leaf = inter.leaf(60, None, Some(&ocsp_url));
     ocsp.set(60, "good");
     let cache = RevocationCache::new(1000).unwrap();
-    let c = RevocationChecker::new(&cfg(RevocationOrder::OcspFirst), "t", &[root.cert.clone()], provider(), cache.clone()).unwrap();
-    assert!(c.check(&leaf.cert, &[inter.cert.clone()]).await.is_ok());
+    let c = RevocationChecker::new(
+        &cfg(RevocationOrder::OcspFirst),
+        "t",
+        std::slice::from_ref(&root.cert),
+        provider(),
+        cache.clone(),
+    )
+    .unwrap();
+    assert!(c
+        .check(&leaf.cert, std::slice::from_ref(&inter.cert))
+        .await
+        .is_ok());
     let mut cf = cfg(RevocationOrder::OcspFirst);
     cf.check_intermediates = true;
-    let c = RevocationChecker::new(&cf, "t", &[root.cert.clone()], provider(), cache).unwrap();
-    let e = c.check(&leaf.cert, &[inter.cert.clone()]).await.unwrap_err();
+    let c = RevocationChecker::new(
+        &cf,
+        "t",
+        std::slice::from_ref(&root.cert),
+        provider(),
+        cache,
+    )
+    .unwrap();
+    let e = c
+        .check(&leaf.cert, std::slice::from_ref(&inter.cert))
+        .await
+        .unwrap_err();
     assert!(e.is_revoked() && e.serial == "1c", "{e}");
 }
 
@@ -443,7 +535,10 @@ async fn issuer_not_found_rejects() {
     let other = Ca::new("Other CA");
     let leaf = other.leaf(70, None, None);
     let c = checker(cfg(RevocationOrder::OcspFirst), &ca);
-    assert_eq!(check(&c, &leaf).await.unwrap_err().reason, Reason::IssuerNotFound);
+    assert_eq!(
+        check(&c, &leaf).await.unwrap_err().reason,
+        Reason::IssuerNotFound
+    );
 }
 
 #[tokio::test]
@@ -472,27 +567,38 @@ async fn stapling_serves_only_a_current_good_answer() {
     let staple = r.current().ocsp.clone().unwrap();
     let cert = gateway::revocation::cert::CertInfo::parse(&leaf.cert).unwrap();
     let issuer = gateway::revocation::cert::CertInfo::parse(&ca.cert).unwrap();
-    let req = gateway::revocation::ocsp::BuiltRequest { der: Vec::new(), nonce: None };
+    let req = gateway::revocation::ocsp::BuiltRequest {
+        der: Vec::new(),
+        nonce: None,
+    };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    let ans = gateway::revocation::ocsp::verify_response(
-        &staple, &cert, &issuer, &req, &provider(), now, 60, 3600,
-    )
-    .unwrap();
+    let at = gateway::revocation::ocsp::Freshness {
+        now,
+        skew: 60,
+        max_age: 3600,
+    };
+    let ans =
+        gateway::revocation::ocsp::verify_response(&staple, &cert, &issuer, &req, &provider(), at)
+            .unwrap();
     assert_eq!(ans.status, gateway::revocation::ocsp::OcspStatus::Good);
     assert!(r.stapled_until().unwrap() > now);
     // Revoked: the staple goes.
     ocsp.set(80, "revoked");
     while r.current().ocsp.is_some() {
-        assert!(t0.elapsed() < Duration::from_secs(8), "revoked answer still stapled");
+        assert!(
+            t0.elapsed() < Duration::from_secs(8),
+            "revoked answer still stapled"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // No AIA OCSP URL: stapling cannot start.
     let plain = ca.leaf(81, None, None);
-    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(plain.key.serialize_pem().as_bytes())
-        .unwrap();
+    let key =
+        rustls::pki_types::PrivateKeyDer::from_pem_slice(plain.key.serialize_pem().as_bytes())
+            .unwrap();
     let ck = certified_key(vec![plain.cert.clone(), ca.cert.clone()], key, &provider()).unwrap();
     assert!(StaplingResolver::start(ck, &cf, provider(), &cache).is_err());
 }

@@ -38,14 +38,26 @@ fn verify_offline_with_crl_files_and_online_with_ocsp() {
 
     let (code, out) = verify(d, &["good.pem", "--ca", "ca.pem", "--crl", "ca.crl"]);
     assert_eq!(code, 0, "{out}");
-    for what in ["validity", "key policy", "extended key usage", "trust", "revocation"] {
-        assert!(out.contains(&format!("[ok  ] {what}")), "{what} missing: {out}");
+    for what in [
+        "validity",
+        "key policy",
+        "extended key usage",
+        "trust",
+        "revocation",
+    ] {
+        assert!(
+            out.contains(&format!("[ok  ] {what}")),
+            "{what} missing: {out}"
+        );
     }
     assert!(out.contains("verdict: ACCEPTED"), "{out}");
 
     let (code, out) = verify(d, &["revoked.pem", "--ca", "ca.pem", "--crl", "ca.crl"]);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("[FAIL] revocation") && out.contains("revoked"), "{out}");
+    assert!(
+        out.contains("[FAIL] revocation") && out.contains("revoked"),
+        "{out}"
+    );
     assert!(out.contains("verdict: REJECTED"), "{out}");
 
     // Fail closed: no CRL and offline means no status.
@@ -61,7 +73,15 @@ fn verify_offline_with_crl_files_and_online_with_ocsp() {
     // --at after the CRL's nextUpdate: the CRL is stale.
     let (code, out) = verify(
         d,
-        &["good.pem", "--ca", "ca.pem", "--crl", "ca.crl", "--at", "2100-01-01T00:00:00Z"],
+        &[
+            "good.pem",
+            "--ca",
+            "ca.pem",
+            "--crl",
+            "ca.crl",
+            "--at",
+            "2100-01-01T00:00:00Z",
+        ],
     );
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("stale"), "{out}");

@@ -99,7 +99,11 @@ impl StatusEntry {
 /// The key of a status entry: the issuer Name and the serial.
 pub(crate) fn status_key(issuer: &[u8], serial: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(2 + issuer.len() + serial.len());
-    k.extend_from_slice(&u16::try_from(issuer.len()).unwrap_or(u16::MAX).to_be_bytes());
+    k.extend_from_slice(
+        &u16::try_from(issuer.len())
+            .unwrap_or(u16::MAX)
+            .to_be_bytes(),
+    );
     k.extend_from_slice(issuer);
     k.extend_from_slice(serial);
     k
@@ -322,26 +326,29 @@ impl RevocationCache {
                 valid_until: e.valid_until,
             }))
         };
-        let (rx, started) = self.ocsp_flights.join_or_start(&self.bg, key, recheck, move || async move {
-            let r = fetch_ocsp(&cache, &target, now).await;
-            match &r {
-                Ok(ans) => {
-                    let revoked = match ans.status {
-                        OcspStatus::Good => None,
-                        OcspStatus::Revoked { time, reason } => Some(Reason::Revoked {
-                            source: Source::Ocsp,
-                            at: Some(time),
-                            code: reason,
-                        }),
-                    };
-                    let mut e = StatusEntry::new(revoked, Source::Ocsp, ans.valid_until, None);
-                    e.refetch = Some(target.clone());
-                    cache.insert(&k, e);
-                }
-                Err(_) => cache.metrics.fetch_failure(),
-            }
-            r
-        });
+        let (rx, started) =
+            self.ocsp_flights
+                .join_or_start(&self.bg, key, recheck, move || async move {
+                    let r = fetch_ocsp(&cache, &target, now).await;
+                    match &r {
+                        Ok(ans) => {
+                            let revoked = match ans.status {
+                                OcspStatus::Good => None,
+                                OcspStatus::Revoked { time, reason } => Some(Reason::Revoked {
+                                    source: Source::Ocsp,
+                                    at: Some(time),
+                                    code: reason,
+                                }),
+                            };
+                            let mut e =
+                                StatusEntry::new(revoked, Source::Ocsp, ans.valid_until, None);
+                            e.refetch = Some(target.clone());
+                            cache.insert(&k, e);
+                        }
+                        Err(_) => cache.metrics.fetch_failure(),
+                    }
+                    r
+                });
         if !started {
             self.metrics.join();
         }
@@ -365,13 +372,15 @@ impl RevocationCache {
                 .filter(|s| s.crl.is_current(now, skew) && s.fetched_at >= now)
                 .map(Ok)
         };
-        let (rx, started) = self.crl_flights.join_or_start(&self.bg, key, recheck, move || async move {
-            let r = fetch_crl(&cache, &k, url, issuer, ctx, now).await;
-            if r.is_err() {
-                cache.metrics.fetch_failure();
-            }
-            r
-        });
+        let (rx, started) =
+            self.crl_flights
+                .join_or_start(&self.bg, key, recheck, move || async move {
+                    let r = fetch_crl(&cache, &k, url, issuer, ctx, now).await;
+                    if r.is_err() {
+                        cache.metrics.fetch_failure();
+                    }
+                    r
+                });
         if !started {
             self.metrics.join();
         }
@@ -396,19 +405,25 @@ impl RevocationCache {
             // Expired entries go, except hot OCSP answers about to be refreshed.
             g.retain(|_, e| {
                 e.valid_until + 60 >= now
-                    || (e.refetch.is_some() && e.hit.load(Ordering::Relaxed) && e.valid_until + 3600 >= now)
+                    || (e.refetch.is_some()
+                        && e.hit.load(Ordering::Relaxed)
+                        && e.valid_until + 3600 >= now)
             });
             g.iter()
                 .filter_map(|(k, e)| {
                     let t = e.refetch.as_ref()?;
-                    let margin = t.ctx.refresh.min(((e.valid_until - e.fetched_at) / 10).max(1));
+                    let margin = t
+                        .ctx
+                        .refresh
+                        .min(((e.valid_until - e.fetched_at) / 10).max(1));
                     let due = now >= e.fetched_at + t.ctx.refresh || now >= e.valid_until - margin;
                     let hot = e.hit.load(Ordering::Relaxed);
                     if !(due && hot && e.retry_at.load(Ordering::Relaxed) <= now) {
                         return None;
                     }
                     // A failing responder is retried at most every 30 s (or the interval).
-                    e.retry_at.store(now + t.ctx.refresh.clamp(1, 30), Ordering::Relaxed);
+                    e.retry_at
+                        .store(now + t.ctx.refresh.clamp(1, 30), Ordering::Relaxed);
                     Some((k.clone(), t.clone()))
                 })
                 .collect()
@@ -509,9 +524,11 @@ pub(crate) async fn fetch_ocsp_raw(
         &issuer,
         &req,
         &ctx.provider,
-        now,
-        ctx.skew,
-        ctx.refresh,
+        ocsp::Freshness {
+            now,
+            skew: ctx.skew,
+            max_age: ctx.refresh,
+        },
     )
     .map_err(|e| {
         let r = ocsp_reason(e);
@@ -589,7 +606,9 @@ async fn fetch_crl(
                     cache.crls.pin().insert(key.into(), s.clone());
                     Ok(s)
                 }
-                _ => Err(stale_old(format!("{url}: 304 Not Modified but no current copy"))),
+                _ => Err(stale_old(format!(
+                    "{url}: 304 Not Modified but no current copy"
+                ))),
             };
         }
         Err(e) => {
@@ -624,9 +643,9 @@ async fn fetch_crl(
             return Err(r);
         }
     };
-    let changed = old
-        .as_ref()
-        .is_none_or(|o| o.crl.this_update != crl.this_update || o.crl.serials.len() != crl.serials.len());
+    let changed = old.as_ref().is_none_or(|o| {
+        o.crl.this_update != crl.this_update || o.crl.serials.len() != crl.serials.len()
+    });
     tracing::debug!(url = %url, entries = crl.serials.len(), next_update = %super::der::fmt_time(crl.next_update), "CRL loaded");
     let s = Arc::new(CrlState {
         crl: Arc::new(crl),

@@ -131,9 +131,9 @@ impl<'a> CertInfo<'a> {
             match ext.parsed_extension() {
                 ParsedExtension::CRLDistributionPoints(cdp) => {
                     for dp in &cdp.points {
-                        if let Some(
-                            x509_parser::extensions::DistributionPointName::FullName(names),
-                        ) = &dp.distribution_point
+                        if let Some(x509_parser::extensions::DistributionPointName::FullName(
+                            names,
+                        )) = &dp.distribution_point
                         {
                             for n in names {
                                 if let GeneralName::URI(u) = n {
@@ -155,7 +155,10 @@ impl<'a> CertInfo<'a> {
                 ParsedExtension::KeyUsage(ku) => self.crl_sign = Some(ku.crl_sign()),
                 ParsedExtension::ExtendedKeyUsage(eku) => {
                     self.ocsp_signing = eku.ocsp_signing
-                        || eku.other.iter().any(|o| o.to_id_string() == OID_KP_OCSP_SIGNING);
+                        || eku
+                            .other
+                            .iter()
+                            .any(|o| o.to_id_string() == OID_KP_OCSP_SIGNING);
                 }
                 _ => {}
             }

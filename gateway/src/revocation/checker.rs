@@ -8,7 +8,9 @@ use std::time::Duration;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, UnixTime};
 
-use super::cache::{crl_key, crl_reason, status_key, FetchCtx, OcspTarget, RevocationCache, StatusEntry};
+use super::cache::{
+    crl_key, crl_reason, status_key, FetchCtx, OcspTarget, RevocationCache, StatusEntry,
+};
 use super::cert::{issuer_and_serial, name_string, CertInfo};
 use super::config::{RevocationConfig, Source};
 use super::crl::{self, Crl};
@@ -103,7 +105,9 @@ impl RevocationChecker {
                 message: format!("{}: {m}", path.display()),
             };
             let bytes = std::fs::read(path).map_err(|e| file(e.to_string()))?;
-            let der = crl::to_der(&bytes).map_err(|e| file(e.to_string()))?.into_owned();
+            let der = crl::to_der(&bytes)
+                .map_err(|e| file(e.to_string()))?
+                .into_owned();
             let parsed = crl::parse(&der).map_err(|e| file(e.to_string()))?;
             let next_update = parsed
                 .next_update
@@ -128,11 +132,13 @@ impl RevocationChecker {
                 message: format!("{}: {m}", r.issuer_cert.display()),
             };
             let certs = crate::pki::load_certs(&r.issuer_cert).map_err(|e| file(e.to_string()))?;
-            let der = certs
-                .first()
-                .ok_or_else(|| file("no certificate".into()))?;
+            let der = certs.first().ok_or_else(|| file("no certificate".into()))?;
             let info = CertInfo::parse(der).map_err(|e| file(e.to_string()))?;
-            responders.push((info.subject.to_vec(), info.public_key.to_vec(), r.url.clone()));
+            responders.push((
+                info.subject.to_vec(),
+                info.public_key.to_vec(),
+                r.url.clone(),
+            ));
         }
         let timeout = Duration::from_millis(cfg.fetch_timeout_ms);
         let ctx = Arc::new(FetchCtx {
@@ -288,9 +294,8 @@ impl RevocationChecker {
             });
         }
         self.cache.metrics.miss();
-        let info = CertInfo::parse(der).map_err(|e| {
-            err(Reason::Malformed { why: e.to_string() }, iss, serial)
-        })?;
+        let info = CertInfo::parse(der)
+            .map_err(|e| err(Reason::Malformed { why: e.to_string() }, iss, serial))?;
         let issuer_der = self
             .find_issuer(&info, pool)
             .ok_or_else(|| err(Reason::IssuerNotFound, iss, serial))?;
@@ -311,7 +316,8 @@ impl RevocationChecker {
                         };
                         return Err(err(r, iss, serial));
                     }
-                    local_good = Some(local_good.map_or(l.crl.next_update, |g| g.min(l.crl.next_update)));
+                    local_good =
+                        Some(local_good.map_or(l.crl.next_update, |g| g.min(l.crl.next_update)));
                 }
                 Err(r) => failures.push(r),
             }
@@ -325,7 +331,10 @@ impl RevocationChecker {
         };
         for &source in self.cfg.order.sources() {
             match source {
-                Source::Ocsp => match self.resolve_ocsp(&info, &issuer, &issuer_der, &key, now).await {
+                Source::Ocsp => match self
+                    .resolve_ocsp(&info, &issuer, &issuer_der, &key, now)
+                    .await
+                {
                     Ok((OcspStatus::Good, until)) => return Ok(good(Source::Ocsp, until)),
                     Ok((OcspStatus::Revoked { time, reason }, _)) => {
                         let r = Reason::Revoked {
@@ -340,13 +349,19 @@ impl RevocationChecker {
                 Source::Crl => {
                     if let Some(until) = local_good {
                         let epoch = self.cache.current_epoch();
-                        self.cache.insert(&key, StatusEntry::new(None, Source::Crl, until, Some(epoch)));
+                        self.cache.insert(
+                            &key,
+                            StatusEntry::new(None, Source::Crl, until, Some(epoch)),
+                        );
                         return Ok(good(Source::Crl, until));
                     }
                     if info.crl_urls.is_empty() && !failures.is_empty() && !self.local.is_empty() {
                         continue;
                     }
-                    match self.resolve_crl(&info, &issuer_der, &issuer, &key, now).await {
+                    match self
+                        .resolve_crl(&info, &issuer_der, &issuer, &key, now)
+                        .await
+                    {
                         Ok((false, until)) => return Ok(good(Source::Crl, until)),
                         Ok((true, _)) => {
                             let r = Reason::Revoked {
@@ -370,9 +385,7 @@ impl RevocationChecker {
         pool.iter()
             .map(|c| c.as_ref())
             .chain(self.anchors.iter().map(|c| c.as_ref()))
-            .find(|c| {
-                CertInfo::parse(c).is_ok_and(|cand| info.is_issued_by(&cand, &self.provider))
-            })
+            .find(|c| CertInfo::parse(c).is_ok_and(|cand| info.is_issued_by(&cand, &self.provider)))
             .map(Arc::from)
     }
 
@@ -440,7 +453,10 @@ impl RevocationChecker {
             Some(Ok(ans)) => Ok((ans.status, ans.valid_until)),
             Some(Err(r)) => Err(r),
             None => Err(Reason::Unavailable {
-                why: format!("OCSP {url}: no answer within {} ms", self.cfg.fetch_timeout_ms),
+                why: format!(
+                    "OCSP {url}: no answer within {} ms",
+                    self.cfg.fetch_timeout_ms
+                ),
             }),
         }
     }
@@ -458,7 +474,11 @@ impl RevocationChecker {
                 why: "CRL: no given CRL file covers the issuer, and distribution points are not fetched offline (use --online)".into(),
             });
         }
-        let urls: Vec<&String> = info.crl_urls.iter().filter(|u| u.starts_with("http://")).collect();
+        let urls: Vec<&String> = info
+            .crl_urls
+            .iter()
+            .filter(|u| u.starts_with("http://"))
+            .collect();
         if urls.is_empty() {
             return Err(Reason::Unavailable {
                 why: "CRL: the certificate has no http:// CRL distribution point and no configured CRL file covers its issuer".into(),
@@ -487,7 +507,10 @@ impl RevocationChecker {
                         }
                         None => {
                             failures.push(Reason::Unavailable {
-                                why: format!("CRL {url}: no answer within {} ms", self.cfg.fetch_timeout_ms),
+                                why: format!(
+                                    "CRL {url}: no answer within {} ms",
+                                    self.cfg.fetch_timeout_ms
+                                ),
                             });
                             continue;
                         }

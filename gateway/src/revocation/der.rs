@@ -47,7 +47,9 @@ impl<'a> Reader<'a> {
     /// Reads the next TLV, whatever its tag.
     pub fn any(&mut self) -> Result<Tlv<'a>, DerError> {
         let input = self.rest;
-        let (&tag, after) = input.split_first().ok_or(DerError("unexpected end of data"))?;
+        let (&tag, after) = input
+            .split_first()
+            .ok_or(DerError("unexpected end of data"))?;
         if tag & 0x1f == 0x1f {
             return Err(DerError("high tag numbers are not supported"));
         }
@@ -150,8 +152,7 @@ pub(crate) fn time(t: &Tlv<'_>) -> Result<i64, DerError> {
     if !tail.is_empty() && (t.tag == tag::UTC_TIME || tail[0] != b'.') {
         return Err(DerError("unexpected characters in time"));
     }
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60
-    {
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60 {
         return Err(DerError("time field out of range"));
     }
     Ok(days_from_civil(year, month, day) * 86_400 + hour * 3600 + min * 60 + sec)
@@ -191,7 +192,14 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         return None;
     }
     let n = |at: usize, len: usize| digits(b, at, len).ok();
-    let (y, mo, d, h, mi, se) = (n(0, 4)?, n(5, 2)?, n(8, 2)?, n(11, 2)?, n(14, 2)?, n(17, 2)?);
+    let (y, mo, d, h, mi, se) = (
+        n(0, 4)?,
+        n(5, 2)?,
+        n(8, 2)?,
+        n(11, 2)?,
+        n(14, 2)?,
+        n(17, 2)?,
+    );
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
         return None;
     }
@@ -269,7 +277,12 @@ mod tests {
     fn rfc3339() {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_rfc3339("1970-01-01T01:00:00+01:00"), Some(0));
-        assert_eq!(parse_rfc3339("2026-11-29T04:30:00.123Z").map(fmt_time).as_deref(), Some("2026-11-29T04:30:00Z"));
+        assert_eq!(
+            parse_rfc3339("2026-11-29T04:30:00.123Z")
+                .map(fmt_time)
+                .as_deref(),
+            Some("2026-11-29T04:30:00Z")
+        );
         assert_eq!(parse_rfc3339("2026-11-29"), None);
         assert_eq!(parse_rfc3339("2026-13-29T04:30:00Z"), None);
     }

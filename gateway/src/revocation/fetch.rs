@@ -117,7 +117,10 @@ impl Fetcher {
             .uri(parse(url)?)
             .header(header::CONTENT_TYPE, "application/ocsp-request")
             .header(header::ACCEPT, "application/ocsp-response");
-        match self.exchange(url, b, Full::new(Bytes::from(body)), false).await? {
+        match self
+            .exchange(url, b, Full::new(Bytes::from(body)), false)
+            .await?
+        {
             Fetched::Body(b, _) => Ok(b),
             Fetched::NotModified => Err(FetchError::Status {
                 url: url.to_string(),

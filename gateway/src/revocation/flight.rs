@@ -8,10 +8,12 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 
+type FlightMap<T> = Arc<Mutex<HashMap<Box<[u8]>, watch::Receiver<Option<T>>>>>;
+
 /// In-flight tasks by key. The lock is taken only on cache misses, for a map operation.
 #[derive(Debug)]
 pub(crate) struct SingleFlight<T> {
-    map: Arc<Mutex<HashMap<Box<[u8]>, watch::Receiver<Option<T>>>>>,
+    map: FlightMap<T>,
 }
 
 impl<T> Default for SingleFlight<T> {

@@ -14,8 +14,8 @@ use x509_cert::ext::Extension;
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::spki::AlgorithmIdentifierOwned;
 use x509_ocsp::{
-    BasicOcspResponse, CertId, CertStatus, OcspRequest, OcspResponse, OcspResponseStatus,
-    Request, ResponderId, TbsRequest, Version,
+    BasicOcspResponse, CertId, CertStatus, OcspRequest, OcspResponse, OcspResponseStatus, Request,
+    ResponderId, TbsRequest, Version,
 };
 
 use super::cert::{verify_signature, CertInfo};
@@ -99,9 +99,8 @@ fn cert_id(
     issuer: &CertInfo<'_>,
     oid: ObjectIdentifier,
 ) -> Result<CertId, OcspError> {
-    let (name_hash, key_hash) = hashes(issuer, oid).ok_or(OcspError::Encode(format!(
-        "unsupported CertID hash {oid}"
-    )))?;
+    let (name_hash, key_hash) =
+        hashes(issuer, oid).ok_or(OcspError::Encode(format!("unsupported CertID hash {oid}")))?;
     let enc = |e: der::Error| OcspError::Encode(e.to_string());
     Ok(CertId {
         hash_algorithm: AlgorithmIdentifierOwned {
@@ -185,9 +184,20 @@ pub fn get_url(base: &str, req: &BuiltRequest) -> Option<String> {
     (url.len() <= 255).then_some(url)
 }
 
+/// When and how strictly freshness is judged.
+#[derive(Debug, Clone, Copy)]
+pub struct Freshness {
+    /// The evaluation time, Unix seconds.
+    pub now: i64,
+    /// Clock-skew allowance, seconds.
+    pub skew: i64,
+    /// How long an answer without nextUpdate may be used after its thisUpdate, seconds.
+    pub max_age: i64,
+}
+
 /// Verifies a DER OCSPResponse for `cert`/`issuer` at `now`.
 ///
-/// `max_age` bounds the use of an answer without nextUpdate.
+/// `at.max_age` bounds the use of an answer without nextUpdate.
 ///
 /// # Errors
 /// [`OcspError`] naming the failed check; `unknown` is an error.
@@ -197,10 +207,9 @@ pub fn verify_response(
     issuer: &CertInfo<'_>,
     req: &BuiltRequest,
     provider: &CryptoProvider,
-    now: i64,
-    skew: i64,
-    max_age: i64,
+    at: Freshness,
 ) -> Result<OcspAnswer, OcspError> {
+    let Freshness { now, skew, max_age } = at;
     let malformed = |e: der::Error| OcspError::Malformed(e.to_string());
     let resp = OcspResponse::from_der(bytes).map_err(malformed)?;
     if resp.response_status != OcspResponseStatus::Successful {
@@ -260,8 +269,7 @@ pub fn verify_response(
     } else {
         let d = extra.iter().find(|c| matches(c)).ok_or_else(|| {
             OcspError::NotAuthorized(
-                "responder ID matches neither the issuer nor a certificate in the response"
-                    .into(),
+                "responder ID matches neither the issuer nor a certificate in the response".into(),
             )
         })?;
         if !d.is_issued_by(issuer, provider) {

@@ -9,7 +9,9 @@ use rustls::pki_types::{CertificateDer, UnixTime};
 
 use super::cert::CertInfo;
 use super::der::{fmt_time, parse_rfc3339};
-use super::{now_secs, RevocationCache, RevocationChecker, RevocationConfig, RevocationOrder, Verdict};
+use super::{
+    now_secs, RevocationCache, RevocationChecker, RevocationConfig, RevocationOrder, Verdict,
+};
 use crate::config::{Config, TlsConfig};
 use crate::pki::keypolicy::{KeyPolicy, KeyPolicyError, RequiredEku};
 
@@ -86,7 +88,12 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<bool> {
             TlsConfig::default(),
             RevocationConfig::default(),
             Vec::new(),
-            "aws-lc-rs".to_string(),
+            if cfg!(feature = "aws-lc-rs") {
+                "aws-lc-rs"
+            } else {
+                "ring"
+            }
+            .to_string(),
             "defaults".to_string(),
         ),
     };
@@ -100,9 +107,8 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<bool> {
     }
     let chain = crate::pki::load_certs(&args.chain)?;
     let cas = crate::pki::load_ca_bundle(&ca_files)?;
-    let provider = Arc::new(
-        crate::tls::policy::base_provider(&provider_name).map_err(|e| anyhow!("{e}"))?,
-    );
+    let provider =
+        Arc::new(crate::tls::policy::base_provider(&provider_name).map_err(|e| anyhow!("{e}"))?);
     let (leaf, inter) = chain
         .split_first()
         .ok_or_else(|| anyhow!("{}: no certificate", args.chain.display()))?;
@@ -128,7 +134,11 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<bool> {
                 c.subject_string(),
                 fmt_time(c.not_before),
                 fmt_time(c.not_after),
-                if pass { "" } else { " (not valid at the evaluation time)" }
+                if pass {
+                    ""
+                } else {
+                    " (not valid at the evaluation time)"
+                }
             ),
         );
     }
@@ -144,7 +154,10 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<bool> {
         kp.is_ok(),
         "key policy",
         match &kp {
-            Ok(()) => format!("keys and signatures allowed (RSA >= {} bits, P-256/P-384, no SHA-1)", tls.min_rsa_bits),
+            Ok(()) => format!(
+                "keys and signatures allowed (RSA >= {} bits, P-256/P-384, no SHA-1)",
+                tls.min_rsa_bits
+            ),
             Err(e) => e.to_string(),
         },
     );
@@ -205,7 +218,10 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<bool> {
                         (None, Some(why)) => r.line(
                             true,
                             "revocation",
-                            format!("serial {}: {why}; accepted by soft_fail (relaxation)", s.serial),
+                            format!(
+                                "serial {}: {why}; accepted by soft_fail (relaxation)",
+                                s.serial
+                            ),
                         ),
                         (None, None) => {}
                     }
@@ -233,12 +249,16 @@ fn trust_check(
 ) -> Result<(), String> {
     let mut roots = rustls::RootCertStore::empty();
     for ca in cas {
-        roots.add(ca.clone()).map_err(|e| format!("trusted CA unusable: {e}"))?;
+        roots
+            .add(ca.clone())
+            .map_err(|e| format!("trusted CA unusable: {e}"))?;
     }
     let v = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
         .build()
         .map_err(|e| e.to_string())?;
-    let t = UnixTime::since_unix_epoch(std::time::Duration::from_secs(u64::try_from(at).unwrap_or(0)));
+    let t = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+        u64::try_from(at).unwrap_or(0),
+    ));
     v.verify_client_cert(leaf, inter, t)
         .map(|_| ())
         .map_err(|e| format!("{e}"))

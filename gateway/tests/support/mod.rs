@@ -178,24 +178,29 @@ pub fn serve(handler: Handler) -> SocketAddr {
                 };
                 let h = handler.clone();
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let h = h.clone();
-                        async move {
-                            let (parts, body) = req.into_parts();
-                            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                            let r = h(&parts, &body);
-                            if !r.delay.is_zero() {
-                                tokio::time::sleep(r.delay).await;
+                    let svc =
+                        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                            let h = h.clone();
+                            async move {
+                                let (parts, body) = req.into_parts();
+                                let body = body
+                                    .collect()
+                                    .await
+                                    .map(|b| b.to_bytes())
+                                    .unwrap_or_default();
+                                let r = h(&parts, &body);
+                                if !r.delay.is_zero() {
+                                    tokio::time::sleep(r.delay).await;
+                                }
+                                let mut resp = Response::builder().status(r.status);
+                                for (k, v) in r.headers {
+                                    resp = resp.header(k, v);
+                                }
+                                Ok::<_, std::convert::Infallible>(
+                                    resp.body(Full::new(Bytes::from(r.body))).unwrap(),
+                                )
                             }
-                            let mut resp = Response::builder().status(r.status);
-                            for (k, v) in r.headers {
-                                resp = resp.header(k, v);
-                            }
-                            Ok::<_, std::convert::Infallible>(
-                                resp.body(Full::new(Bytes::from(r.body))).unwrap(),
-                            )
-                        }
-                    });
+                        });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
                         .await;
@@ -247,7 +252,10 @@ impl CrlServer {
             }
             Reply {
                 status: StatusCode::OK,
-                headers: vec![("etag", etag), ("content-type", "application/pkix-crl".into())],
+                headers: vec![
+                    ("etag", etag),
+                    ("content-type", "application/pkix-crl".into()),
+                ],
                 body,
                 delay: Duration::ZERO,
             }
@@ -300,7 +308,10 @@ pub fn start_ocsp(ca: &Ca, signer: Signer) -> (Arc<OcspState>, String) {
         st.requests.fetch_add(1, Ordering::SeqCst);
         let der = if parts.method == http::Method::GET {
             let path = parts.uri.path().trim_start_matches('/');
-            let b64 = path.replace("%2B", "+").replace("%2F", "/").replace("%3D", "=");
+            let b64 = path
+                .replace("%2B", "+")
+                .replace("%2F", "/")
+                .replace("%3D", "=");
             use base64::Engine as _;
             base64::engine::general_purpose::STANDARD
                 .decode(b64)
@@ -442,8 +453,19 @@ pub fn start_openssl_ocsp(ca: &Ca, entries: &[(u64, bool)]) -> OpensslResponder 
     let child = std::process::Command::new("openssl")
         .current_dir(dir.path())
         .args([
-            "ocsp", "-index", "index.txt", "-port", &port.to_string(), "-rsigner",
-            "ca.pem", "-rkey", "ca.key", "-CA", "ca.pem", "-nmin", "10",
+            "ocsp",
+            "-index",
+            "index.txt",
+            "-port",
+            &port.to_string(),
+            "-rsigner",
+            "ca.pem",
+            "-rkey",
+            "ca.key",
+            "-CA",
+            "ca.pem",
+            "-nmin",
+            "10",
         ])
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(dir.path().join("log")).unwrap())
