@@ -46,18 +46,30 @@ impl EchoBackend {
                     let svc =
                         hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                             h.fetch_add(1, Ordering::SeqCst);
-                            let mut m = serde_json::Map::new();
-                            for (k, v) in req.headers() {
-                                m.insert(
-                                    k.as_str().to_string(),
-                                    serde_json::Value::String(
-                                        String::from_utf8_lossy(v.as_bytes()).into(),
-                                    ),
-                                );
-                            }
-                            m.insert("_path".into(), req.uri().to_string().into());
-                            let body = serde_json::to_vec(&m).unwrap_or_default();
                             async move {
+                                use http_body_util::BodyExt;
+                                let mut m = serde_json::Map::new();
+                                for (k, v) in req.headers() {
+                                    m.insert(
+                                        k.as_str().to_string(),
+                                        serde_json::Value::String(
+                                            String::from_utf8_lossy(v.as_bytes()).into(),
+                                        ),
+                                    );
+                                }
+                                m.insert("_path".into(), req.uri().to_string().into());
+                                // /slow: answer after a second (graceful-shutdown tests).
+                                if req.uri().path().starts_with("/slow") {
+                                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                                }
+                                let len = req
+                                    .into_body()
+                                    .collect()
+                                    .await
+                                    .map(|b| b.to_bytes().len())
+                                    .unwrap_or(0);
+                                m.insert("_body_len".into(), len.into());
+                                let body = serde_json::to_vec(&m).unwrap_or_default();
                                 Ok::<_, std::convert::Infallible>(Response::new(Full::new(
                                     Bytes::from(body),
                                 )))

@@ -455,3 +455,53 @@ fn strong_rsa_floor_is_configurable() {
     let ec = f.leaf("ec", LeafSpec::client("ec"));
     assert!(f.curl_with(Some(&ec), &[]).ok_200());
 }
+
+#[test]
+fn request_bodies_are_streamed_to_the_backend() {
+    if !require_tool("curl") {
+        return;
+    }
+    let f = Fixture::new("sensitive");
+    let good = f.leaf("good", LeafSpec::client("uploader"));
+    let body = f.dir.join("upload.bin");
+    std::fs::write(&body, vec![7u8; 8 * 1024 * 1024 + 13]).expect("write body");
+    let arg = format!("@{}", body.display());
+    for proto in ["--http1.1", "--http2"] {
+        let out = f.curl_with(
+            Some(&good),
+            &[
+                proto,
+                "--data-binary",
+                &arg,
+                "-H",
+                "Content-Type: application/octet-stream",
+            ],
+        );
+        assert!(out.ok_200(), "{proto}: {out:?}");
+        assert_eq!(
+            body_json(&out)["_body_len"],
+            8 * 1024 * 1024 + 13,
+            "{proto}"
+        );
+    }
+}
+
+#[test]
+fn shutdown_drains_in_flight_requests() {
+    if !require_tool("curl") {
+        return;
+    }
+    let f = Fixture::new("sensitive");
+    let good = f.leaf("good", LeafSpec::client("patient"));
+    let port = f.gw.port();
+    let ca = f.server_ca();
+    let (cert, key) = (good.cert.clone(), good.key.clone());
+    let slow = std::thread::spawn(move || curl(port, "/slow", &ca, Some((&cert, &key)), &[]));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let Fixture { gw, .. } = f;
+    drop(gw); // signals shutdown and waits for the drain
+    let out = slow.join().expect("curl thread");
+    assert!(out.ok_200(), "in-flight request was cut: {out:?}");
+    let again = std::net::TcpStream::connect(("127.0.0.1", port));
+    assert!(again.is_err(), "still accepting after shutdown");
+}

@@ -2,6 +2,7 @@
 //! openssl, ...) from Debian when missing, then runs the whole test suite with both crypto
 //! providers, plus fmt and clippy.
 
+mod compare;
 mod peers;
 
 use std::process::Command;
@@ -14,13 +15,15 @@ fn main() -> Result<()> {
         Some("test") => test(&args[1..]),
         Some("install-peers") => peers::ensure(),
         Some("lint") => lint(),
+        Some("compare") => compare::compare(args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10)),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
                  test           install test peers, then fmt/clippy and every test (what CI runs)\n  \
                  install-peers  install curl, openssl and the other test peers from Debian\n  \
-                 lint           cargo fmt --check and clippy -D warnings"
+                 lint           cargo fmt --check and clippy -D warnings\n  \
+                 compare [SECS] gateway vs nginx, HAProxy, Caddy under the same loadgen runs"
             );
             bail!("no command given")
         }

@@ -16,6 +16,8 @@ const HOP_BY_HOP: &[&str] = &[
     "trailer",
     "transfer-encoding",
     "upgrade",
+    // The gateway answers `Expect: 100-continue` itself when it reads the body.
+    "expect",
 ];
 
 /// Removes hop-by-hop headers, including those named in `Connection`.
