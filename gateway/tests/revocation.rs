@@ -602,3 +602,69 @@ async fn stapling_serves_only_a_current_good_answer() {
     let ck = certified_key(vec![plain.cert.clone(), ca.cert.clone()], key, &provider()).unwrap();
     assert!(StaplingResolver::start(ck, &cf, provider(), &cache).is_err());
 }
+
+#[tokio::test]
+async fn hot_ocsp_answers_are_refreshed_in_the_background() {
+    let ca = Ca::new("Test CA");
+    let (ocsp, ocsp_url) = start_ocsp(&ca, Signer::Issuer);
+    let leaf = ca.leaf(90, None, Some(&ocsp_url));
+    ocsp.set(90, "good");
+    let mut cf = cfg(RevocationOrder::OcspOnly);
+    cf.refresh_interval_secs = 1;
+    let c = checker(cf, &ca);
+    assert!(check(&c, &leaf).await.is_ok());
+    // Used again (hot), then revoked at the responder.
+    assert!(check(&c, &leaf).await.is_ok());
+    ocsp.set(90, "revoked");
+    // Without any request-path fetch, the cache-only handshake check learns of it.
+    let t0 = Instant::now();
+    loop {
+        if HandshakeStatusCheck::check(&*c, &leaf.cert, &[], UnixTime::now()).is_err() {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(4),
+            "background refresh did not happen"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ocsp.requests.load(Ordering::SeqCst) >= 2);
+}
+
+#[tokio::test]
+async fn replaced_crl_file_takes_effect_without_restart() {
+    let ca = Ca::new("Test CA");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ca.crl");
+    std::fs::write(&path, ca.crl(&[], -60, 3600)).unwrap();
+    let mut cf = cfg(RevocationOrder::CrlOnly);
+    cf.crl_files = vec![path.clone()];
+    cf.refresh_interval_secs = 1;
+    let c = checker(cf, &ca);
+    let leaf = ca.leaf(95, None, None);
+    assert_eq!(
+        source_of(&check(&c, &leaf).await.unwrap()),
+        Some(Source::Crl)
+    );
+    // Replace the file (as an operator's cron job would), PEM this time.
+    let der = ca.crl(&[95], -30, 3600);
+    let pem = format!("-----BEGIN X509 CRL-----\n{}\n-----END X509 CRL-----\n", {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(&der)
+    });
+    std::fs::write(&path, pem).unwrap();
+    let t0 = Instant::now();
+    loop {
+        if let Err(e) = check(&c, &leaf).await {
+            assert!(e.is_revoked(), "{e}");
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "new CRL file not picked up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // And inside the handshake, too.
+    assert!(HandshakeStatusCheck::check(&*c, &leaf.cert, &[], UnixTime::now()).is_err());
+}

@@ -255,6 +255,11 @@ impl RevocationCache {
         Some(e.clone())
     }
 
+    /// Invalidates every CRL-derived status entry (a CRL changed).
+    pub(crate) fn bump_epoch(&self) {
+        self.crl_epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
     pub(crate) fn current_epoch(&self) -> u64 {
         self.crl_epoch.load(Ordering::Acquire)
     }
@@ -297,16 +302,21 @@ impl RevocationCache {
         self.crls.pin().get(key).cloned()
     }
 
-    /// Starts (or joins) the OCSP fetch for `key`.
+    /// Starts (or joins) the OCSP fetch for `key`. `refresh`: fetch even though a valid
+    /// answer is cached (background refresh).
     pub(crate) fn ocsp_flight(
         self: &Arc<Self>,
         key: &[u8],
         target: Arc<OcspTarget>,
         now: i64,
+        refresh: bool,
     ) -> watch::Receiver<Option<OcspResult>> {
         let cache = self.clone();
         let k = key.to_vec();
         let recheck = || {
+            if refresh {
+                return None;
+            }
             let g = self.status.pin();
             let e = g.get(key)?;
             if e.source != Source::Ocsp || now > e.valid_until {
@@ -355,7 +365,7 @@ impl RevocationCache {
         rx
     }
 
-    /// Starts (or joins) the download of a CRL.
+    /// Starts (or joins) the download of a CRL (`refresh`: even if a current one is stored).
     pub(crate) fn crl_flight(
         self: &Arc<Self>,
         key: &[u8],
@@ -363,11 +373,15 @@ impl RevocationCache {
         issuer: Arc<[u8]>,
         ctx: Arc<FetchCtx>,
         now: i64,
+        refresh: bool,
     ) -> watch::Receiver<Option<CrlResult>> {
         let cache = self.clone();
         let k = key.to_vec();
         let skew = ctx.skew;
         let recheck = || {
+            if refresh {
+                return None;
+            }
             self.crl(key)
                 .filter(|s| s.crl.is_current(now, skew) && s.fetched_at >= now)
                 .map(Ok)
@@ -398,7 +412,14 @@ impl RevocationCache {
         for (k, s) in due {
             s.retry_at
                 .store(now + s.ctx.refresh.clamp(1, 30), Ordering::Relaxed);
-            let _ = self.crl_flight(&k, s.url.clone(), s.issuer.clone(), s.ctx.clone(), now);
+            let _ = self.crl_flight(
+                &k,
+                s.url.clone(),
+                s.issuer.clone(),
+                s.ctx.clone(),
+                now,
+                true,
+            );
         }
         let due: Vec<(Box<[u8]>, Arc<OcspTarget>)> = {
             let g = self.status.pin();
@@ -429,7 +450,7 @@ impl RevocationCache {
                 .collect()
         };
         for (k, t) in due {
-            let _ = self.ocsp_flight(&k, t, now);
+            let _ = self.ocsp_flight(&k, t, now, true);
         }
     }
 }

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
+
+use arc_swap::ArcSwap;
 use std::time::Duration;
 
 use rustls::crypto::CryptoProvider;
@@ -58,9 +60,20 @@ pub enum Verdict {
     Good(Vec<CertStatus>),
 }
 
+/// What the configured CRL files say about a serial.
+enum LocalListing {
+    /// Listed by a verified, current CRL file.
+    Revoked(Reason),
+    /// Listed only by a CRL file whose signature has not been checked yet.
+    Unverified,
+    /// Not listed.
+    Clear,
+}
+
 #[derive(Debug)]
 struct LocalCrl {
     path: PathBuf,
+    modified: Option<std::time::SystemTime>,
     der: Vec<u8>,
     crl: Crl,
     /// SPKI of the issuer whose signature was verified.
@@ -74,7 +87,7 @@ pub struct RevocationChecker {
     listener: String,
     cache: Arc<RevocationCache>,
     anchors: Vec<CertificateDer<'static>>,
-    local: Vec<LocalCrl>,
+    local: ArcSwap<Vec<LocalCrl>>,
     responders: Vec<(Vec<u8>, Vec<u8>, String)>,
     ctx: Arc<FetchCtx>,
     provider: Arc<CryptoProvider>,
@@ -98,33 +111,8 @@ impl RevocationChecker {
         cache: Arc<RevocationCache>,
     ) -> Result<Arc<Self>, CheckerError> {
         cache.lower_max_entries(cfg.cache_max_entries);
-        let mut local = Vec::new();
-        for path in &cfg.crl_files {
-            let file = |m: String| CheckerError::File {
-                key: "crl_files",
-                message: format!("{}: {m}", path.display()),
-            };
-            let bytes = std::fs::read(path).map_err(|e| file(e.to_string()))?;
-            let der = crl::to_der(&bytes)
-                .map_err(|e| file(e.to_string()))?
-                .into_owned();
-            let parsed = crl::parse(&der).map_err(|e| file(e.to_string()))?;
-            let next_update = parsed
-                .next_update
-                .ok_or_else(|| file("CRL has no nextUpdate".into()))?;
-            let crl = Crl {
-                issuer: parsed.issuer.to_vec(),
-                this_update: parsed.this_update,
-                next_update,
-                serials: parsed.serials,
-            };
-            local.push(LocalCrl {
-                path: path.clone(),
-                der,
-                crl,
-                verified: OnceLock::new(),
-            });
-        }
+        let local = load_local_crls(&cfg.crl_files)?;
+        verify_with_anchors(&local, anchors, &provider);
         let mut responders = Vec::new();
         for r in &cfg.ocsp_responders {
             let file = |m: String| CheckerError::File {
@@ -150,17 +138,24 @@ impl RevocationChecker {
             nonce: cfg.ocsp_nonce,
             get: cfg.ocsp_get,
         });
-        Ok(Arc::new(RevocationChecker {
+        let checker = Arc::new(RevocationChecker {
             cfg: cfg.clone(),
             listener: listener.to_string(),
             cache,
             anchors: anchors.to_vec(),
-            local,
+            local: ArcSwap::from_pointee(local),
             responders,
             ctx,
             provider,
             offline: false,
-        }))
+        });
+        if !cfg.crl_files.is_empty() {
+            checker
+                .cache
+                .bg
+                .spawn(reload_local_crls(Arc::downgrade(&checker)));
+        }
+        Ok(checker)
     }
 
     /// As [`RevocationChecker::new`], but never fetching: only the configured CRL files
@@ -277,10 +272,16 @@ impl RevocationChecker {
             serial: "?".into(),
         })?;
         let key = status_key(iss, serial);
-        if let Some(r) = self.local_revoked_verified(iss, serial, now) {
+        let local = self.local_listing(iss, serial, now);
+        if let LocalListing::Revoked(r) = local {
             return Err(err(r, iss, serial));
         }
-        if let Some(e) = self.cache.lookup(&key, now, self.cfg.order) {
+        // A not yet verified CRL file listing the serial: decide on the slow path.
+        let cached = match local {
+            LocalListing::Unverified => None,
+            _ => self.cache.lookup(&key, now, self.cfg.order),
+        };
+        if let Some(e) = cached {
             self.cache.metrics.hit();
             if let Some(r) = &e.revoked {
                 return Err(err(r.clone(), iss, serial));
@@ -305,7 +306,8 @@ impl RevocationChecker {
         let mut failures: Vec<Reason> = Vec::new();
         // Configured CRL files are local and cheap: always consulted (revoked wins).
         let mut local_good: Option<i64> = None;
-        for l in self.local.iter().filter(|l| l.crl.issuer == info.issuer) {
+        let local = self.local.load();
+        for l in local.iter().filter(|l| l.crl.issuer == info.issuer) {
             match self.local_check(l, &issuer, now) {
                 Ok(()) => {
                     if l.crl.is_revoked(info.serial) {
@@ -355,7 +357,7 @@ impl RevocationChecker {
                         );
                         return Ok(good(Source::Crl, until));
                     }
-                    if info.crl_urls.is_empty() && !failures.is_empty() && !self.local.is_empty() {
+                    if info.crl_urls.is_empty() && !failures.is_empty() && !local.is_empty() {
                         continue;
                     }
                     match self
@@ -406,18 +408,24 @@ impl RevocationChecker {
             .map_err(|e| crl_reason(e, &src))
     }
 
-    /// Revoked by a configured CRL file whose signature has already been verified.
-    fn local_revoked_verified(&self, iss: &[u8], serial: &[u8], now: i64) -> Option<Reason> {
-        self.local
-            .iter()
-            .filter(|l| l.crl.issuer == iss && l.verified.get().is_some())
-            .filter(|l| l.crl.is_current(now, self.cfg.clock_skew_secs as i64))
-            .any(|l| l.crl.is_revoked(serial))
-            .then_some(Reason::Revoked {
-                source: Source::Crl,
-                at: None,
-                code: None,
-            })
+    /// Whether a current configured CRL file lists the serial (cheap: binary search).
+    fn local_listing(&self, iss: &[u8], serial: &[u8], now: i64) -> LocalListing {
+        let mut out = LocalListing::Clear;
+        let skew = self.cfg.clock_skew_secs as i64;
+        for l in self.local.load().iter() {
+            if l.crl.issuer != iss || !l.crl.is_current(now, skew) || !l.crl.is_revoked(serial) {
+                continue;
+            }
+            if l.verified.get().is_some() {
+                return LocalListing::Revoked(Reason::Revoked {
+                    source: Source::Crl,
+                    at: None,
+                    code: None,
+                });
+            }
+            out = LocalListing::Unverified;
+        }
+        out
     }
 
     async fn resolve_ocsp(
@@ -448,7 +456,7 @@ impl RevocationChecker {
             issuer: issuer_der.clone(),
             ctx: self.ctx.clone(),
         });
-        let rx = self.cache.ocsp_flight(key, target, now);
+        let rx = self.cache.ocsp_flight(key, target, now, false);
         match wait(rx, self.deadline()).await {
             Some(Ok(ans)) => Ok((ans.status, ans.valid_until)),
             Some(Err(r)) => Err(r),
@@ -498,6 +506,7 @@ impl RevocationChecker {
                         issuer_der.clone(),
                         self.ctx.clone(),
                         now,
+                        false,
                     );
                     match wait(rx, self.deadline()).await {
                         Some(Ok(s)) => s,
@@ -544,6 +553,100 @@ impl RevocationChecker {
     }
 }
 
+/// Checks the signatures of CRL files issued by a trust anchor right away (CRLs of
+/// intermediates are checked when first used, with the presented intermediate).
+fn verify_with_anchors(
+    local: &[LocalCrl],
+    anchors: &[CertificateDer<'static>],
+    provider: &CryptoProvider,
+) {
+    for l in local {
+        let Some(issuer) = anchors
+            .iter()
+            .filter_map(|a| CertInfo::parse(a).ok())
+            .find(|a| a.subject == l.crl.issuer.as_slice())
+        else {
+            continue;
+        };
+        let ok = crl::parse(&l.der)
+            .ok()
+            .and_then(|p| p.verify(&issuer, provider, l.crl.this_update, 0).ok())
+            .is_some();
+        if ok {
+            let _ = l.verified.set(issuer.spki.to_vec());
+        } else {
+            tracing::warn!(path = %l.path.display(), "configured CRL file does not verify with its issuer's key");
+        }
+    }
+}
+
+fn load_local_crls(paths: &[PathBuf]) -> Result<Vec<LocalCrl>, CheckerError> {
+    let mut local = Vec::new();
+    for path in paths {
+        let file = |m: String| CheckerError::File {
+            key: "crl_files",
+            message: format!("{}: {m}", path.display()),
+        };
+        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        let bytes = std::fs::read(path).map_err(|e| file(e.to_string()))?;
+        let der = crl::to_der(&bytes)
+            .map_err(|e| file(e.to_string()))?
+            .into_owned();
+        let parsed = crl::parse(&der).map_err(|e| file(e.to_string()))?;
+        let next_update = parsed
+            .next_update
+            .ok_or_else(|| file("CRL has no nextUpdate".into()))?;
+        let crl = Crl {
+            issuer: parsed.issuer.to_vec(),
+            this_update: parsed.this_update,
+            next_update,
+            serials: parsed.serials,
+        };
+        local.push(LocalCrl {
+            path: path.clone(),
+            modified,
+            der,
+            crl,
+            verified: OnceLock::new(),
+        });
+    }
+    Ok(local)
+}
+
+/// Re-reads the configured CRL files when one changes (checked every refresh interval, at
+/// most every 5 s). A file that no longer loads keeps its last good copy until nextUpdate.
+async fn reload_local_crls(me: std::sync::Weak<RevocationChecker>) {
+    loop {
+        let every = match me.upgrade() {
+            Some(c) => c.cfg.refresh_interval_secs.clamp(1, 5),
+            None => return,
+        };
+        tokio::time::sleep(Duration::from_secs(every)).await;
+        let Some(c) = me.upgrade() else { return };
+        let changed = c
+            .local
+            .load()
+            .iter()
+            .any(|l| std::fs::metadata(&l.path).and_then(|m| m.modified()).ok() != l.modified);
+        if !changed {
+            continue;
+        }
+        let paths = c.cfg.crl_files.clone();
+        match tokio::task::spawn_blocking(move || load_local_crls(&paths)).await {
+            Ok(Ok(fresh)) => {
+                verify_with_anchors(&fresh, &c.anchors, &c.provider);
+                tracing::info!(listener = %c.listener, "configured CRL files reloaded");
+                c.local.store(Arc::new(fresh));
+                c.cache.bump_epoch();
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(listener = %c.listener, error = %e, "CRL file reload failed; keeping the last good copy");
+            }
+            Err(e) => tracing::warn!(error = %e, "CRL file reload task failed"),
+        }
+    }
+}
+
 fn combine(mut failures: Vec<Reason>) -> Reason {
     match failures.len() {
         0 => Reason::Unavailable {
@@ -582,11 +685,14 @@ impl HandshakeStatusCheck for RevocationChecker {
             let Ok((iss, serial)) = issuer_and_serial(der) else {
                 continue;
             };
-            let revoked = self.local_revoked_verified(iss, serial, now).or_else(|| {
-                self.cache
+            let revoked = match self.local_listing(iss, serial, now) {
+                LocalListing::Revoked(r) => Some(r),
+                LocalListing::Unverified => None,
+                LocalListing::Clear => self
+                    .cache
                     .lookup(&status_key(iss, serial), now, self.cfg.order)
-                    .and_then(|e| e.revoked.clone())
-            });
+                    .and_then(|e| e.revoked.clone()),
+            };
             if let Some(r) = revoked {
                 self.cache.metrics.hit();
                 self.cache.metrics.rejected(&r);
