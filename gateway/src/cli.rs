@@ -1,4 +1,4 @@
-//! Command-line interface: `gateway serve | check-config | dev-pki | passwd | probe`.
+//! Command-line interface: `gateway serve | check-config | verify | dev-pki | passwd | probe`.
 
 use std::path::PathBuf;
 
@@ -40,6 +40,9 @@ pub enum Command {
         /// The TOML configuration file.
         file: PathBuf,
     },
+    /// Check a client certificate chain against a listener's policy (trust, validity, key
+    /// policy, EKU, revocation) and print each check; exit code 0 only when accepted.
+    Verify(crate::revocation::verify::VerifyArgs),
     /// Create (or reuse) a development PKI in a directory.
     DevPki {
         /// Directory to write to.
@@ -116,6 +119,11 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Probe(args) => Ok(if crate::probe::run(&args)? { 0 } else { 1 }),
+        Command::Verify(args) => Ok(if crate::revocation::verify::run(args)? {
+            0
+        } else {
+            1
+        }),
         Command::DevPki { dir } => {
             let pki = DevPki::ensure(&dir)?;
             println!("development PKI in {}", pki.dir.display());

@@ -12,6 +12,7 @@ use crate::config::{Config, ConfigError};
 use crate::conn::ListenerRuntime;
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
+use crate::revocation::{RevocationCache, RevocationChecker};
 use crate::tls::{build_server_config, ListenerTls};
 use crate::worker::{allowed_cpus, reuseport_listener, spawn_worker, WorkerError, WorkerPlan};
 
@@ -35,6 +36,10 @@ pub struct Prepared {
     pub tls: Vec<ListenerTls>,
     /// Each listener's access plan (password fallback, rules, routes, upstream TLS).
     pub access: Vec<Arc<AccessPlan>>,
+    /// Each listener's revocation checker (`None` where disabled).
+    pub revocation: Vec<Option<Arc<RevocationChecker>>>,
+    /// The process-wide revocation cache (when any listener checks status).
+    pub revocation_cache: Option<Arc<RevocationCache>>,
 }
 
 /// Validates a configuration completely (files, keys, certificates, TLS policy) without
@@ -44,27 +49,66 @@ pub struct Prepared {
 /// The first [`ConfigError`] found.
 pub fn prepare(config: Config) -> Result<Prepared, ConfigError> {
     let mut tls = Vec::with_capacity(config.listeners.len());
+    let mut revocation = Vec::with_capacity(config.listeners.len());
+    let revocation_cache = if config.listeners.iter().any(|l| l.revocation.enabled) {
+        let max = config
+            .listeners
+            .iter()
+            .map(|l| l.revocation.cache_max_entries)
+            .max()
+            .unwrap_or_default();
+        Some(RevocationCache::new(max).map_err(|e| {
+            ConfigError::invalid(
+                "listener.revocation",
+                format!("cannot start the fetch thread: {e}"),
+            )
+        })?)
+    } else {
+        None
+    };
     for (i, l) in config.listeners.iter().enumerate() {
+        let checker = match &revocation_cache {
+            Some(cache) => crate::revocation::checker_for_listener(
+                i,
+                l,
+                &config.global.crypto_provider,
+                cache,
+            )?,
+            None => None,
+        };
         tls.push(build_server_config(
             i,
             l,
             &config.global.crypto_provider,
-            None,
+            checker
+                .clone()
+                .map(|c| c as Arc<dyn crate::tls::client_verifier::HandshakeStatusCheck>),
         )?);
+        revocation.push(checker);
     }
     let mut access = Vec::with_capacity(config.listeners.len());
     for (i, l) in config.listeners.iter().enumerate() {
+        // Upstream (https://) backends are checked with the listener's revocation settings,
+        // against each backend's own trust anchors.
+        let factory = crate::revocation::upstream::status_factory(
+            &l.revocation,
+            &format!("{} upstream", l.display_name()),
+            &config.global.crypto_provider,
+            revocation_cache.as_ref(),
+        );
         access.push(Arc::new(build_plan(
             i,
             l,
             &config.global.crypto_provider,
-            None,
+            factory.as_deref(),
         )?));
     }
     Ok(Prepared {
         config,
         tls,
         access,
+        revocation,
+        revocation_cache,
     })
 }
 
@@ -110,6 +154,8 @@ pub fn start(prepared: Prepared) -> Result<RunningGateway, StartError> {
         config,
         tls,
         access,
+        revocation,
+        ..
     } = prepared;
     for r in config.relaxations() {
         tracing::warn!(relaxation = %r, "policy relaxed by configuration");
@@ -128,7 +174,14 @@ pub fn start(prepared: Prepared) -> Result<RunningGateway, StartError> {
     let mut per_worker: Vec<Vec<(std::net::TcpListener, Arc<ListenerRuntime>)>> =
         (0..n).map(|_| Vec::new()).collect();
     let mut local_addrs = Vec::new();
-    for (li, ((l, t), plan)) in config.listeners.iter().zip(&tls).zip(&access).enumerate() {
+    for (li, (((l, t), plan), checker)) in config
+        .listeners
+        .iter()
+        .zip(&tls)
+        .zip(&access)
+        .zip(&revocation)
+        .enumerate()
+    {
         let mut addr = l
             .bind_addr()
             .map_err(|m| ConfigError::invalid(format!("listener[{li}].bind"), m))?;
@@ -147,7 +200,9 @@ pub fn start(prepared: Prepared) -> Result<RunningGateway, StartError> {
                 proxy: Proxy::with_plan(plan.clone()),
                 handshake_timeout: Duration::from_secs(10),
                 check_timeout: Duration::from_secs(10),
-                post_check: None,
+                post_check: checker
+                    .clone()
+                    .map(|c| c as Arc<dyn crate::conn::PostHandshakeCheck>),
                 on_failure: None,
             });
             slot.push((sock, rt));
@@ -185,6 +240,7 @@ pub fn start(prepared: Prepared) -> Result<RunningGateway, StartError> {
 /// [`StartError`] if it cannot start.
 pub fn run_until_signal(prepared: Prepared) -> Result<(), StartError> {
     let interval = prepared.config.global.metrics_interval_secs;
+    let revocation_cache = prepared.revocation_cache.clone();
     let running = start(prepared)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -203,6 +259,9 @@ pub fn run_until_signal(prepared: Prepared) -> Result<(), StartError> {
                     tick.tick().await;
                     let s = metrics.snapshot();
                     tracing::info!(target: "metrics", ?s, "counters");
+                    if let Some(c) = &revocation_cache {
+                        c.log_metrics();
+                    }
                 }
             })
         });

@@ -79,6 +79,13 @@ pub fn listener_toml(
     classification: &str,
     extra: &str,
 ) -> String {
+    // Handshake-policy tests run without status sources: revocation is switched off unless the
+    // test configures it (tests/tests/revocation.rs does).
+    let extra = if extra.contains("revocation") {
+        extra.to_string()
+    } else {
+        format!("revocation = {{ enabled = false }}\n{extra}")
+    };
     let cas: Vec<String> = cas
         .iter()
         .map(|p| format!("{:?}", p.display().to_string()))

@@ -251,10 +251,16 @@ backend = "builtin:identity"
 server_cert = "{}"
 server_key = "{}"
 trusted_cas = ["{}"]
+
+# Fail closed on the development CA's own CRL (re-signed at every start).
+[listener.revocation]
+order = "crl-only"
+crl_files = ["{}"]
 "#,
             self.server_cert.display(),
             self.server_key.display(),
             self.ca_cert.display(),
+            self.crl.display(),
         )
     }
 }

@@ -1,27 +1,73 @@
-//! Certificate status checking (CRL and OCSP from the certificate itself, fail closed).
+//! Certificate status checking: CRLs and OCSP from the certificate itself, fail closed.
 //!
-//! Placeholder: the configuration surface only. The checker lands with the revocation issue.
+//! - [`RevocationConfig`]: per-listener policy (default strict: OCSP then CRL, fail closed).
+//! - [`RevocationCache`]: one per process; lock-free reads, single-flight fetches on a
+//!   background thread, refresh ahead of nextUpdate.
+//! - [`RevocationChecker`]: per listener; [`HandshakeStatusCheck`] inside the handshake
+//!   (cache only) and [`RevocationChecker::check`] awaited before forwarding.
+//!
+//! [`HandshakeStatusCheck`]: crate::tls::client_verifier::HandshakeStatusCheck
 
-use std::path::Path;
+pub mod cache;
+pub mod cert;
+pub mod checker;
+pub mod config;
+pub mod crl;
+pub mod der;
+pub mod error;
+pub mod fetch;
+mod flight;
+pub mod metrics;
+pub mod ocsp;
+pub mod serials;
+pub mod staple;
+pub mod upstream;
+pub mod verify;
 
-use serde::Deserialize;
+pub use cache::RevocationCache;
+pub use checker::{CertStatus, CheckerError, RevocationChecker, Verdict};
+pub use config::{CertIdHash, OcspResponderOverride, RevocationConfig, RevocationOrder, Source};
+pub use error::{Reason, RevocationError};
+pub use metrics::MetricsSnapshot;
 
-/// Per-listener revocation settings.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RevocationConfig {}
+/// The wall clock in Unix seconds.
+pub(crate) fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
 
-impl RevocationConfig {
-    /// Resolves relative paths against the config file's directory.
-    pub fn resolve_paths(&mut self, _base: &Path) {}
-
-    /// Validates values; `Err((key, message))` names the key below `revocation.`.
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        Ok(())
+/// Builds the checker of listener number `index` (or `None` when its revocation checking is
+/// disabled), sharing `cache`. What `server::prepare` calls for each listener.
+///
+/// # Errors
+/// A [`ConfigError::Invalid`](crate::config::ConfigError) naming the key at fault.
+pub fn checker_for_listener(
+    index: usize,
+    l: &crate::config::ListenerConfig,
+    provider_name: &str,
+    cache: &std::sync::Arc<RevocationCache>,
+) -> Result<Option<std::sync::Arc<RevocationChecker>>, crate::config::ConfigError> {
+    use crate::config::ConfigError;
+    if !l.revocation.enabled {
+        return Ok(None);
     }
-
-    /// Relaxations of the fail-closed policy, for the start-up log.
-    pub fn relaxations(&self) -> Vec<String> {
-        Vec::new()
-    }
+    let key = |k: &str| format!("listener[{index}].{k}");
+    let cas = crate::pki::load_ca_bundle(&l.trusted_cas)
+        .map_err(|e| ConfigError::invalid(key("trusted_cas"), e.to_string()))?;
+    let provider = crate::tls::policy::base_provider(provider_name)
+        .map_err(|e| ConfigError::invalid("global.crypto_provider", e.to_string()))?;
+    RevocationChecker::new(
+        &l.revocation,
+        &l.display_name(),
+        &cas,
+        std::sync::Arc::new(provider),
+        cache.clone(),
+    )
+    .map(Some)
+    .map_err(|e| match e {
+        CheckerError::File { key: k, message } => {
+            ConfigError::invalid(key(&format!("revocation.{k}")), message)
+        }
+    })
 }

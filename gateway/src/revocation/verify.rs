@@ -1,0 +1,265 @@
+//! `gateway verify`: would this certificate chain get in, and if not, why. Runs every check
+//! of a listener's policy (trust, validity, key policy, EKU, revocation) and prints each.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context};
+use rustls::pki_types::{CertificateDer, UnixTime};
+
+use super::cert::CertInfo;
+use super::der::{fmt_time, parse_rfc3339};
+use super::{
+    now_secs, RevocationCache, RevocationChecker, RevocationConfig, RevocationOrder, Verdict,
+};
+use crate::config::{Config, TlsConfig};
+use crate::pki::keypolicy::{KeyPolicy, KeyPolicyError, RequiredEku};
+
+/// Arguments of `gateway verify`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct VerifyArgs {
+    /// PEM file with the client certificate chain (leaf first, then intermediates).
+    pub chain: PathBuf,
+    /// Configuration file whose listener policy applies (default: the strict defaults).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Listener name or index in the configuration (default: the first).
+    #[arg(long)]
+    pub listener: Option<String>,
+    /// Trusted CA file(s), in addition to the listener's `trusted_cas`.
+    #[arg(long = "ca")]
+    pub cas: Vec<PathBuf>,
+    /// CRL file(s), DER or PEM, in addition to the listener's `crl_files`.
+    #[arg(long = "crl")]
+    pub crls: Vec<PathBuf>,
+    /// Also consult the CRL distribution points and OCSP responders named in the
+    /// certificates (network). Without it only CRL files answer.
+    #[arg(long)]
+    pub online: bool,
+    /// Evaluate at this time (RFC 3339, e.g. 2027-01-01T00:00:00Z) instead of now.
+    #[arg(long)]
+    pub at: Option<String>,
+}
+
+struct Report {
+    ok: bool,
+}
+
+impl Report {
+    fn line(&mut self, pass: bool, what: &str, detail: impl AsRef<str>) {
+        self.ok &= pass;
+        let tag = if pass { "ok  " } else { "FAIL" };
+        println!("[{tag}] {what}: {}", detail.as_ref());
+    }
+}
+
+/// Runs the checks and prints them; `Ok(true)` when the chain would be accepted.
+///
+/// # Errors
+/// Unreadable files, a bad `--at`, or an unknown listener.
+pub fn run(args: VerifyArgs) -> anyhow::Result<bool> {
+    let at = match &args.at {
+        Some(s) => parse_rfc3339(s)
+            .ok_or_else(|| anyhow!("--at {s:?}: expected RFC 3339, e.g. 2027-01-01T00:00:00Z"))?,
+        None => now_secs(),
+    };
+    let (tls, mut rev, mut ca_files, provider_name, listener) = match &args.config {
+        Some(path) => {
+            let cfg = Config::load(path)?;
+            let idx = match &args.listener {
+                None => 0,
+                Some(l) => cfg
+                    .listeners
+                    .iter()
+                    .position(|x| x.display_name() == *l || x.name.as_deref() == Some(l))
+                    .or_else(|| l.parse::<usize>().ok().filter(|i| *i < cfg.listeners.len()))
+                    .ok_or_else(|| anyhow!("no listener {l:?} in {}", path.display()))?,
+            };
+            let l = &cfg.listeners[idx];
+            (
+                l.tls.clone(),
+                l.revocation.clone(),
+                l.trusted_cas.clone(),
+                cfg.global.crypto_provider.clone(),
+                l.display_name(),
+            )
+        }
+        None => (
+            TlsConfig::default(),
+            RevocationConfig::default(),
+            Vec::new(),
+            if cfg!(feature = "aws-lc-rs") {
+                "aws-lc-rs"
+            } else {
+                "ring"
+            }
+            .to_string(),
+            "defaults".to_string(),
+        ),
+    };
+    ca_files.extend(args.cas.iter().cloned());
+    if ca_files.is_empty() {
+        bail!("no trusted CA: give --ca FILE or --config with a listener's trusted_cas");
+    }
+    rev.crl_files.extend(args.crls.iter().cloned());
+    if !args.online && rev.order == RevocationOrder::OcspOnly && !rev.crl_files.is_empty() {
+        rev.order = RevocationOrder::CrlOnly;
+    }
+    let chain = crate::pki::load_certs(&args.chain)?;
+    let cas = crate::pki::load_ca_bundle(&ca_files)?;
+    let provider =
+        Arc::new(crate::tls::policy::base_provider(&provider_name).map_err(|e| anyhow!("{e}"))?);
+    let (leaf, inter) = chain
+        .split_first()
+        .ok_or_else(|| anyhow!("{}: no certificate", args.chain.display()))?;
+    let info = CertInfo::parse(leaf).with_context(|| format!("{}", args.chain.display()))?;
+    println!(
+        "certificate: {} (serial {}), issued by {}",
+        info.subject_string(),
+        info.serial_hex(),
+        info.issuer_string()
+    );
+    println!("policy: listener {listener}; evaluated at {}", fmt_time(at));
+    let mut r = Report { ok: true };
+
+    // Validity of every certificate in the chain.
+    for der in &chain {
+        let c = CertInfo::parse(der)?;
+        let pass = c.not_before <= at && at <= c.not_after;
+        r.line(
+            pass,
+            "validity",
+            format!(
+                "{}: {} .. {}{}",
+                c.subject_string(),
+                fmt_time(c.not_before),
+                fmt_time(c.not_after),
+                if pass {
+                    ""
+                } else {
+                    " (not valid at the evaluation time)"
+                }
+            ),
+        );
+    }
+
+    // Key policy (keys, curves, signature algorithms) and EKU.
+    let policy = KeyPolicy {
+        min_rsa_bits: tls.min_rsa_bits,
+    };
+    let kp = std::iter::once(leaf)
+        .chain(inter)
+        .try_for_each(|c| policy.check(c, RequiredEku::None));
+    r.line(
+        kp.is_ok(),
+        "key policy",
+        match &kp {
+            Ok(()) => format!(
+                "keys and signatures allowed (RSA >= {} bits, P-256/P-384, no SHA-1)",
+                tls.min_rsa_bits
+            ),
+            Err(e) => e.to_string(),
+        },
+    );
+    if tls.require_client_auth_eku {
+        let eku = match policy.check(leaf, RequiredEku::ClientAuth) {
+            Err(e @ KeyPolicyError::MissingEku(_)) => Err(e),
+            _ => Ok(()),
+        };
+        r.line(
+            eku.is_ok(),
+            "extended key usage",
+            match &eku {
+                Ok(()) => "clientAuth present".to_string(),
+                Err(e) => e.to_string(),
+            },
+        );
+    } else {
+        println!("[skip] extended key usage: not required by this listener (relaxation)");
+    }
+
+    // Trust: the same webpki verification the handshake runs.
+    let trust = trust_check(&cas, leaf, inter, at, provider.clone());
+    r.line(
+        trust.is_ok(),
+        "trust",
+        match &trust {
+            Ok(()) => format!("chains to a trusted CA ({} trusted)", cas.len()),
+            Err(e) => e.clone(),
+        },
+    );
+
+    // Revocation.
+    if !rev.enabled {
+        println!("[skip] revocation: disabled for this listener (relaxation)");
+    } else {
+        let cache = RevocationCache::new(rev.cache_max_entries)?;
+        let checker = if args.online {
+            RevocationChecker::new(&rev, &listener, &cas, provider, cache)?
+        } else {
+            RevocationChecker::new_offline(&rev, &listener, &cas, provider, cache)?
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        match rt.block_on(checker.check_at(leaf, inter, at)) {
+            Ok(Verdict::Good(statuses)) => {
+                for s in statuses {
+                    match (&s.source, &s.soft_failed) {
+                        (Some(src), _) => r.line(
+                            true,
+                            "revocation",
+                            format!(
+                                "serial {} not revoked according to {src} (valid until {})",
+                                s.serial,
+                                fmt_time(s.valid_until)
+                            ),
+                        ),
+                        (None, Some(why)) => r.line(
+                            true,
+                            "revocation",
+                            format!(
+                                "serial {}: {why}; accepted by soft_fail (relaxation)",
+                                s.serial
+                            ),
+                        ),
+                        (None, None) => {}
+                    }
+                }
+            }
+            Ok(Verdict::NotChecked) => println!("[skip] revocation: not checked"),
+            Err(e) => {
+                r.line(false, "revocation", e.to_string());
+                if !args.online {
+                    println!("       hint: --online consults the certificate's CRL distribution points and OCSP responder; --crl FILE adds a CRL");
+                }
+            }
+        }
+    }
+    println!("verdict: {}", if r.ok { "ACCEPTED" } else { "REJECTED" });
+    Ok(r.ok)
+}
+
+fn trust_check(
+    cas: &[CertificateDer<'static>],
+    leaf: &CertificateDer<'_>,
+    inter: &[CertificateDer<'_>],
+    at: i64,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<(), String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in cas {
+        roots
+            .add(ca.clone())
+            .map_err(|e| format!("trusted CA unusable: {e}"))?;
+    }
+    let v = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let t = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+        u64::try_from(at).unwrap_or(0),
+    ));
+    v.verify_client_cert(leaf, inter, t)
+        .map(|_| ())
+        .map_err(|e| format!("{e}"))
+}

@@ -1,0 +1,194 @@
+//! End-to-end: revocation through the real gateway. A session resumed after the client's
+//! certificate was revoked must not reach the backend; a new full handshake gets the
+//! `certificate_revoked` alert.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use gateway_tests::backend::EchoBackend;
+use gateway_tests::gw::{listener_toml, TestGateway, GLOBAL};
+use gateway_tests::pki::{Leaf, LeafSpec, TestCa};
+use http_body_util::Full;
+use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevokedCertParams, SerialNumber};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use time::{Duration as TDuration, OffsetDateTime};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A CRL served over HTTP on loopback; the body can be replaced while running.
+fn crl_server(body: Arc<Mutex<Vec<u8>>>) -> String {
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    std_listener.set_nonblocking(true).expect("nonblocking");
+    let addr = std_listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
+            while let Ok((stream, _)) = listener.accept().await {
+                let body = body.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |_req| {
+                        let b = body.lock().map(|b| b.clone()).unwrap_or_default();
+                        async move {
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                                Bytes::from(b),
+                            )))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+    });
+    format!("http://{addr}/client-ca.crl")
+}
+
+fn crl(ca: &TestCa, revoked: &[u64]) -> Vec<u8> {
+    let now = OffsetDateTime::now_utc();
+    CertificateRevocationListParams {
+        this_update: now - TDuration::seconds(5),
+        next_update: now + TDuration::hours(1),
+        crl_number: SerialNumber::from_slice(&now.unix_timestamp().to_be_bytes()),
+        issuing_distribution_point: None,
+        revoked_certs: revoked
+            .iter()
+            .map(|s| RevokedCertParams {
+                serial_number: SerialNumber::from_slice(&s.to_be_bytes()),
+                revocation_time: now - TDuration::seconds(1),
+                reason_code: None,
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: KeyIdMethod::Sha256,
+    }
+    .signed_by(&ca.issuer())
+    .expect("sign CRL")
+    .der()
+    .to_vec()
+}
+
+fn client_config(server_ca: &TestCa, leaf: &Leaf) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(server_ca.cert_der.clone()))
+        .expect("root");
+    let chain = vec![CertificateDer::from(leaf.der.clone())];
+    let key = PrivateKeyDer::from_pem_file(&leaf.key).expect("client key");
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .expect("client auth");
+    Arc::new(cfg)
+}
+
+/// One request; returns (resumed, response text or error text).
+async fn request(port: u16, cfg: &Arc<rustls::ClientConfig>) -> (bool, Result<String, String>) {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let connector = tokio_rustls::TlsConnector::from(cfg.clone());
+    let name = ServerName::try_from("localhost").expect("name");
+    let mut tls = match connector.connect(name, tcp).await {
+        Ok(t) => t,
+        Err(e) => return (false, Err(e.to_string())),
+    };
+    let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+    let _ = tls
+        .write_all(b"GET /app HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await;
+    let mut out = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    match r {
+        Ok(Ok(_)) => (resumed, Ok(text)),
+        Ok(Err(e)) => (resumed, Err(format!("{e:?} after {text:?}"))),
+        Err(_) => (resumed, Err("timeout".into())),
+    }
+}
+
+#[test]
+fn resumed_session_of_a_since_revoked_certificate_is_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let ca = TestCa::new("Revocation Client CA");
+    let ca_file = ca.write_cert(dir, "ca.pem");
+    let server_ca = TestCa::new("Server CA");
+    let server = server_ca.issue(dir, "server", &LeafSpec::server());
+    let body = Arc::new(Mutex::new(crl(&ca, &[])));
+    let crl_url = crl_server(body.clone());
+    let serial = 0x5eed_u64;
+    let spec = LeafSpec {
+        crl_urls: vec![crl_url],
+        serial: Some(serial),
+        ..LeafSpec::client("soon revoked")
+    };
+    let leaf = ca.issue(dir, "leaf", &spec);
+    let backend = EchoBackend::start();
+    let toml = format!(
+        "{GLOBAL}{}",
+        listener_toml(
+            &backend.url(),
+            &server.cert,
+            &server.key,
+            &[ca_file.as_path()],
+            "sensitive",
+            "[listener.revocation]\norder = \"crl-only\"\nrefresh_interval_secs = 1\n"
+        )
+    );
+    let gw = TestGateway::start(dir, &toml);
+    let cfg = client_config(&server_ca, &leaf);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    rt.block_on(async {
+        let (resumed, r) = request(gw.port(), &cfg).await;
+        assert!(!resumed);
+        let text = r.expect("first request");
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        let hits_before = backend.hits();
+
+        // Resumption works while the certificate is good.
+        let (resumed, r) = request(gw.port(), &cfg).await;
+        assert!(resumed, "second connection did not resume");
+        assert!(r.expect("resumed request").starts_with("HTTP/1.1 200"));
+        let hits_good = backend.hits();
+        assert!(hits_good > hits_before);
+
+        // Revoke; the gateway's background refresh picks the new CRL up within the interval.
+        *body.lock().expect("lock") = crl(&ca, &[serial]);
+        tokio::time::sleep(Duration::from_millis(3000)).await;
+
+        let (resumed, r) = request(gw.port(), &cfg).await;
+        assert!(
+            resumed,
+            "the session was not resumed, the test proves nothing"
+        );
+        if let Ok(text) = r {
+            assert!(
+                !text.contains("200"),
+                "revoked resumed session was served: {text}"
+            );
+        }
+        assert_eq!(backend.hits(), hits_good, "a byte reached the backend");
+
+        // A new full handshake is refused inside the handshake with certificate_revoked.
+        let fresh = client_config(&server_ca, &leaf);
+        let (resumed, r) = request(gw.port(), &fresh).await;
+        assert!(!resumed);
+        let e = r.expect_err("revoked certificate served");
+        assert!(e.contains("CertificateRevoked"), "{e}");
+        assert_eq!(backend.hits(), hits_good);
+    });
+}
