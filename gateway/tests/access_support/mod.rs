@@ -96,6 +96,35 @@ impl Ca {
         self.issue(p)
     }
 
+    /// A DER CRL (valid for a week) revoking `revoked`.
+    pub fn crl(&self, revoked: &[&Leaf]) -> Vec<u8> {
+        let now = time::OffsetDateTime::now_utc();
+        let revoked_certs = revoked
+            .iter()
+            .map(|l| {
+                let (_, c) = x509_parser::parse_x509_certificate(l.cert.der()).expect("parse");
+                rcgen::RevokedCertParams {
+                    serial_number: rcgen::SerialNumber::from_slice(c.raw_serial()),
+                    revocation_time: now - time::Duration::days(1),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                }
+            })
+            .collect();
+        rcgen::CertificateRevocationListParams {
+            this_update: now - time::Duration::minutes(1),
+            next_update: now + time::Duration::days(7),
+            crl_number: rcgen::SerialNumber::from_slice(&[1]),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        }
+        .signed_by(&self.issuer)
+        .expect("crl")
+        .der()
+        .to_vec()
+    }
+
     pub fn issue(&self, p: CertificateParams) -> Leaf {
         let key = KeyPair::generate().expect("key");
         let cert = p.signed_by(&key, &self.issuer).expect("sign");
