@@ -118,7 +118,27 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             crate::access::password::run_passwd(&args)?;
             Ok(0)
         }
-        Command::Probe(args) => Ok(if crate::probe::run(&args)? { 0 } else { 1 }),
+        Command::Probe(args) => {
+            // The probe checks the server's chain with the default (strict) revocation
+            // policy: OCSP then CRL from the certificates, fail closed.
+            let factory = if args.no_revocation {
+                None
+            } else {
+                let cfg = crate::revocation::RevocationConfig::default();
+                let cache = crate::revocation::RevocationCache::new(10_000)?;
+                crate::revocation::upstream::status_factory(
+                    &cfg,
+                    "probe",
+                    &args.crypto_provider,
+                    Some(&cache),
+                )
+            };
+            Ok(if crate::probe::run_blocking(&args, factory.as_deref())? {
+                0
+            } else {
+                1
+            })
+        }
         Command::Verify(args) => Ok(if crate::revocation::verify::run(args)? {
             0
         } else {

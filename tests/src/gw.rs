@@ -81,7 +81,7 @@ pub fn listener_toml(
 ) -> String {
     // Handshake-policy tests run without status sources: revocation is switched off unless the
     // test configures it (tests/tests/revocation.rs does).
-    let extra = if extra.contains("revocation") {
+    let extra = if extra.contains("[listener.revocation]") {
         extra.to_string()
     } else {
         format!("revocation = {{ enabled = false }}\n{extra}")

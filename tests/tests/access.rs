@@ -599,3 +599,98 @@ fn probe_checks_the_gateway_itself() {
 fn write_other_ca(dir: &Path) -> PathBuf {
     TestCa::new("Not The Server CA").write_cert(dir, "other-ca.pem")
 }
+
+/// A CRL from `ca` listing `serials`.
+fn client_crl(ca: &TestCa, serials: &[u64]) -> Vec<u8> {
+    let now = time::OffsetDateTime::now_utc();
+    rcgen::CertificateRevocationListParams {
+        this_update: now - Duration::seconds(5),
+        next_update: now + Duration::hours(1),
+        crl_number: rcgen::SerialNumber::from_slice(&[1]),
+        issuing_distribution_point: None,
+        revoked_certs: serials
+            .iter()
+            .map(|s| rcgen::RevokedCertParams {
+                serial_number: rcgen::SerialNumber::from_slice(&s.to_be_bytes()),
+                revocation_time: now - Duration::seconds(1),
+                reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    }
+    .signed_by(&ca.issuer())
+    .expect("sign CRL")
+    .der()
+    .to_vec()
+}
+
+#[test]
+fn revoked_certificate_is_refused_even_with_a_good_password() {
+    if !require_tool("curl") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let ca = TestCa::new("Client CA One");
+    let ca_file = ca.write_cert(dir, "ca.pem");
+    let server_ca = TestCa::new("Server CA");
+    let server = server_ca.issue(dir, "server", &LeafSpec::server());
+    let server_ca_file = server_ca.write_cert(dir, "server-ca.pem");
+    set_password(&dir.join(PASSWORDS), "alice", "alice-password", None).expect("passwd");
+    let revoked = ca.issue(
+        dir,
+        "revoked",
+        &LeafSpec {
+            serial: Some(0x5eed),
+            ..LeafSpec::client("alice")
+        },
+    );
+    let good = ca.issue(
+        dir,
+        "good",
+        &LeafSpec {
+            serial: Some(0x600d),
+            ..LeafSpec::client("alice")
+        },
+    );
+    std::fs::write(dir.join("client.crl"), client_crl(&ca, &[0x5eed])).expect("crl");
+    let backend = EchoBackend::start();
+    let extra = format!(
+        "{PASSWORD_ACCESS}[listener.revocation]\norder = \"crl-only\"\ncrl_files = [\"client.crl\"]\n"
+    );
+    let toml = format!(
+        "{GLOBAL}{}",
+        listener_toml(
+            &backend.url(),
+            &server.cert,
+            &server.key,
+            &[ca_file.as_path()],
+            "in-confidence",
+            &extra
+        )
+    );
+    let gw = TestGateway::start(dir, &toml);
+    let run = |leaf: Option<&Leaf>| {
+        curl(
+            gw.port(),
+            "/app",
+            &server_ca_file,
+            leaf.map(|l| (l.cert.as_path(), l.key.as_path())),
+            &["-u", "alice:alice-password"],
+        )
+    };
+    let out = run(Some(&revoked));
+    assert_ne!(
+        status(&out),
+        200,
+        "revoked certificate + good password: {out:?}"
+    );
+    assert_eq!(backend.hits(), 0, "nothing reached the backend");
+    let out = run(Some(&good));
+    assert_eq!(status(&out), 200, "{out:?}");
+    assert_eq!(body_json(&out)["x-client-auth-method"], "certificate");
+    let out = run(None);
+    assert_eq!(status(&out), 200, "password alone: {out:?}");
+    assert_eq!(body_json(&out)["x-client-auth-method"], "password");
+}
