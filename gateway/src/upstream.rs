@@ -215,7 +215,7 @@ pub enum UpstreamError {
         source: io::Error,
     },
     /// Connect, handshake and status check took too long.
-    #[error("backend {addr}: no TLS connection within {secs}s")]
+    #[error("backend {addr}: no connection within {secs}s")]
     Timeout {
         /// `host:port`.
         addr: String,
@@ -610,6 +610,9 @@ impl Connection for UpstreamStream {
     }
 }
 
+/// Deadline of a plain `http://` backend connect.
+pub const PLAIN_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The connector for `hyper_util::client::legacy::Client`: `http://` URIs get plain TCP,
 /// `https://` URIs get [`UpstreamTls::connect`]. Build one client per backend that has its
 /// own upstream TLS settings.
@@ -670,13 +673,16 @@ impl tower_service::Service<Uri> for UpstreamConnector {
                     tls.connect(&addr, &host).await?,
                 ))))
             } else {
-                let tcp =
-                    TcpStream::connect(&addr)
-                        .await
-                        .map_err(|source| UpstreamError::Connect {
-                            addr: addr.clone(),
-                            source,
-                        })?;
+                let tcp = tokio::time::timeout(PLAIN_CONNECT_TIMEOUT, TcpStream::connect(&addr))
+                    .await
+                    .map_err(|_| UpstreamError::Timeout {
+                        addr: addr.clone(),
+                        secs: PLAIN_CONNECT_TIMEOUT.as_secs(),
+                    })?
+                    .map_err(|source| UpstreamError::Connect {
+                        addr: addr.clone(),
+                        source,
+                    })?;
                 let _ = tcp.set_nodelay(true);
                 Ok(UpstreamStream::Plain(TokioIo::new(tcp)))
             }

@@ -221,7 +221,7 @@ fn failed_passwords_are_rate_limited() {
         return;
     }
     let extra = format!(
-        "{PASSWORD_ACCESS}[listener.access.rate_limit]\nper_user_burst = 2\nper_user_per_minute = 1\nper_source_burst = 4\nper_source_per_minute = 1\n"
+        "{PASSWORD_ACCESS}login_cache_secs = 0\n[listener.access.rate_limit]\nper_user_burst = 2\nper_user_per_minute = 1\nper_source_burst = 4\nper_source_per_minute = 1\n"
     );
     let f = fixture("in-confidence", None, &extra);
     assert_eq!(status(&f.curl("/", None, &["-u", "alice:bad1"])), 401);

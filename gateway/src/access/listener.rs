@@ -13,6 +13,7 @@ use serde::Deserialize;
 use tokio::sync::Semaphore;
 
 use crate::access::basic;
+use crate::access::logincache::LoginCache;
 use crate::access::password::{PasswordFile, PasswordFileError, PasswordUser};
 use crate::access::ratelimit::{FailureLimiter, RateLimitConfig};
 use crate::access::rules::{Decision, Principal, RuleConfig, RuleError, RuleSet};
@@ -33,6 +34,10 @@ pub struct AccessConfig {
     /// Password checks running at once (each argon2id check uses ~19 MiB for ~20-50 ms);
     /// 0 means the number of CPUs.
     pub max_concurrent_checks: usize,
+    /// Seconds a successful password check is remembered (keyed hash of the credentials),
+    /// so a browser re-sending Basic credentials does not cost an argon2 check per request;
+    /// 0 disables.
+    pub login_cache_secs: u64,
 }
 
 impl Default for AccessConfig {
@@ -42,6 +47,7 @@ impl Default for AccessConfig {
             realm: "S.E.E. gateway".into(),
             rate_limit: RateLimitConfig::default(),
             max_concurrent_checks: 0,
+            login_cache_secs: 300,
         }
     }
 }
@@ -109,6 +115,7 @@ pub struct ListenerAccess {
     limiter: FailureLimiter,
     rules: RuleSet,
     checks: Arc<Semaphore>,
+    logins: LoginCache,
 }
 
 /// A request that passed.
@@ -190,6 +197,7 @@ impl ListenerAccess {
             limiter: FailureLimiter::new(&cfg.rate_limit),
             rules: RuleSet::compile(rules)?,
             checks: Arc::new(Semaphore::new(n)),
+            logins: LoginCache::new(Duration::from_secs(cfg.login_cache_secs), 10_000),
         })
     }
 
@@ -197,6 +205,7 @@ impl ListenerAccess {
     pub fn replace_passwords(&self, file: PasswordFile) {
         if let Some(p) = &self.passwords {
             p.store(Arc::new(file));
+            self.logins.clear();
         }
     }
 
@@ -307,6 +316,11 @@ impl ListenerAccess {
                 return challenge(format!("malformed Basic credentials from {peer}: {e}"));
             }
         };
+        // A recent success with exactly these credentials: no argon2, and no lock-out by
+        // someone else's failures for this user.
+        if let Some(u) = self.logins.get(&creds.user, &creds.password, now) {
+            return Ok(u);
+        }
         if let Err(l) = self.limiter.check(peer, Some(&creds.user), now) {
             return refuse(
                 too_many(l.retry_after()),
@@ -332,14 +346,17 @@ impl ListenerAccess {
         let user = creds.user.clone();
         let verified = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            file.verify(&creds.user, &creds.password)
+            let u = file.verify(&creds.user, &creds.password);
+            (u, creds)
         })
         .await
-        .ok()
-        .flatten();
+        .ok();
         match verified {
-            Some(u) => Ok(u),
-            None => {
+            Some((Some(u), creds)) => {
+                self.logins.put(&creds.password, &u, Instant::now());
+                Ok(u)
+            }
+            _ => {
                 self.limiter
                     .record_failure(peer, Some(&user), Instant::now());
                 challenge(format!(
@@ -379,6 +396,13 @@ mod tests {
     }
 
     fn setup(classification: Classification) -> (tempfile::TempDir, ListenerAccess) {
+        setup_with(classification, 0)
+    }
+
+    fn setup_with(
+        classification: Classification,
+        login_cache_secs: u64,
+    ) -> (tempfile::TempDir, ListenerAccess) {
         let dir = tempfile::tempdir().expect("tmp");
         let p = dir.path().join("users");
         set_password(&p, "alice", "alice password", Some(&["staff".to_string()])).expect("passwd");
@@ -391,6 +415,7 @@ mod tests {
                 per_user_per_minute: 1,
                 max_tracked: 1024,
             },
+            login_cache_secs,
             ..AccessConfig::default()
         };
         let cfg_ok = if classification == Classification::Sensitive {
@@ -452,6 +477,39 @@ mod tests {
             .expect_err("limited");
         assert_eq!(r.response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert!(r.response.headers().contains_key(http::header::RETRY_AFTER));
+    }
+
+    #[tokio::test]
+    async fn successful_logins_are_cached_until_the_file_changes() {
+        let (d, a) = setup_with(Classification::InConfidence, 300);
+        let ip: IpAddr = "192.0.2.1".parse().expect("ip");
+        let good = basic("alice", "alice password");
+        a.authorize(ip, None, "/", &good)
+            .await
+            .expect("first login");
+        assert_eq!(a.logins.len(), 1);
+        // Someone else's failures lock the user out of argon2 checks, not out of a login
+        // verified a moment ago with exactly these credentials.
+        for _ in 0..3 {
+            let r = a
+                .authorize(ip, None, "/", &basic("alice", "guess"))
+                .await
+                .expect_err("wrong");
+            assert_ne!(r.response.status(), StatusCode::OK);
+        }
+        a.authorize("192.0.2.9".parse().expect("ip"), None, "/", &good)
+            .await
+            .expect("cached login");
+        // A new password file empties the cache: the old password no longer works.
+        let p = d.path().join("users");
+        set_password(&p, "alice", "new alice password", None).expect("passwd");
+        a.replace_passwords(PasswordFile::load(&p).expect("load"));
+        assert_eq!(a.logins.len(), 0);
+        let r = a
+            .authorize("192.0.2.10".parse().expect("ip"), None, "/", &good)
+            .await
+            .expect_err("old password");
+        assert_ne!(r.response.status(), StatusCode::OK);
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@
 
 pub mod basic;
 pub mod listener;
+pub mod logincache;
 pub mod password;
 pub mod plan;
 pub mod ratelimit;
