@@ -17,6 +17,7 @@ pub mod der;
 pub mod error;
 pub mod fetch;
 mod flight;
+mod local;
 pub mod metrics;
 pub mod ocsp;
 pub mod serials;
