@@ -50,7 +50,11 @@ pub struct Prepared {
 pub fn prepare(config: Config) -> Result<Prepared, ConfigError> {
     let mut tls = Vec::with_capacity(config.listeners.len());
     let mut revocation = Vec::with_capacity(config.listeners.len());
-    let revocation_cache = if config.listeners.iter().any(|l| l.revocation.enabled) {
+    let revocation_cache = if config
+        .listeners
+        .iter()
+        .any(|l| l.revocation.enabled || l.revocation.staple_ocsp)
+    {
         let max = config
             .listeners
             .iter()
@@ -76,14 +80,28 @@ pub fn prepare(config: Config) -> Result<Prepared, ConfigError> {
             )?,
             None => None,
         };
-        tls.push(build_server_config(
+        let mut t = build_server_config(
             i,
             l,
             &config.global.crypto_provider,
             checker
                 .clone()
                 .map(|c| c as Arc<dyn crate::tls::client_verifier::HandshakeStatusCheck>),
-        )?);
+        )?;
+        if let Some(cache) = &revocation_cache {
+            if let Some(resolver) = crate::revocation::stapling_for_listener(
+                i,
+                l,
+                &config.global.crypto_provider,
+                cache,
+            )? {
+                // Same certificate and key, served with a current OCSP staple when there is one.
+                let mut sc = (*t.server_config).clone();
+                sc.cert_resolver = resolver;
+                t.server_config = Arc::new(sc);
+            }
+        }
+        tls.push(t);
         revocation.push(checker);
     }
     let mut access = Vec::with_capacity(config.listeners.len());

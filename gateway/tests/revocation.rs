@@ -668,3 +668,68 @@ async fn replaced_crl_file_takes_effect_without_restart() {
     // And inside the handshake, too.
     assert!(HandshakeStatusCheck::check(&*c, &leaf.cert, &[], UnixTime::now()).is_err());
 }
+
+#[test]
+fn malformed_crls_and_ocsp_responses_never_panic() {
+    use gateway::revocation::{cert::CertInfo, crl, ocsp};
+    let ca = Ca::new("Test CA");
+    let issuer = CertInfo::parse(&ca.cert).unwrap();
+    let leaf = ca.leaf(5, None, None);
+    let cert = CertInfo::parse(&leaf.cert).unwrap();
+    let p = provider();
+    let good_crl = ca.crl(&[1, 2, 3], -60, 3600);
+    let state = OcspStateForFuzz::response(&ca);
+    let req = ocsp::BuiltRequest {
+        der: Vec::new(),
+        nonce: None,
+    };
+    let at = ocsp::Freshness {
+        now: 2_000_000_000,
+        skew: 0,
+        max_age: 60,
+    };
+    for input in [&good_crl, &state] {
+        for cut in 0..input.len() {
+            let _ = crl::load(&input[..cut], &issuer, &p, 0, 0);
+            let _ = ocsp::verify_response(&input[..cut], &cert, &issuer, &req, &p, at);
+        }
+        for i in 0..input.len() {
+            for bit in [0x01u8, 0x80] {
+                let mut m = input.clone();
+                m[i] ^= bit;
+                let _ = crl::load(&m, &issuer, &p, 0, 0);
+                let _ = ocsp::verify_response(&m, &cert, &issuer, &req, &p, at);
+            }
+        }
+    }
+    assert!(crl::load(b"", &issuer, &p, 0, 0).is_err());
+    assert!(CertInfo::parse(b"\x30\x03\x02\x01").is_err());
+}
+
+/// A real signed OCSP response (from our responder's code path) as fuzz seed.
+struct OcspStateForFuzz;
+
+impl OcspStateForFuzz {
+    fn response(ca: &Ca) -> Vec<u8> {
+        let (state, url) = start_ocsp(ca, Signer::Issuer);
+        state.set(5, "good");
+        let leaf = ca.leaf(5, None, Some(&url));
+        let cert = gateway::revocation::cert::CertInfo::parse(&leaf.cert).unwrap();
+        let issuer = gateway::revocation::cert::CertInfo::parse(&ca.cert).unwrap();
+        let req = gateway::revocation::ocsp::build_request(
+            &cert,
+            &issuer,
+            gateway::revocation::CertIdHash::Sha1,
+            None,
+        )
+        .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let f = gateway::revocation::fetch::Fetcher::new(Duration::from_secs(2), 1 << 16);
+            f.post_ocsp(&url, req.der).await.unwrap().to_vec()
+        })
+    }
+}

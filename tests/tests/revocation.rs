@@ -192,3 +192,111 @@ fn resumed_session_of_a_since_revoked_certificate_is_refused() {
         assert_eq!(backend.hits(), hits_good);
     });
 }
+
+/// `openssl ocsp` answering for `ca` with `serial` good; returns (child, url).
+fn openssl_responder(
+    dir: &std::path::Path,
+    ca: &TestCa,
+    serial: u64,
+) -> (std::process::Child, String) {
+    let index = format!("V\t351231235959Z\t\t{serial:016X}\tunknown\t/CN=localhost\n");
+    std::fs::write(dir.join("index.txt"), index).expect("index");
+    let ca_pem = ca.write_cert(dir, "ocsp-ca.pem");
+    let ca_key = ca.write_key(dir, "ocsp-ca.key");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let log = dir.join("ocsp.log");
+    let child = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args([
+            "ocsp",
+            "-index",
+            "index.txt",
+            "-port",
+            &port.to_string(),
+            "-rsigner",
+        ])
+        .arg(&ca_pem)
+        .arg("-rkey")
+        .arg(&ca_key)
+        .arg("-CA")
+        .arg(&ca_pem)
+        .args(["-nmin", "10"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("openssl ocsp");
+    for _ in 0..100 {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("waiting for OCSP client connections") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, format!("http://127.0.0.1:{port}"))
+}
+
+#[test]
+fn gateway_staples_a_good_ocsp_response_for_its_own_certificate() {
+    if !gateway_tests::require_tool("openssl") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let client_ca = TestCa::new("Client CA");
+    let ca_file = client_ca.write_cert(dir, "ca.pem");
+    let server_ca = TestCa::new("Server CA");
+    let server_ca_file = server_ca.write_cert(dir, "server-ca.pem");
+    let (mut responder, url) = openssl_responder(dir, &server_ca, 0x5e1f);
+    let spec = LeafSpec {
+        ocsp_url: Some(url),
+        serial: Some(0x5e1f),
+        ..LeafSpec::server()
+    };
+    let server = server_ca.issue(dir, "server", &spec);
+    // The chain file holds the issuer after the leaf (needed to ask for and check the staple).
+    let mut chain = std::fs::read_to_string(&server.cert).expect("read");
+    chain.push_str(&server_ca.cert_pem);
+    std::fs::write(&server.cert, chain).expect("write chain");
+    let client = client_ca.issue(dir, "client", &LeafSpec::client("stapling client"));
+    let backend = EchoBackend::start();
+    let toml = format!(
+        "{GLOBAL}{}",
+        listener_toml(
+            &backend.url(),
+            &server.cert,
+            &server.key,
+            &[ca_file.as_path()],
+            "sensitive",
+            "[listener.revocation]\nenabled = false\nstaple_ocsp = true\n"
+        )
+    );
+    let gw = TestGateway::start(dir, &toml);
+    let args = [
+        "-status",
+        "-CAfile",
+        server_ca_file.to_str().expect("path"),
+        "-cert",
+        client.cert.to_str().expect("path"),
+        "-key",
+        client.key.to_str().expect("path"),
+    ];
+    let t0 = std::time::Instant::now();
+    let out = loop {
+        let out = gateway_tests::clients::s_client(gw.port(), &args);
+        if out.stdout.contains("Cert Status: good") || t0.elapsed() > Duration::from_secs(8) {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = responder.kill();
+    let _ = responder.wait();
+    assert!(
+        out.stdout.contains("OCSP Response Status: successful")
+            && out.stdout.contains("Cert Status: good"),
+        "no good staple: {}",
+        out.stdout
+    );
+}

@@ -50,7 +50,7 @@ fn start_gateway(bin: &Path, pki: &Path, port: u16) -> Result<Peer> {
     std::fs::write(
         &cfg,
         format!(
-            "[global]\nmetrics_interval_secs = 0\n[[listener]]\nbind = \"127.0.0.1:{port}\"\nbackend = \"builtin:identity\"\nserver_cert = \"server.pem\"\nserver_key = \"server.key\"\ntrusted_cas = [\"ca.pem\"]\n"
+            "[global]\nmetrics_interval_secs = 0\n[[listener]]\nbind = \"127.0.0.1:{port}\"\nbackend = \"builtin:identity\"\nserver_cert = \"server.pem\"\nserver_key = \"server.key\"\ntrusted_cas = [\"ca.pem\"]\n[listener.revocation]\norder = \"crl-only\"\ncrl_files = [\"ca.crl.pem\"]\n"
         ),
     )?;
     let child = Command::new(bin)

@@ -1,8 +1,7 @@
 //! The per-listener revocation checker: cache-only status inside the handshake, and the
 //! awaited check before any byte is forwarded.
 
-use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use std::time::Duration;
@@ -15,10 +14,11 @@ use super::cache::{
 };
 use super::cert::{issuer_and_serial, name_string, CertInfo};
 use super::config::{RevocationConfig, Source};
-use super::crl::{self, Crl};
+use super::crl;
 use super::error::{Reason, RevocationError};
 use super::fetch::Fetcher;
 use super::flight::wait;
+use super::local::{self, LocalCrl, LocalListing};
 use super::now_secs;
 use super::ocsp::OcspStatus;
 use crate::tls::client_verifier::HandshakeStatusCheck;
@@ -60,26 +60,6 @@ pub enum Verdict {
     Good(Vec<CertStatus>),
 }
 
-/// What the configured CRL files say about a serial.
-enum LocalListing {
-    /// Listed by a verified, current CRL file.
-    Revoked(Reason),
-    /// Listed only by a CRL file whose signature has not been checked yet.
-    Unverified,
-    /// Not listed.
-    Clear,
-}
-
-#[derive(Debug)]
-struct LocalCrl {
-    path: PathBuf,
-    modified: Option<std::time::SystemTime>,
-    der: Vec<u8>,
-    crl: Crl,
-    /// SPKI of the issuer whose signature was verified.
-    verified: OnceLock<Vec<u8>>,
-}
-
 /// Checks certificate status under one listener's policy. Shared (`Arc`) by all workers.
 #[derive(Debug)]
 pub struct RevocationChecker {
@@ -111,8 +91,8 @@ impl RevocationChecker {
         cache: Arc<RevocationCache>,
     ) -> Result<Arc<Self>, CheckerError> {
         cache.lower_max_entries(cfg.cache_max_entries);
-        let local = load_local_crls(&cfg.crl_files)?;
-        verify_with_anchors(&local, anchors, &provider);
+        let local = local::load(&cfg.crl_files)?;
+        local::verify_with_anchors(&local, anchors, &provider);
         let mut responders = Vec::new();
         for r in &cfg.ocsp_responders {
             let file = |m: String| CheckerError::File {
@@ -392,40 +372,17 @@ impl RevocationChecker {
     }
 
     fn local_check(&self, l: &LocalCrl, issuer: &CertInfo<'_>, now: i64) -> Result<(), Reason> {
-        let src = format!("CRL file {}", l.path.display());
-        match l.verified.get() {
-            Some(spki) if spki.as_slice() == issuer.spki => {}
-            _ => {
-                let parsed = crl::parse(&l.der).map_err(|e| crl_reason(e, &src))?;
-                // Times are judged below, at `now`; here only issuer, usage and signature.
-                parsed
-                    .verify(issuer, &self.provider, l.crl.this_update, 0)
-                    .map_err(|e| crl_reason(e, &src))?;
-                let _ = l.verified.set(issuer.spki.to_vec());
-            }
-        }
-        crl::check_times(&l.crl, now, self.cfg.clock_skew_secs as i64)
-            .map_err(|e| crl_reason(e, &src))
+        l.check(issuer, &self.provider, now, self.cfg.clock_skew_secs as i64)
     }
 
-    /// Whether a current configured CRL file lists the serial (cheap: binary search).
     fn local_listing(&self, iss: &[u8], serial: &[u8], now: i64) -> LocalListing {
-        let mut out = LocalListing::Clear;
-        let skew = self.cfg.clock_skew_secs as i64;
-        for l in self.local.load().iter() {
-            if l.crl.issuer != iss || !l.crl.is_current(now, skew) || !l.crl.is_revoked(serial) {
-                continue;
-            }
-            if l.verified.get().is_some() {
-                return LocalListing::Revoked(Reason::Revoked {
-                    source: Source::Crl,
-                    at: None,
-                    code: None,
-                });
-            }
-            out = LocalListing::Unverified;
-        }
-        out
+        local::listing(
+            &self.local.load(),
+            iss,
+            serial,
+            now,
+            self.cfg.clock_skew_secs as i64,
+        )
     }
 
     async fn resolve_ocsp(
@@ -553,66 +510,6 @@ impl RevocationChecker {
     }
 }
 
-/// Checks the signatures of CRL files issued by a trust anchor right away (CRLs of
-/// intermediates are checked when first used, with the presented intermediate).
-fn verify_with_anchors(
-    local: &[LocalCrl],
-    anchors: &[CertificateDer<'static>],
-    provider: &CryptoProvider,
-) {
-    for l in local {
-        let Some(issuer) = anchors
-            .iter()
-            .filter_map(|a| CertInfo::parse(a).ok())
-            .find(|a| a.subject == l.crl.issuer.as_slice())
-        else {
-            continue;
-        };
-        let ok = crl::parse(&l.der)
-            .ok()
-            .and_then(|p| p.verify(&issuer, provider, l.crl.this_update, 0).ok())
-            .is_some();
-        if ok {
-            let _ = l.verified.set(issuer.spki.to_vec());
-        } else {
-            tracing::warn!(path = %l.path.display(), "configured CRL file does not verify with its issuer's key");
-        }
-    }
-}
-
-fn load_local_crls(paths: &[PathBuf]) -> Result<Vec<LocalCrl>, CheckerError> {
-    let mut local = Vec::new();
-    for path in paths {
-        let file = |m: String| CheckerError::File {
-            key: "crl_files",
-            message: format!("{}: {m}", path.display()),
-        };
-        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-        let bytes = std::fs::read(path).map_err(|e| file(e.to_string()))?;
-        let der = crl::to_der(&bytes)
-            .map_err(|e| file(e.to_string()))?
-            .into_owned();
-        let parsed = crl::parse(&der).map_err(|e| file(e.to_string()))?;
-        let next_update = parsed
-            .next_update
-            .ok_or_else(|| file("CRL has no nextUpdate".into()))?;
-        let crl = Crl {
-            issuer: parsed.issuer.to_vec(),
-            this_update: parsed.this_update,
-            next_update,
-            serials: parsed.serials,
-        };
-        local.push(LocalCrl {
-            path: path.clone(),
-            modified,
-            der,
-            crl,
-            verified: OnceLock::new(),
-        });
-    }
-    Ok(local)
-}
-
 /// Re-reads the configured CRL files when one changes (checked every refresh interval, at
 /// most every 5 s). A file that no longer loads keeps its last good copy until nextUpdate.
 async fn reload_local_crls(me: std::sync::Weak<RevocationChecker>) {
@@ -632,9 +529,9 @@ async fn reload_local_crls(me: std::sync::Weak<RevocationChecker>) {
             continue;
         }
         let paths = c.cfg.crl_files.clone();
-        match tokio::task::spawn_blocking(move || load_local_crls(&paths)).await {
+        match tokio::task::spawn_blocking(move || local::load(&paths)).await {
             Ok(Ok(fresh)) => {
-                verify_with_anchors(&fresh, &c.anchors, &c.provider);
+                local::verify_with_anchors(&fresh, &c.anchors, &c.provider);
                 tracing::info!(listener = %c.listener, "configured CRL files reloaded");
                 c.local.store(Arc::new(fresh));
                 c.cache.bump_epoch();

@@ -110,6 +110,9 @@ pub struct RevocationConfig {
     pub soft_fail: bool,
     /// Upper bound on per-certificate cache entries.
     pub cache_max_entries: usize,
+    /// Staple OCSP responses for the listener's own server certificate (fetched from its
+    /// AIA responder, refreshed ahead of nextUpdate, stapled only while current and good).
+    pub staple_ocsp: bool,
 }
 
 impl Default for RevocationConfig {
@@ -129,6 +132,7 @@ impl Default for RevocationConfig {
             ocsp_get: true,
             soft_fail: false,
             cache_max_entries: 200_000,
+            staple_ocsp: false,
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod der;
 pub mod error;
 pub mod fetch;
 mod flight;
+mod local;
 pub mod metrics;
 pub mod ocsp;
 pub mod serials;
@@ -70,4 +71,35 @@ pub fn checker_for_listener(
             ConfigError::invalid(key(&format!("revocation.{k}")), message)
         }
     })
+}
+
+/// Starts OCSP stapling of listener `index`'s own certificate when `revocation.staple_ocsp`
+/// is set: returns the resolver to build its `ServerConfig` with
+/// (`.with_cert_resolver(resolver)` instead of `.with_single_cert(chain, key)`).
+///
+/// # Errors
+/// A [`ConfigError::Invalid`](crate::config::ConfigError) naming the key at fault (e.g. a
+/// server certificate without an OCSP URL, or a chain without the issuer).
+pub fn stapling_for_listener(
+    index: usize,
+    l: &crate::config::ListenerConfig,
+    provider_name: &str,
+    cache: &std::sync::Arc<RevocationCache>,
+) -> Result<Option<std::sync::Arc<staple::StaplingResolver>>, crate::config::ConfigError> {
+    use crate::config::ConfigError;
+    if !l.revocation.staple_ocsp {
+        return Ok(None);
+    }
+    let key = |k: &str| format!("listener[{index}].{k}");
+    let provider = crate::tls::policy::base_provider(provider_name)
+        .map_err(|e| ConfigError::invalid("global.crypto_provider", e.to_string()))?;
+    let chain = crate::pki::load_certs(&l.server_cert)
+        .map_err(|e| ConfigError::invalid(key("server_cert"), e.to_string()))?;
+    let private_key = crate::pki::load_key(&l.server_key)
+        .map_err(|e| ConfigError::invalid(key("server_key"), e.to_string()))?;
+    let ck = staple::certified_key(chain, private_key, &provider)
+        .map_err(|e| ConfigError::invalid(key("server_key"), e.to_string()))?;
+    staple::StaplingResolver::start(ck, &l.revocation, std::sync::Arc::new(provider), cache)
+        .map(Some)
+        .map_err(|e| ConfigError::invalid(key("revocation.staple_ocsp"), e.to_string()))
 }
