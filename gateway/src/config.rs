@@ -253,8 +253,10 @@ impl Config {
         }
         for (i, l) in self.listeners.iter().enumerate() {
             let key = |k: &str| format!("listener[{i}].{k}");
-            l.bind_addr().map_err(|m| ConfigError::invalid(key("bind"), m))?;
-            l.backend().map_err(|m| ConfigError::invalid(key("backend"), m))?;
+            l.bind_addr()
+                .map_err(|m| ConfigError::invalid(key("bind"), m))?;
+            l.backend()
+                .map_err(|m| ConfigError::invalid(key("backend"), m))?;
             if l.trusted_cas.is_empty() {
                 return Err(ConfigError::invalid(
                     key("trusted_cas"),
@@ -342,9 +344,7 @@ pub fn parse_backend(s: &str) -> Result<Backend, String> {
     if s == "builtin:identity" {
         return Ok(Backend::BuiltinIdentity);
     }
-    let uri: http::Uri = s
-        .parse()
-        .map_err(|e| format!("{s:?} is not a URL ({e})"))?;
+    let uri: http::Uri = s.parse().map_err(|e| format!("{s:?} is not a URL ({e})"))?;
     match uri.scheme_str() {
         Some("http") => {}
         Some(other) => {
@@ -358,7 +358,9 @@ pub fn parse_backend(s: &str) -> Result<Backend, String> {
         .authority()
         .ok_or_else(|| format!("{s:?} has no host"))?;
     if uri.path() != "/" && !uri.path().is_empty() {
-        return Err(format!("{s:?}: a path prefix on the backend is not supported"));
+        return Err(format!(
+            "{s:?}: a path prefix on the backend is not supported"
+        ));
     }
     let authority = if auth.port_u16().is_some() {
         auth.as_str().to_string()
@@ -404,7 +406,10 @@ trusted_cas = ["ca.pem"]
     fn weak_rsa_floor_rejected() {
         let err =
             Config::parse(&format!("{MIN}\n[listener.tls]\nmin_rsa_bits = 1024\n")).unwrap_err();
-        assert!(err.to_string().contains("listener[0].tls.min_rsa_bits"), "{err}");
+        assert!(
+            err.to_string().contains("listener[0].tls.min_rsa_bits"),
+            "{err}"
+        );
     }
 
     #[test]

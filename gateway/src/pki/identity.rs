@@ -88,9 +88,12 @@ impl CertIdentity {
             .subject()
             .iter_attributes()
             .map(|a| {
-                let key = x509_parser::objects::oid2abbrev(a.attr_type(), x509_parser::objects::oid_registry())
-                    .map(str::to_string)
-                    .unwrap_or_else(|_| a.attr_type().to_id_string());
+                let key = x509_parser::objects::oid2abbrev(
+                    a.attr_type(),
+                    x509_parser::objects::oid_registry(),
+                )
+                .map(str::to_string)
+                .unwrap_or_else(|_| a.attr_type().to_id_string());
                 let val = a.as_str().map(str::to_string).unwrap_or_default();
                 (key, val)
             })
@@ -148,9 +151,12 @@ pub fn rfc4514(name: &x509_parser::x509::X509Name<'_>) -> String {
         let parts: Vec<String> = rdn
             .iter()
             .map(|a| {
-                let key = x509_parser::objects::oid2abbrev(a.attr_type(), x509_parser::objects::oid_registry())
-                    .map(str::to_string)
-                    .unwrap_or_else(|_| a.attr_type().to_id_string());
+                let key = x509_parser::objects::oid2abbrev(
+                    a.attr_type(),
+                    x509_parser::objects::oid_registry(),
+                )
+                .map(str::to_string)
+                .unwrap_or_else(|_| a.attr_type().to_id_string());
                 let val = match a.as_str() {
                     Ok(s) => escape_rfc4514(s),
                     Err(_) => format!("#{}", hex::encode(a.attr_value().data)),

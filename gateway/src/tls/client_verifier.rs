@@ -173,7 +173,12 @@ impl ClientCertVerifier for SeeClientVerifier {
         self.inner
             .supported_verify_schemes()
             .into_iter()
-            .filter(|s| !matches!(s, SignatureScheme::RSA_PKCS1_SHA1 | SignatureScheme::ECDSA_SHA1_Legacy))
+            .filter(|s| {
+                !matches!(
+                    s,
+                    SignatureScheme::RSA_PKCS1_SHA1 | SignatureScheme::ECDSA_SHA1_Legacy
+                )
+            })
             .collect()
     }
 }

@@ -15,7 +15,9 @@ pub enum TlsPolicyError {
     #[error("cipher suite {0:?} is unknown or not allowed; allowed: {1}")]
     Suite(String, String),
     /// A group name is unknown or not offered by the provider.
-    #[error("key exchange group {0:?} is unknown or not available with this provider; available: {1}")]
+    #[error(
+        "key exchange group {0:?} is unknown or not available with this provider; available: {1}"
+    )]
     Group(String, String),
     /// A protocol version other than 1.2/1.3.
     #[error("TLS version {0:?} is not allowed; use \"1.2\" and/or \"1.3\"")]
@@ -218,7 +220,11 @@ mod tests {
 
     #[test]
     fn unknown_or_weak_suite_is_config_error() {
-        for bad in ["TLS_RSA_WITH_3DES_EDE_CBC_SHA", "TLS_RSA_WITH_AES_128_CBC_SHA", "NOPE"] {
+        for bad in [
+            "TLS_RSA_WITH_3DES_EDE_CBC_SHA",
+            "TLS_RSA_WITH_AES_128_CBC_SHA",
+            "NOPE",
+        ] {
             let err = build_provider(default_provider(), &[bad.into()], &[]).unwrap_err();
             assert!(err.to_string().contains(bad), "{err}");
         }

@@ -36,25 +36,28 @@ pub fn build_server_config(
     status: Option<Arc<dyn HandshakeStatusCheck>>,
 ) -> Result<ListenerTls, ConfigError> {
     let key = |k: &str| format!("listener[{index}].{k}");
-    let provider = build_provider(provider_name, &l.tls.cipher_suites, &l.tls.groups).map_err(
-        |e| {
+    let provider =
+        build_provider(provider_name, &l.tls.cipher_suites, &l.tls.groups).map_err(|e| {
             let k = match e {
                 crate::tls::TlsPolicyError::Group(..) => "tls.groups",
                 crate::tls::TlsPolicyError::Provider(..) => "global.crypto_provider",
                 _ => "tls.cipher_suites",
             };
             ConfigError::invalid(key(k), e.to_string())
-        },
-    )?;
-    let versions =
-        versions(&l.tls.versions).map_err(|e| ConfigError::invalid(key("tls.versions"), e.to_string()))?;
+        })?;
+    let versions = versions(&l.tls.versions)
+        .map_err(|e| ConfigError::invalid(key("tls.versions"), e.to_string()))?;
 
     let chain = load_certs(&l.server_cert)
         .map_err(|e| ConfigError::invalid(key("server_cert"), e.to_string()))?;
-    check_server_cert_validity(&chain[0])
-        .map_err(|m| ConfigError::invalid(key("server_cert"), format!("{}: {m}", l.server_cert.display())))?;
-    let private_key =
-        load_key(&l.server_key).map_err(|e| ConfigError::invalid(key("server_key"), e.to_string()))?;
+    check_server_cert_validity(&chain[0]).map_err(|m| {
+        ConfigError::invalid(
+            key("server_cert"),
+            format!("{}: {m}", l.server_cert.display()),
+        )
+    })?;
+    let private_key = load_key(&l.server_key)
+        .map_err(|e| ConfigError::invalid(key("server_key"), e.to_string()))?;
 
     let cas = load_ca_bundle(&l.trusted_cas)
         .map_err(|e| ConfigError::invalid(key("trusted_cas"), e.to_string()))?;
@@ -127,7 +130,10 @@ fn check_server_cert_validity(der: &[u8]) -> Result<(), String> {
     let v = cert.validity();
     let now = x509_parser::time::ASN1Time::now();
     if now < v.not_before {
-        return Err(format!("server certificate is not valid before {}", v.not_before));
+        return Err(format!(
+            "server certificate is not valid before {}",
+            v.not_before
+        ));
     }
     if now > v.not_after {
         return Err(format!("server certificate expired at {}", v.not_after));
