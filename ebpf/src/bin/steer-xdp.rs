@@ -59,30 +59,68 @@ fn ptr_at<T>(ctx: &XdpContext, off: usize) -> Option<*const T> {
     Some((start + off) as *const T)
 }
 
+/// Ethernet header (only the type is used).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct EthHdr {
+    dst: [u8; 6],
+    src: [u8; 6],
+    ethertype: [u8; 2],
+}
+
+/// IPv4 header without options.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Ipv4Hdr {
+    vihl: u8,
+    tos: u8,
+    tot_len: [u8; 2],
+    id: [u8; 2],
+    frag: [u8; 2],
+    ttl: u8,
+    proto: u8,
+    csum: [u8; 2],
+    src: [u8; 4],
+    dst: [u8; 4],
+}
+
+/// IPv6 fixed header.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Ipv6Hdr {
+    vtcfl: [u8; 4],
+    payload_len: [u8; 2],
+    next: u8,
+    hop_limit: u8,
+    src: [u8; 16],
+    dst: [u8; 16],
+}
+
+/// The first four bytes of a TCP header.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Ports {
+    src: [u8; 2],
+    dst: [u8; 2],
+}
+
+/// A copy of the `T` at `off`, if the packet is long enough. Every header type here has
+/// alignment 1, so the read is aligned.
 #[inline(always)]
-fn load<T: Copy>(ctx: &XdpContext, off: usize) -> Option<T> {
-    // SAFETY: ptr_at checked that size_of::<T>() bytes at `off` lie inside the packet;
-    // read_unaligned because packet data has no alignment guarantee.
-    ptr_at::<T>(ctx, off).map(|p| unsafe { core::ptr::read_unaligned(p) })
+fn read<T: Copy>(ctx: &XdpContext, off: usize) -> Option<T> {
+    // SAFETY: ptr_at checked that size_of::<T>() bytes at `off` lie inside the packet.
+    ptr_at::<T>(ctx, off).map(|p| unsafe { *p })
 }
 
 /// What the parser found out about a packet.
 struct Flow {
     src: [u32; 4],
     dst: [u32; 4],
-    /// Offset of the TCP header, when the packet is unfragmented TCP.
-    tcp: Option<usize>,
+    /// Offset of the TCP header (0: not unfragmented TCP).
+    tcp: usize,
 }
 
-/// The parser's verdict.
-enum Parsed {
-    /// Not IP, truncated, or otherwise not ours: pass.
-    Pass,
-    /// The source is on a blocklist.
-    Blocked,
-    /// An IP packet from an allowed source.
-    Flow(Flow),
-}
+const BLOCKED: u32 = u32::MAX;
 
 #[xdp]
 pub fn gateway_xdp(ctx: XdpContext) -> u32 {
@@ -98,85 +136,72 @@ pub fn gateway_xdp(ctx: XdpContext) -> u32 {
 
 #[inline(always)]
 fn decide(ctx: &XdpContext) -> u32 {
-    let Some(ethertype) = load::<u16>(ctx, 12) else {
+    let Some(eth) = read::<EthHdr>(ctx, 0) else {
         return xdp_action::XDP_PASS;
     };
-    let parsed = match u16::from_be(ethertype) {
-        ETH_P_IP => parse_v4(ctx),
-        ETH_P_IPV6 => parse_v6(ctx),
-        _ => Parsed::Pass,
+    let mut flow = Flow {
+        src: [0; 4],
+        dst: [0; 4],
+        tcp: 0,
     };
-    match parsed {
-        Parsed::Pass => xdp_action::XDP_PASS,
-        Parsed::Blocked => xdp_action::XDP_DROP,
-        Parsed::Flow(flow) => match flow.tcp {
-            Some(tcp) => steer(ctx, &flow, tcp),
-            None => xdp_action::XDP_PASS,
-        },
+    let verdict = match u16::from_be_bytes(eth.ethertype) {
+        ETH_P_IP => parse_v4(ctx, &mut flow),
+        ETH_P_IPV6 => parse_v6(ctx, &mut flow),
+        _ => xdp_action::XDP_PASS,
+    };
+    if verdict == BLOCKED {
+        return xdp_action::XDP_DROP;
     }
+    if verdict != 0 || flow.tcp == 0 {
+        return xdp_action::XDP_PASS;
+    }
+    steer(ctx, &flow)
 }
 
+/// 0 when `flow` was filled in, `BLOCKED`, or an XDP action to return.
 #[inline(always)]
-fn parse_v4(ctx: &XdpContext) -> Parsed {
-    let (Some(vihl), Some(frag), Some(proto), Some(src), Some(dst)) = (
-        load::<u8>(ctx, ETH_HLEN),
-        load::<u16>(ctx, ETH_HLEN + 6),
-        load::<u8>(ctx, ETH_HLEN + 9),
-        load::<[u8; 4]>(ctx, ETH_HLEN + 12),
-        load::<[u8; 4]>(ctx, ETH_HLEN + 16),
-    ) else {
-        return Parsed::Pass;
+fn parse_v4(ctx: &XdpContext, flow: &mut Flow) -> u32 {
+    let Some(ip) = read::<Ipv4Hdr>(ctx, ETH_HLEN) else {
+        return xdp_action::XDP_PASS;
     };
-    if BLOCK_V4.get(Key::new(32, src)).is_some() {
-        return Parsed::Blocked;
+    if BLOCK_V4.get(Key::new(32, ip.src)).is_some() {
+        return BLOCKED;
     }
-    let ihl = ((vihl & 0x0F) as usize) * 4;
+    let ihl = ((ip.vihl & 0x0F) as usize) * 4;
     // Only an unfragmented segment carries both ports where we look for them.
-    let unfragmented = u16::from_be(frag) & 0x3FFF == 0;
-    let tcp = if proto == IPPROTO_TCP && unfragmented && ihl >= 20 {
-        Some(ETH_HLEN + ihl)
-    } else {
-        None
-    };
-    Parsed::Flow(Flow {
-        src: gateway_common::v4_words(src),
-        dst: gateway_common::v4_words(dst),
-        tcp,
-    })
-}
-
-#[inline(always)]
-fn parse_v6(ctx: &XdpContext) -> Parsed {
-    let (Some(next), Some(src), Some(dst)) = (
-        load::<u8>(ctx, ETH_HLEN + 6),
-        load::<[u8; 16]>(ctx, ETH_HLEN + 8),
-        load::<[u8; 16]>(ctx, ETH_HLEN + 24),
-    ) else {
-        return Parsed::Pass;
-    };
-    if BLOCK_V6.get(Key::new(128, src)).is_some() {
-        return Parsed::Blocked;
+    let unfragmented = u16::from_be_bytes(ip.frag) & 0x3FFF == 0;
+    flow.src = gateway_common::v4_words(ip.src);
+    flow.dst = gateway_common::v4_words(ip.dst);
+    if ip.proto == IPPROTO_TCP && unfragmented && ihl >= 20 {
+        flow.tcp = ETH_HLEN + ihl;
     }
-    // Extension headers are not followed: such packets pass unsteered.
-    let tcp = if next == IPPROTO_TCP {
-        Some(ETH_HLEN + IPV6_HLEN)
-    } else {
-        None
-    };
-    Parsed::Flow(Flow {
-        src: gateway_common::v6_words(src),
-        dst: gateway_common::v6_words(dst),
-        tcp,
-    })
+    0
 }
 
+/// As [`parse_v4`]. Extension headers are not followed: such packets pass unsteered.
 #[inline(always)]
-fn steer(ctx: &XdpContext, flow: &Flow, tcp: usize) -> u32 {
-    let Some(ports) = load::<[u16; 2]>(ctx, tcp) else {
+fn parse_v6(ctx: &XdpContext, flow: &mut Flow) -> u32 {
+    let Some(ip) = read::<Ipv6Hdr>(ctx, ETH_HLEN) else {
         return xdp_action::XDP_PASS;
     };
-    let sport = u16::from_be(ports[0]);
-    let dport = u16::from_be(ports[1]);
+    if BLOCK_V6.get(Key::new(128, ip.src)).is_some() {
+        return BLOCKED;
+    }
+    flow.src = gateway_common::v6_words(ip.src);
+    flow.dst = gateway_common::v6_words(ip.dst);
+    if ip.next == IPPROTO_TCP {
+        flow.tcp = ETH_HLEN + IPV6_HLEN;
+    }
+    0
+}
+
+#[inline(always)]
+fn steer(ctx: &XdpContext, flow: &Flow) -> u32 {
+    let Some(ports) = read::<Ports>(ctx, flow.tcp) else {
+        return xdp_action::XDP_PASS;
+    };
+    let sport = u16::from_be_bytes(ports.src);
+    let dport = u16::from_be_bytes(ports.dst);
     if PORTS.get_ptr(dport).is_none() {
         return xdp_action::XDP_PASS;
     }

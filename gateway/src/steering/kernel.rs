@@ -67,8 +67,18 @@ pub(crate) fn missing_caps(xdp: bool) -> Vec<&'static str> {
     missing
 }
 
+/// `step: error`, with a long verifier log cut to its head and tail.
 fn err(step: impl Into<String>, e: impl std::fmt::Display) -> String {
-    format!("{}: {e}", step.into())
+    let msg = e.to_string();
+    let chars: Vec<char> = msg.chars().collect();
+    let msg = if chars.len() > 800 {
+        let head: String = chars[..300].iter().collect();
+        let tail: String = chars[chars.len() - 400..].iter().collect();
+        format!("{head} [...] {tail}")
+    } else {
+        msg
+    };
+    format!("{}: {msg}", step.into())
 }
 
 /// The loaded XDP side: the object (owning the program and its links: dropping it detaches
@@ -152,6 +162,9 @@ pub(crate) fn load_xdp(
     let mut ebpf = EbpfLoader::new()
         .load(XDP_OBJ)
         .map_err(|e| err("loading the XDP object", e))?;
+    // Load the program before taking maps out of the object: a taken map that is dropped
+    // closes the fd the program's relocations refer to.
+    load_program_xdp(&mut ebpf)?;
     let redirect = cfg.cpumap && !cpus.is_empty();
     {
         let mut targets: Array<MapData, u32> = take(&mut ebpf, gateway_common::MAP_CPU_TARGETS)?;
@@ -196,12 +209,7 @@ pub(crate) fn load_xdp(
         maps.insert(*net, gateway_common::BLOCK_STATIC)?;
     }
     let counters = take(&mut ebpf, gateway_common::MAP_XDP_COUNTERS)?;
-    let prog: &mut Xdp = ebpf
-        .program_mut(gateway_common::PROG_XDP)
-        .ok_or("XDP program missing from the object")?
-        .try_into()
-        .map_err(|e| err("XDP program", e))?;
-    prog.load().map_err(|e| err("loading the XDP program", e))?;
+    let prog = xdp_program(&mut ebpf)?;
     let mut attached = Vec::new();
     for ifname in &cfg.interfaces {
         let mode = match cfg.xdp_attach {
@@ -234,6 +242,19 @@ pub(crate) fn load_xdp(
     })
 }
 
+fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, String> {
+    ebpf.program_mut(gateway_common::PROG_XDP)
+        .ok_or("XDP program missing from the object")?
+        .try_into()
+        .map_err(|e| err("XDP program", e))
+}
+
+fn load_program_xdp(ebpf: &mut Ebpf) -> Result<(), String> {
+    xdp_program(ebpf)?
+        .load()
+        .map_err(|e| err("loading the XDP program", e))
+}
+
 /// One reuseport group's SK_REUSEPORT program (the object keeps it loaded).
 pub(crate) struct ReuseportLoaded {
     pub(crate) ebpf: Ebpf,
@@ -246,6 +267,10 @@ pub(crate) fn load_reuseport(group: &ReuseportGroup<'_>) -> Result<ReuseportLoad
     let mut ebpf = EbpfLoader::new()
         .load(REUSEPORT_OBJ)
         .map_err(|e| err("loading the SK_REUSEPORT object", e))?;
+    // As for XDP: load before taking maps out of the object.
+    reuseport_program(&mut ebpf)?
+        .load()
+        .map_err(|e| err("loading the SK_REUSEPORT program", e))?;
     let mut sockets: ReusePortSockArray<MapData> = take(&mut ebpf, gateway_common::MAP_SOCKETS)?;
     for s in &group.sockets {
         if s.cpu >= MAX_CPUS {
@@ -259,13 +284,7 @@ pub(crate) fn load_reuseport(group: &ReuseportGroup<'_>) -> Result<ReuseportLoad
         })?;
     }
     let counters = take(&mut ebpf, gateway_common::MAP_REUSEPORT_COUNTERS)?;
-    let prog: &mut SkReuseport = ebpf
-        .program_mut(gateway_common::PROG_REUSEPORT)
-        .ok_or("SK_REUSEPORT program missing from the object")?
-        .try_into()
-        .map_err(|e| err("SK_REUSEPORT program", e))?;
-    prog.load()
-        .map_err(|e| err("loading the SK_REUSEPORT program", e))?;
+    let prog = reuseport_program(&mut ebpf)?;
     let first: BorrowedFd<'_> = group
         .sockets
         .first()
@@ -274,6 +293,13 @@ pub(crate) fn load_reuseport(group: &ReuseportGroup<'_>) -> Result<ReuseportLoad
     prog.attach(first)
         .map_err(|e| err(format!("attaching SK_REUSEPORT to port {}", group.port), e))?;
     Ok(ReuseportLoaded { ebpf, counters })
+}
+
+fn reuseport_program(ebpf: &mut Ebpf) -> Result<&mut SkReuseport, String> {
+    ebpf.program_mut(gateway_common::PROG_REUSEPORT)
+        .ok_or("SK_REUSEPORT program missing from the object")?
+        .try_into()
+        .map_err(|e| err("SK_REUSEPORT program", e))
 }
 
 /// Sum over CPUs of per-CPU counter `index`.
