@@ -72,7 +72,7 @@ pub struct GlobalConfig {
     pub workers: usize,
     /// Pin each worker thread to its CPU.
     pub pin_workers: bool,
-    /// Crypto provider: `aws-lc-rs` (default) or `ring`.
+    /// Crypto provider: `aws-lc-rs` (default when compiled in) or `ring`.
     pub crypto_provider: String,
     /// Seconds to drain in-flight requests on SIGINT/SIGTERM.
     pub shutdown_grace_secs: u64,
@@ -85,7 +85,7 @@ impl Default for GlobalConfig {
         GlobalConfig {
             workers: 0,
             pin_workers: true,
-            crypto_provider: "aws-lc-rs".into(),
+            crypto_provider: crate::tls::policy::DEFAULT_PROVIDER.into(),
             shutdown_grace_secs: 10,
             metrics_interval_secs: 60,
         }

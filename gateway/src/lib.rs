@@ -4,8 +4,14 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod config;
+pub mod conn;
+pub mod metrics;
 pub mod pki;
+pub mod proxy;
 pub mod revocation;
+pub mod server;
 pub mod steering;
 pub mod tls;
+pub mod worker;

@@ -1,43 +1,92 @@
-//! Project tasks. `cargo xtask <task>`:
-//! - `install-tools`: rust-src for nightly and bpf-linker into `./.tools/` (idempotent);
-//! - `build-ebpf`: install-tools, then build the eBPF object (`ebpf/`) into `target/ebpf/`;
-//! - `test`: both of the above, then `cargo test --workspace` (CI entry point).
+//! Project tasks. `cargo xtask test` is what CI runs: it installs the test peers (curl,
+//! openssl, ...) from Debian when missing, then runs the whole test suite with both crypto
+//! providers, plus fmt and clippy. Before anything it sets up the eBPF toolchain (rust-src,
+//! bpf-linker in `./.tools/`) and builds the eBPF programs, so the tests use the real ones.
 
 mod ebpf;
+mod peers;
 
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
 fn main() -> Result<()> {
-    let task = std::env::args().nth(1).unwrap_or_default();
-    let rest: Vec<String> = std::env::args().skip(2).collect();
-    let root = ebpf::workspace_root();
-    match task.as_str() {
-        "install-tools" => ebpf::install_tools(&root),
-        "build-ebpf" => {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("test") => test(&args[1..]),
+        Some("install-peers") => peers::ensure(),
+        Some("lint") => lint(),
+        Some("install-tools") => ebpf::install_tools(&ebpf::workspace_root()),
+        Some("build-ebpf") => {
+            let root = ebpf::workspace_root();
             ebpf::install_tools(&root)?;
-            for o in ebpf::build(&root)? {
-                println!("{}", o.display());
-            }
-            Ok(())
-        }
-        "test" => {
-            ebpf::ensure()?;
-            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .current_dir(&root)
-                .args(["test", "--workspace"])
-                .args(&rest)
-                .status()
-                .context("could not start cargo test")?;
-            if !status.success() {
-                bail!("cargo test failed with {status}");
+            for obj in ebpf::build(&root)? {
+                println!("{}", obj.display());
             }
             Ok(())
         }
         _ => {
-            eprintln!("usage: cargo xtask <install-tools | build-ebpf | test [cargo test args]>");
-            bail!("unknown task {task:?}")
+            eprintln!(
+                "usage: cargo xtask <command>\n\n\
+                 commands:\n  \
+                 test           install test peers, then fmt/clippy and every test (what CI runs)\n  \
+                 install-peers  install curl, openssl and the other test peers from Debian\n  \
+                 lint           cargo fmt --check and clippy -D warnings\n  \
+                 install-tools  rust-src for nightly and bpf-linker into ./.tools (idempotent)\n  \
+                 build-ebpf     install-tools, then build the eBPF programs into target/ebpf"
+            );
+            bail!("no command given")
         }
     }
+}
+
+/// Runs a command, failing with its name if it fails.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: running {cmd:?}");
+    let st = cmd
+        .status()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    if !st.success() {
+        bail!("{cmd:?} failed with {st}");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn lint() -> Result<()> {
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+}
+
+fn test(extra: &[String]) -> Result<()> {
+    // First: the gateway's build script embeds the eBPF programs only when they can be built.
+    ebpf::ensure()?;
+    peers::ensure()?;
+    lint()?;
+    // The default build (aws-lc-rs) runs everything.
+    run(cargo().args(["test", "--workspace"]).args(extra))?;
+    // The ring provider: the gateway's own tests with ring only.
+    run(cargo()
+        .args([
+            "test",
+            "-p",
+            "gateway",
+            "--no-default-features",
+            "--features",
+            "ring",
+        ])
+        .args(extra))?;
+    // The benchmarks compile and run one iteration each (a smoke test, not a measurement).
+    run(cargo().args(["test", "-p", "gateway-benches", "--benches"]))?;
+    Ok(())
 }

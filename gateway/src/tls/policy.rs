@@ -27,6 +27,13 @@ pub enum TlsPolicyError {
     Empty(&'static str),
 }
 
+/// The provider used when the configuration names none: aws-lc-rs when compiled in.
+pub const DEFAULT_PROVIDER: &str = if cfg!(feature = "aws-lc-rs") {
+    "aws-lc-rs"
+} else {
+    "ring"
+};
+
 /// Suites allowed by the policy when configured explicitly (AES-GCM and ChaCha20-Poly1305,
 /// all with forward secrecy).
 pub const ALLOWED_SUITES: &[&str] = &[
@@ -203,11 +210,7 @@ mod tests {
     use super::*;
 
     fn default_provider() -> &'static str {
-        if cfg!(feature = "aws-lc-rs") {
-            "aws-lc-rs"
-        } else {
-            "ring"
-        }
+        DEFAULT_PROVIDER
     }
 
     #[test]

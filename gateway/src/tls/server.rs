@@ -118,7 +118,7 @@ fn ticketer(provider: &str) -> Result<Arc<dyn rustls::server::ProducesTickets>, 
         "ring" => rustls::crypto::ring::Ticketer::new(),
         #[cfg(feature = "aws-lc-rs")]
         _ => rustls::crypto::aws_lc_rs::Ticketer::new(),
-        #[cfg(not(feature = "aws-lc-rs"))]
+        #[cfg(all(not(feature = "aws-lc-rs"), feature = "ring"))]
         _ => rustls::crypto::ring::Ticketer::new(),
     }
 }

@@ -1,0 +1,147 @@
+//! Command-line interface: `gateway serve | check-config | dev-pki`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::Config;
+use crate::pki::devpki::{DevPki, P12_PASSWORD};
+use crate::server;
+
+/// The S.E.E. mutual-TLS edge gateway.
+#[derive(Debug, Parser)]
+#[command(name = "gateway", version, about)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve. Without --config, runs the embedded default: a development PKI and the built-in
+    /// identity backend on 127.0.0.1:8443.
+    Serve(ServeArgs),
+    /// Validate a configuration file (files, keys, certificates, TLS policy) without serving.
+    CheckConfig {
+        /// The TOML configuration file.
+        file: PathBuf,
+    },
+    /// Create (or reuse) a development PKI in a directory.
+    DevPki {
+        /// Directory to write to.
+        dir: PathBuf,
+    },
+}
+
+/// Arguments of `gateway serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The TOML configuration file. Omit it for the embedded default.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// State directory for the embedded default's development PKI.
+    #[arg(long, env = "GATEWAY_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Listen address of the embedded default.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub bind: String,
+}
+
+/// Initialises logging (RUST_LOG filters; default `info`).
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+fn default_state_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("XDG_STATE_HOME") {
+        return PathBuf::from(d).join("see-gateway");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".local/state/see-gateway"),
+        None => PathBuf::from("gateway-state"),
+    }
+}
+
+/// Runs a parsed command line; returns the process exit code.
+///
+/// # Errors
+/// Any error that should end the process with a message.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::CheckConfig { file } => {
+            let cfg = Config::load(&file)?;
+            let relaxations = cfg.relaxations();
+            let prepared = server::prepare(cfg)?;
+            println!(
+                "{}: OK ({} listener{})",
+                file.display(),
+                prepared.tls.len(),
+                if prepared.tls.len() == 1 { "" } else { "s" }
+            );
+            for r in relaxations {
+                println!("  relaxation: {r}");
+            }
+            Ok(0)
+        }
+        Command::DevPki { dir } => {
+            let pki = DevPki::ensure(&dir)?;
+            println!("development PKI in {}", pki.dir.display());
+            Ok(0)
+        }
+        Command::Serve(args) => {
+            let cfg = match &args.config {
+                Some(path) => Config::load(path)?,
+                None => embedded_default(&args)?,
+            };
+            let prepared = server::prepare(cfg)?;
+            server::run_until_signal(prepared)?;
+            Ok(0)
+        }
+    }
+}
+
+fn embedded_default(args: &ServeArgs) -> anyhow::Result<Config> {
+    let dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
+    let pki = DevPki::ensure(&dir)?;
+    let cfg_path = dir.join("gateway.toml");
+    std::fs::write(&cfg_path, pki.default_config_toml(&args.bind))?;
+    let cfg = Config::load(&cfg_path)?;
+    let port = cfg.listeners[0]
+        .bind_addr()
+        .map(|a| a.port())
+        .unwrap_or(8443);
+    let d = dir.display();
+    eprintln!(
+        "\nS.E.E. gateway: embedded default (development PKI, built-in identity backend)\n\
+         state directory: {d}\n\
+         config written to: {cfg}\n\
+         client PKCS#12: {p12} (password: {P12_PASSWORD})\n\n\
+         Try it:\n  curl --cacert {d}/ca.pem --cert {d}/client.pem --key {d}/client.key https://localhost:{port}/\n",
+        cfg = cfg_path.display(),
+        p12 = pki.client_p12.display(),
+    );
+    Ok(cfg)
+}

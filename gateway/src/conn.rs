@@ -1,0 +1,190 @@
+//! One client connection: TLS handshake under the listener's policy, the post-handshake
+//! status check, then HTTP service until the client or shutdown closes it.
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::CertificateDer;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::Classification;
+use crate::metrics::{Metrics, Rejection, WorkerCounters};
+use crate::pki::identity::CertIdentity;
+use crate::proxy::{ConnContext, Proxy};
+
+/// A boxed future, for object-safe async hooks.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A check run after the handshake and before any byte reaches the backend, on every
+/// connection with a client certificate (full and resumed handshakes alike). Revocation
+/// status checking plugs in here.
+pub trait PostHandshakeCheck: Send + Sync + fmt::Debug {
+    /// Returns `Err(reason)` to drop the connection.
+    fn check<'a>(
+        &'a self,
+        chain: &'a [CertificateDer<'static>],
+    ) -> BoxFuture<'a, Result<(), String>>;
+}
+
+/// Called with the client's address when its handshake or status check fails (for abuse
+/// blocking).
+pub type FailureHook = Arc<dyn Fn(std::net::IpAddr) + Send + Sync>;
+
+/// A listener's state as one worker sees it: the shared TLS configuration plus the worker's
+/// own backend connection pool.
+pub struct ListenerRuntime {
+    /// Listener name for logs.
+    pub name: Arc<str>,
+    /// TLS acceptor with the listener's rustls config.
+    pub acceptor: TlsAcceptor,
+    /// The listener's classification.
+    pub classification: Classification,
+    /// The proxy (backend + this worker's pool).
+    pub proxy: Proxy,
+    /// Deadline for the TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Deadline for the post-handshake check.
+    pub check_timeout: Duration,
+    /// Post-handshake certificate status check.
+    pub post_check: Option<Arc<dyn PostHandshakeCheck>>,
+    /// Failure hook (abuse blocking).
+    pub on_failure: Option<FailureHook>,
+}
+
+impl fmt::Debug for ListenerRuntime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ListenerRuntime")
+            .field("name", &self.name)
+            .field("classification", &self.classification)
+            .finish_non_exhaustive()
+    }
+}
+
+fn classify(e: &std::io::Error) -> (Rejection, String) {
+    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidCertificate(c)) => (Rejection::Certificate, format!("{c:?}")),
+        Some(rustls::Error::NoCertificatesPresented) => (
+            Rejection::Handshake,
+            "no client certificate presented".into(),
+        ),
+        Some(other) => (Rejection::Handshake, other.to_string()),
+        None => (Rejection::Handshake, e.to_string()),
+    }
+}
+
+/// Closes a refused connection politely: the alert has been written; send FIN and drain what
+/// the client still sends for a moment, so the kernel does not answer with a RST that could
+/// destroy the alert before the client reads it.
+async fn linger_close(mut stream: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = stream.shutdown().await;
+    let mut buf = [0u8; 4096];
+    let mut budget: usize = 64 * 1024;
+    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+        while budget > 0 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => budget = budget.saturating_sub(n),
+            }
+        }
+    })
+    .await;
+}
+
+/// Serves one accepted TCP connection to completion.
+pub async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    rt: Arc<ListenerRuntime>,
+    metrics: Metrics,
+    worker: usize,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let counters: &WorkerCounters = metrics.worker(worker);
+    let accept = rt.acceptor.accept(stream).into_fallible();
+    let tls = match tokio::time::timeout(rt.handshake_timeout, accept).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err((e, stream))) => {
+            linger_close(stream).await;
+            let (kind, reason) = classify(&e);
+            counters.reject(kind);
+            tracing::info!(listener = %rt.name, %peer, %reason, "handshake rejected");
+            if let Some(hook) = &rt.on_failure {
+                hook(peer.ip());
+            }
+            return;
+        }
+        Err(_) => {
+            counters.reject(Rejection::HandshakeTimeout);
+            tracing::debug!(listener = %rt.name, %peer, "handshake timed out");
+            return;
+        }
+    };
+    let (_, session) = tls.get_ref();
+    if session.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+        WorkerCounters::inc(&counters.resumed);
+    }
+    let identity = match session.peer_certificates() {
+        Some(chain) if !chain.is_empty() => {
+            if let Some(check) = &rt.post_check {
+                let verdict = tokio::time::timeout(rt.check_timeout, check.check(chain)).await;
+                let refusal = match verdict {
+                    Ok(Ok(())) => None,
+                    Ok(Err(reason)) => Some(reason),
+                    Err(_) => Some("certificate status check deadline exceeded".to_string()),
+                };
+                if let Some(reason) = refusal {
+                    counters.reject(Rejection::Status);
+                    tracing::warn!(listener = %rt.name, %peer, %reason, "connection refused after handshake");
+                    if let Some(hook) = &rt.on_failure {
+                        hook(peer.ip());
+                    }
+                    return;
+                }
+            }
+            match CertIdentity::from_der(&chain[0]) {
+                Ok(id) => Some(Arc::new(id)),
+                Err(e) => {
+                    counters.reject(Rejection::Certificate);
+                    tracing::warn!(listener = %rt.name, %peer, error = %e, "unreadable client certificate");
+                    return;
+                }
+            }
+        }
+        _ => None,
+    };
+    WorkerCounters::inc(&counters.handshakes_ok);
+
+    let ctx = Arc::new(ConnContext::new(peer, identity, rt.classification));
+    let proxy = rt.proxy.clone();
+    let metrics2 = metrics.clone();
+    let service = hyper::service::service_fn(move |req| {
+        let ctx = ctx.clone();
+        let proxy = proxy.clone();
+        let metrics = metrics2.clone();
+        async move {
+            Ok::<_, std::convert::Infallible>(proxy.handle(req, &ctx, metrics.worker(worker)).await)
+        }
+    });
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection(TokioIo::new(tls), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        res = conn.as_mut() => {
+            if let Err(e) = res {
+                tracing::debug!(%peer, error = %e, "connection ended with error");
+            }
+        }
+        _ = shutdown.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}

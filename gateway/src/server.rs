@@ -1,0 +1,220 @@
+//! Starting and stopping the gateway: builds every listener's TLS state, creates the
+//! per-worker reuseport sockets, starts the workers, and shuts them down gracefully.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::config::{Config, ConfigError};
+use crate::conn::ListenerRuntime;
+use crate::metrics::Metrics;
+use crate::proxy::Proxy;
+use crate::tls::{build_server_config, ListenerTls};
+use crate::worker::{allowed_cpus, reuseport_listener, spawn_worker, WorkerError, WorkerPlan};
+
+/// Errors starting the gateway.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is not acceptable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Sockets or threads could not be set up.
+    #[error(transparent)]
+    Worker(#[from] WorkerError),
+}
+
+/// Everything built from the configuration before serving.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The configuration.
+    pub config: Config,
+    /// Each listener's TLS state.
+    pub tls: Vec<ListenerTls>,
+}
+
+/// Validates a configuration completely (files, keys, certificates, TLS policy) without
+/// serving: what `gateway check-config` runs.
+///
+/// # Errors
+/// The first [`ConfigError`] found.
+pub fn prepare(config: Config) -> Result<Prepared, ConfigError> {
+    let mut tls = Vec::with_capacity(config.listeners.len());
+    for (i, l) in config.listeners.iter().enumerate() {
+        tls.push(build_server_config(
+            i,
+            l,
+            &config.global.crypto_provider,
+            None,
+        )?);
+    }
+    Ok(Prepared { config, tls })
+}
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct RunningGateway {
+    /// The bound address of each listener, in config order (port 0 resolved).
+    pub local_addrs: Vec<SocketAddr>,
+    /// Data-path counters.
+    pub metrics: Metrics,
+    shutdown: watch::Sender<bool>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl RunningGateway {
+    /// Signals shutdown and waits for the workers to drain and stop.
+    pub fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for w in self.workers {
+            let _ = w.join();
+        }
+    }
+
+    /// Signals shutdown without waiting.
+    pub fn signal_shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Waits for the workers to stop (after a shutdown signal).
+    pub fn join(self) {
+        for w in self.workers {
+            let _ = w.join();
+        }
+    }
+}
+
+/// Starts the workers for a prepared configuration.
+///
+/// # Errors
+/// [`StartError`] if a socket cannot be bound or a worker cannot start.
+pub fn start(prepared: Prepared) -> Result<RunningGateway, StartError> {
+    let Prepared { config, tls } = prepared;
+    for r in config.relaxations() {
+        tracing::warn!(relaxation = %r, "policy relaxed by configuration");
+    }
+    let cpus = allowed_cpus();
+    let n = if config.global.workers == 0 {
+        cpus.len().max(1)
+    } else {
+        config.global.workers
+    };
+    let metrics = Metrics::new(n);
+    let (tx, rx) = watch::channel(false);
+
+    // All sockets first (so a steering program can be attached to each reuseport group
+    // before any worker accepts), port 0 resolved by the first socket of each group.
+    let mut per_worker: Vec<Vec<(std::net::TcpListener, Arc<ListenerRuntime>)>> =
+        (0..n).map(|_| Vec::new()).collect();
+    let mut local_addrs = Vec::new();
+    for (li, (l, t)) in config.listeners.iter().zip(&tls).enumerate() {
+        let mut addr = l
+            .bind_addr()
+            .map_err(|m| ConfigError::invalid(format!("listener[{li}].bind"), m))?;
+        let backend = l
+            .backend()
+            .map_err(|m| ConfigError::invalid(format!("listener[{li}].backend"), m))?;
+        let name: Arc<str> = Arc::from(l.display_name());
+        for slot in per_worker.iter_mut() {
+            let sock = reuseport_listener(addr, 4096)?;
+            if addr.port() == 0 {
+                addr = sock
+                    .local_addr()
+                    .map_err(|source| WorkerError::Listen { addr, source })?;
+            }
+            let rt = Arc::new(ListenerRuntime {
+                name: name.clone(),
+                acceptor: tokio_rustls::TlsAcceptor::from(t.server_config.clone()),
+                classification: t.classification,
+                proxy: Proxy::new(backend.clone()),
+                handshake_timeout: Duration::from_secs(10),
+                check_timeout: Duration::from_secs(10),
+                post_check: None,
+                on_failure: None,
+            });
+            slot.push((sock, rt));
+        }
+        tracing::info!(listener = %name, %addr, workers = n, classification = ?l.classification, backend = %l.backend, "listening");
+        local_addrs.push(addr);
+    }
+
+    let grace = Duration::from_secs(config.global.shutdown_grace_secs);
+    let mut workers = Vec::with_capacity(n);
+    for (index, sockets) in per_worker.into_iter().enumerate() {
+        let cpu = config
+            .global
+            .pin_workers
+            .then(|| cpus.get(index % cpus.len().max(1)).copied())
+            .flatten();
+        let plan = WorkerPlan {
+            index,
+            cpu,
+            sockets,
+        };
+        workers.push(spawn_worker(plan, metrics.clone(), rx.clone(), grace)?);
+    }
+    Ok(RunningGateway {
+        local_addrs,
+        metrics,
+        shutdown: tx,
+        workers,
+    })
+}
+
+/// Runs the gateway until SIGINT or SIGTERM, then drains and stops.
+///
+/// # Errors
+/// [`StartError`] if it cannot start.
+pub fn run_until_signal(prepared: Prepared) -> Result<(), StartError> {
+    let interval = prepared.config.global.metrics_interval_secs;
+    let running = start(prepared)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| WorkerError::Spawn {
+            index: usize::MAX,
+            source,
+        })?;
+    let metrics = running.metrics.clone();
+    rt.block_on(async move {
+        let metrics_task = (interval > 0).then(|| {
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(interval));
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let s = metrics.snapshot();
+                    tracing::info!(target: "metrics", ?s, "counters");
+                }
+            })
+        });
+        wait_for_signal().await;
+        tracing::info!("shutdown requested: no longer accepting, draining in-flight requests");
+        if let Some(t) = metrics_task {
+            t.abort();
+        }
+    });
+    running.signal_shutdown();
+    running.join();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

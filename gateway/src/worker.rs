@@ -1,0 +1,275 @@
+//! Per-core workers: one OS thread per CPU, pinned, with its own current-thread tokio runtime
+//! and its own `SO_REUSEPORT` listener socket per listener. Nothing is shared on the accept
+//! path; the kernel (or the steering program) picks the worker for each connection.
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::sync::watch;
+
+use crate::conn::{serve_connection, ListenerRuntime};
+use crate::metrics::{Metrics, WorkerCounters};
+
+/// Errors setting up workers.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// A listener socket could not be created or bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The tokio runtime could not be built or the thread not spawned.
+    #[error("cannot start worker {index}: {source}")]
+    Spawn {
+        /// Worker number.
+        index: usize,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// The CPUs this process may run on (its affinity mask), in ascending order.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity writes at most sizeof(cpu_set_t).
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer and size for the current thread (pid 0).
+    let rc =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if rc != 0 {
+        return (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect();
+    }
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: index is below CPU_SETSIZE.
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect()
+}
+
+/// Pins the calling thread to `cpu`.
+fn pin_current_thread(cpu: usize) -> std::io::Result<()> {
+    // SAFETY: as above; CPU_SET with an index below CPU_SETSIZE.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: valid pointer/size; pid 0 = calling thread.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// The CPU the kernel processed an accepted socket's packets on (SO_INCOMING_CPU).
+pub fn incoming_cpu(fd: &impl AsRawFd) -> Option<usize> {
+    let mut v: libc::c_int = -1;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `v`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_INCOMING_CPU,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0 && v >= 0).then_some(v as usize)
+}
+
+/// Creates one non-blocking `SO_REUSEPORT` listener socket bound to `addr`.
+///
+/// # Errors
+/// [`WorkerError::Listen`] naming the address.
+pub fn reuseport_listener(
+    addr: SocketAddr,
+    backlog: i32,
+) -> Result<std::net::TcpListener, WorkerError> {
+    let err = |source| WorkerError::Listen { addr, source };
+    let sock =
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
+    sock.set_reuse_address(true).map_err(err)?;
+    sock.set_reuse_port(true).map_err(err)?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true).map_err(err)?;
+    }
+    sock.set_nodelay(true).map_err(err)?;
+    sock.set_nonblocking(true).map_err(err)?;
+    sock.bind(&addr.into()).map_err(err)?;
+    sock.listen(backlog).map_err(err)?;
+    Ok(sock.into())
+}
+
+/// What one worker serves.
+pub struct WorkerPlan {
+    /// Worker number (index into metrics).
+    pub index: usize,
+    /// CPU to pin to (None = unpinned).
+    pub cpu: Option<usize>,
+    /// One socket per listener, paired with that listener's runtime state.
+    pub sockets: Vec<(std::net::TcpListener, Arc<ListenerRuntime>)>,
+}
+
+/// Starts a worker thread. It serves until `shutdown` turns true, then stops accepting and
+/// drains in-flight connections for up to `grace`.
+///
+/// # Errors
+/// [`WorkerError::Spawn`] if the thread cannot start.
+pub fn spawn_worker(
+    plan: WorkerPlan,
+    metrics: Metrics,
+    shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) -> Result<std::thread::JoinHandle<()>, WorkerError> {
+    let index = plan.index;
+    std::thread::Builder::new()
+        .name(format!("worker-{index}"))
+        .spawn(move || {
+            if let Some(cpu) = plan.cpu {
+                if let Err(e) = pin_current_thread(cpu) {
+                    tracing::warn!(worker = index, cpu, error = %e, "cannot pin worker to its CPU");
+                }
+            }
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(worker = index, error = %e, "cannot build worker runtime");
+                    return;
+                }
+            };
+            rt.block_on(run_worker(plan, metrics, shutdown, grace));
+        })
+        .map_err(|source| WorkerError::Spawn { index, source })
+}
+
+async fn run_worker(
+    plan: WorkerPlan,
+    metrics: Metrics,
+    shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let tracker = ConnTracker::default();
+    let mut accept_tasks = Vec::new();
+    for (std_listener, rt) in plan.sockets {
+        let listener = match tokio::net::TcpListener::from_std(std_listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(worker = plan.index, error = %e, "cannot register listener");
+                continue;
+            }
+        };
+        let metrics = metrics.clone();
+        let mut shutdown = shutdown.clone();
+        let tracker = tracker.clone();
+        let cpu = plan.cpu;
+        let index = plan.index;
+        accept_tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = shutdown.changed() => break,
+                    res = listener.accept() => match res {
+                        Ok((stream, peer)) => {
+                            let counters: &WorkerCounters = metrics.worker(index);
+                            WorkerCounters::inc(&counters.accepted);
+                            if let Some(cpu) = cpu {
+                                match incoming_cpu(&stream) {
+                                    Some(c) if c == cpu => WorkerCounters::inc(&counters.local_cpu),
+                                    Some(_) => WorkerCounters::inc(&counters.remote_cpu),
+                                    None => {}
+                                }
+                            }
+                            let rt = rt.clone();
+                            let metrics = metrics.clone();
+                            let guard = tracker.enter();
+                            let shutdown = shutdown.clone();
+                            tokio::spawn(async move {
+                                serve_connection(stream, peer, rt, metrics, index, shutdown).await;
+                                drop(guard);
+                            });
+                        }
+                        Err(e) => {
+                            // EMFILE and friends: back off briefly instead of spinning.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    let mut shutdown = shutdown;
+    while !*shutdown.borrow() {
+        if shutdown.changed().await.is_err() {
+            break;
+        }
+    }
+    for t in accept_tasks {
+        let _ = t.await;
+    }
+    if tokio::time::timeout(grace, tracker.idle()).await.is_err() {
+        tracing::warn!(
+            worker = plan.index,
+            open = tracker.open(),
+            "drain deadline passed; closing remaining connections"
+        );
+    }
+}
+
+/// Counts a worker's open connections so shutdown can wait for them to drain.
+#[derive(Debug, Clone, Default)]
+struct ConnTracker {
+    inner: Arc<TrackerInner>,
+}
+
+#[derive(Debug, Default)]
+struct TrackerInner {
+    open: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// Held by a connection task; dropping it marks the connection closed.
+struct ConnGuard(Arc<TrackerInner>);
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        if self
+            .0
+            .open
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1
+        {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+impl ConnTracker {
+    fn enter(&self) -> ConnGuard {
+        self.inner
+            .open
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        ConnGuard(self.inner.clone())
+    }
+
+    fn open(&self) -> usize {
+        self.inner.open.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    async fn idle(&self) {
+        loop {
+            let notified = self.inner.idle.notified();
+            if self.open() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
