@@ -103,8 +103,10 @@ mod tests {
         let t0 = Instant::now();
         assert!(!t.record(ip, t0));
         assert!(!t.record(ip, t0 + Duration::from_secs(1)));
-        // The first failure left the window: still two.
-        assert!(!t.record(ip, t0 + Duration::from_secs(11)));
+        // Both earlier failures left the window: this is the first of a new count.
+        assert!(!t.record(ip, t0 + Duration::from_secs(20)));
+        assert!(!t.record(ip, t0 + Duration::from_secs(21)));
+        let t0 = t0 + Duration::from_secs(10);
         assert!(t.record(ip, t0 + Duration::from_secs(12)));
         assert_eq!(t.blocked().count(), 1);
         assert!(t.expire(t0 + Duration::from_secs(13)).is_empty());

@@ -463,10 +463,85 @@ pub fn attach(
     cfg: &SteeringConfig,
     groups: &[ReuseportGroup<'_>],
 ) -> Result<SteeringHandle, SteeringError> {
+    attach_inner(cfg, groups, None)
+}
+
+/// [`attach`] for the gateway's worker layout: `listeners[l] = (port, fds)` with `fds[w]`
+/// the socket of worker `w` (in `listen()` order), and `worker_cpus[w]` the CPU worker `w`
+/// is pinned to. Workers that are not pinned one per CPU cannot be steered by CPU: then
+/// only the XDP blocklist is set up, with the usual single warning (or the refusal when
+/// `required`).
+///
+/// # Errors
+/// As [`attach`].
+pub fn attach_workers(
+    cfg: &SteeringConfig,
+    worker_cpus: &[Option<u32>],
+    listeners: &[(u16, Vec<BorrowedFd<'_>>)],
+) -> Result<SteeringHandle, SteeringError> {
+    let mut cpus = Vec::with_capacity(worker_cpus.len());
+    for c in worker_cpus {
+        match c {
+            Some(c) if !cpus.contains(c) => cpus.push(*c),
+            _ => {
+                let why = "workers are not pinned one per CPU (global.pin_workers = false, or \
+                           more workers than CPUs): connections cannot be steered by CPU"
+                    .to_string();
+                return attach_inner(cfg, &[], Some(why));
+            }
+        }
+    }
+    let groups: Vec<ReuseportGroup<'_>> = listeners
+        .iter()
+        .map(|(port, fds)| ReuseportGroup {
+            port: *port,
+            sockets: fds
+                .iter()
+                .zip(&cpus)
+                .map(|(fd, cpu)| GroupSocket { cpu: *cpu, fd: *fd })
+                .collect(),
+        })
+        .collect();
+    attach_inner(cfg, &groups, None)
+}
+
+/// A handshake-failure hook that can be handed to the connection path before [`attach`]
+/// ran; reports go nowhere until [`FailureReporter::connect`].
+#[derive(Clone, Default)]
+pub struct FailureReporter(Arc<std::sync::OnceLock<SteeringControl>>);
+
+impl fmt::Debug for FailureReporter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FailureReporter")
+    }
+}
+
+impl FailureReporter {
+    /// Sends later reports to `control` (the first call wins).
+    pub fn connect(&self, control: SteeringControl) {
+        let _ = self.0.set(control);
+    }
+
+    /// [`SteeringControl::record_handshake_failure`], once connected.
+    pub fn report(&self, ip: IpAddr) {
+        if let Some(c) = self.0.get() {
+            c.record_handshake_failure(ip);
+        }
+    }
+}
+
+fn attach_inner(
+    cfg: &SteeringConfig,
+    groups: &[ReuseportGroup<'_>],
+    unsteerable: Option<String>,
+) -> Result<SteeringHandle, SteeringError> {
     let targets = validate_groups(groups)?;
     let ports: Vec<u16> = groups.iter().map(|g| g.port).collect();
     let wanted = cfg.effective_mode();
     let mut missing: Vec<String> = Vec::new();
+    if wanted != SteeringMode::Off {
+        missing.extend(unsteerable);
+    }
     let no_programs = kernel::missing_programs();
 
     let mut xdp = None;
@@ -488,7 +563,7 @@ pub fn attach(
     let mut selection = SocketSelection::KernelHash;
     let mut reuseport = Vec::new();
     let mut attached_groups = Vec::new();
-    if wanted >= SteeringMode::Reuseport {
+    if wanted >= SteeringMode::Reuseport && !groups.is_empty() {
         let caps = kernel::missing_caps(false);
         let r = if let Some(why) = &no_programs {
             Err(why.clone())
@@ -515,7 +590,10 @@ pub fn attach(
             }
         }
     }
-    if selection == SocketSelection::KernelHash && wanted >= SteeringMode::ReuseportCbpf {
+    if selection == SocketSelection::KernelHash
+        && wanted >= SteeringMode::ReuseportCbpf
+        && !groups.is_empty()
+    {
         let r: Result<(), String> = groups.iter().try_for_each(|g| {
             let cpus: Vec<u32> = g.sockets.iter().map(|s| s.cpu).collect();
             let fd = g.sockets.first().map(|s| s.fd.as_raw_fd()).unwrap_or(-1);
