@@ -918,3 +918,123 @@ fn unprivileged_child() {
         other => panic!("unknown scenario {other}"),
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Through the gateway itself
+
+/// curl from `src` in namespace `ns` to the gateway at 10.77.0.1:`port` (as `localhost`).
+fn curl_from(
+    ns: &str,
+    src: Ipv4Addr,
+    port: u16,
+    ca: &std::path::Path,
+    leaf: &gateway_tests::pki::Leaf,
+) -> gateway_tests::clients::Outcome {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "curl", "-sS", "-i", "--max-time", "5"])
+        .args(["--connect-timeout", "1", "--interface", &src.to_string()])
+        .args(["--resolve", &format!("localhost:{port}:{SRV4}")])
+        .arg("--cacert")
+        .arg(ca)
+        .arg("--cert")
+        .arg(&leaf.cert)
+        .arg("--key")
+        .arg(&leaf.key)
+        .arg(format!("https://localhost:{port}/app"))
+        .output()
+        .expect("curl");
+    gateway_tests::clients::Outcome {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// curl's exit code for "connection timed out": the SYN was dropped.
+const CURL_TIMEOUT: i32 = 28;
+
+#[test]
+fn through_the_gateway_untrusted_certificates_get_a_source_blocked_and_xdp_detaches_on_exit() {
+    if !can_run("through_the_gateway_untrusted_certificates_get_a_source_blocked")
+        || !gateway_tests::require_tool("curl")
+    {
+        return;
+    }
+    use gateway_tests::pki::{LeafSpec, TestCa};
+    let net = Net::new();
+    enter(&net.srv);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let ca = TestCa::new("Client CA");
+    let intruder_ca = TestCa::new("Intruder CA");
+    let ca_file = ca.write_cert(dir, "ca.pem");
+    let server_ca = TestCa::new("Server CA");
+    let server = server_ca.issue(dir, "server", &LeafSpec::server());
+    let server_ca_file = server_ca.write_cert(dir, "server-ca.pem");
+    let alice = ca.issue(dir, "alice", &LeafSpec::client("Alice"));
+    let mallory = intruder_ca.issue(dir, "mallory", &LeafSpec::client("Mallory"));
+    let backend = gateway_tests::backend::EchoBackend::start();
+    let port = 8443;
+    let listener = gateway_tests::gw::listener_toml(
+        &backend.url(),
+        &server.cert,
+        &server.key,
+        &[ca_file.as_path()],
+        "in-confidence",
+        "",
+    )
+    .replace("127.0.0.1:0", &format!("{SRV4}:{port}"));
+    let toml = format!(
+        "{}{listener}\n[steering]\nmode = \"xdp\"\nrequired = true\ninterfaces = [\"vsrv\"]\n\
+         [steering.abuse]\nenabled = true\nmax_failures = 3\nwindow_secs = 30\ncooldown_secs = 2\n",
+        gateway_tests::gw::GLOBAL
+    );
+    let gw = gateway_tests::gw::TestGateway::start(dir, &toml);
+    let control = gw.steering().expect("running");
+    assert_eq!(control.report().active, SteeringMode::Xdp);
+    assert!(xdp_attached(&net.srv, "vsrv"));
+
+    let ok = curl_from(&net.cli, GOOD4, port, &server_ca_file, &alice);
+    assert!(ok.ok_200(), "trusted client served: {ok:?}");
+    for i in 0..3 {
+        let out = curl_from(&net.cli, BAD4, port, &server_ca_file, &mallory);
+        assert!(
+            !out.ok_200() && out.code != CURL_TIMEOUT,
+            "attempt {i} reached TLS and failed: {out:?}"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !control.is_blocked(BAD4.into()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        control.is_blocked(BAD4.into()),
+        "blocked after 3 failed handshakes"
+    );
+    let out = curl_from(&net.cli, BAD4, port, &server_ca_file, &mallory);
+    assert_eq!(
+        out.code, CURL_TIMEOUT,
+        "the blocked source's SYNs are dropped: {out:?}"
+    );
+    let ok = curl_from(&net.cli, GOOD4, port, &server_ca_file, &alice);
+    assert!(ok.ok_200(), "others still served: {ok:?}");
+    let c = control.counters();
+    assert!(c.xdp_dropped > 0 && c.abuse_blocks == 1, "{c:?}");
+
+    let deadline = Instant::now() + Duration::from_secs(6);
+    while control.is_blocked(BAD4.into()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = curl_from(&net.cli, BAD4, port, &server_ca_file, &mallory);
+    assert_ne!(
+        out.code, CURL_TIMEOUT,
+        "reachable again after the cooldown: {out:?}"
+    );
+
+    drop(control);
+    drop(gw);
+    assert!(
+        !xdp_attached(&net.srv, "vsrv"),
+        "no XDP program left after the gateway stopped"
+    );
+}
