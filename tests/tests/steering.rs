@@ -786,6 +786,12 @@ fn generic_xdp_on_lo_steers_and_blocks() {
 /// Runs this test binary's `unprivileged_child` as root stripped of every capability, in
 /// a namespace of its own; returns its combined output and success.
 fn run_unprivileged(scenario: &str) -> (bool, String) {
+    run_child(scenario, "-all")
+}
+
+/// As [`run_unprivileged`] with the bounding set `bounding` (setpriv syntax): root's
+/// capabilities after exec are exactly the bounding set.
+fn run_child(scenario: &str, bounding: &str) -> (bool, String) {
     let net = Net::lo_only();
     let exe = std::env::current_exe().expect("test binary");
     let exe = exe.to_string_lossy().into_owned();
@@ -795,7 +801,7 @@ fn run_unprivileged(scenario: &str) -> (bool, String) {
             "setpriv",
             "--inh-caps=-all",
             "--ambient-caps=-all",
-            "--bounding-set=-all",
+            &format!("--bounding-set={bounding}"),
             "--",
             &exe,
             "--ignored",
@@ -844,6 +850,21 @@ fn without_capabilities_required_steering_refuses_with_a_clear_error() {
     assert!(ok && out.contains("CHILD OK"), "child failed:\n{out}");
 }
 
+#[test]
+fn xdp_and_sk_reuseport_need_no_more_than_cap_bpf_net_admin_and_perfmon() {
+    if !can_run("xdp_and_sk_reuseport_need_no_more_than_cap_bpf_net_admin_and_perfmon") {
+        return;
+    }
+    let (ok, out) = run_child("xdp-min-caps", "-all,+bpf,+net_admin,+perfmon");
+    eprintln!("{out}");
+    assert!(ok && out.contains("CHILD OK"), "child failed:\n{out}");
+    // CAP_BPF | CAP_NET_ADMIN | CAP_PERFMON and nothing else.
+    assert!(
+        out.contains("CapEff:\t000000c000001000"),
+        "unexpected capabilities:\n{out}"
+    );
+}
+
 /// Entry point of the capability-less child process (see `run_unprivileged`).
 #[test]
 #[ignore = "run by the capability tests in a child process without capabilities"]
@@ -860,10 +881,13 @@ fn unprivileged_child() {
         .lines()
         .find(|l| l.starts_with("CapEff"))
         .expect("CapEff");
-    assert!(
-        capeff.ends_with("0000000000000000"),
-        "child still has capabilities: {capeff}"
-    );
+    eprintln!("child {capeff}");
+    if scenario != "xdp-min-caps" {
+        assert!(
+            capeff.ends_with("0000000000000000"),
+            "child still has capabilities: {capeff}"
+        );
+    }
     let cpus = allowed_cpus();
     let lo: IpAddr = Ipv4Addr::LOCALHOST.into();
     match scenario.as_str() {
@@ -914,6 +938,26 @@ fn unprivileged_child() {
             assert!(matches!(err, SteeringError::Unavailable { .. }));
             assert!(msg.contains("required") && msg.contains("CAP_BPF"), "{msg}");
             println!("CHILD OK");
+        }
+        "xdp-min-caps" => {
+            let mut cfg = xdp_config("lo", XdpAttachMode::Generic);
+            cfg.blocklist = vec!["127.0.0.2/32".parse().expect("cidr")];
+            let srv = Server::start(&cfg, &[lo], 0, &cpus, None)
+                .expect("XDP + SK_REUSEPORT load with CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON only");
+            let dst = SocketAddr::new(lo, srv.port);
+            let n = (0..50)
+                .filter(|_| connect_from(lo, dst, Duration::from_secs(2)).is_ok())
+                .count();
+            assert_eq!(n, 50);
+            assert!(connect_from(
+                "127.0.0.2".parse().expect("ip"),
+                dst,
+                Duration::from_millis(500)
+            )
+            .is_err());
+            let c = srv.control().counters();
+            assert!(c.xdp_redirected > 0 && c.xdp_dropped > 0, "{c:?}");
+            println!("CHILD OK: {c:?}");
         }
         other => panic!("unknown scenario {other}"),
     }
@@ -1037,4 +1081,220 @@ fn through_the_gateway_untrusted_certificates_get_a_source_blocked_and_xdp_detac
         !xdp_attached(&net.srv, "vsrv"),
         "no XDP program left after the gateway stopped"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Benchmark (not a test): `cargo test --release -p gateway-tests --test steering
+// bench_steering -- --ignored --nocapture` after `cargo build --release -p gateway-benches
+// --bin loadgen`. Namespaces only; bounded in time and packet count.
+
+/// Process CPU time (user + system) in seconds, from /proc/self/stat.
+fn process_cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("stat");
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of stat, i.e. 11 and 12 after the ')'.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// TCP SYNs from `src` to `dst` through a raw socket in namespace `ns`, for at most `dur`
+/// and `max` packets; returns how many were sent.
+fn syn_flood(ns: &str, src: Ipv4Addr, dst: std::net::SocketAddrV4, dur: Duration, max: u64) -> u64 {
+    enter(ns);
+    let sock = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::TCP)).expect("raw socket");
+    sock.bind(&SockAddr::from(SocketAddr::new(src.into(), 0)))
+        .expect("bind");
+    let to = SockAddr::from(SocketAddr::V4(dst));
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let (s, d) = (src.octets(), dst.ip().octets());
+    while sent < max && started.elapsed() < dur {
+        for _ in 0..256 {
+            let sport = 1024 + (sent % 60000) as u16;
+            let mut tcp = [0u8; 20];
+            tcp[0..2].copy_from_slice(&sport.to_be_bytes());
+            tcp[2..4].copy_from_slice(&dst.port().to_be_bytes());
+            tcp[4..8].copy_from_slice(&(sent as u32).to_be_bytes());
+            tcp[12] = 5 << 4; // data offset 5 words
+            tcp[13] = 0x02; // SYN
+            tcp[14..16].copy_from_slice(&64240u16.to_be_bytes());
+            let mut sum: u32 = 0;
+            for pair in s.chunks(2).chain(d.chunks(2)) {
+                sum += u32::from(u16::from_be_bytes([pair[0], pair[1]]));
+            }
+            sum += 6 + 20;
+            for pair in tcp.chunks(2) {
+                sum += u32::from(u16::from_be_bytes([pair[0], pair[1]]));
+            }
+            while sum > 0xFFFF {
+                sum = (sum & 0xFFFF) + (sum >> 16);
+            }
+            tcp[16..18].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+            if sock.send_to(&tcp, &to).is_ok() {
+                sent += 1;
+            }
+        }
+    }
+    sent
+}
+
+struct BenchFixture {
+    _tmp: tempfile::TempDir,
+    dir: std::path::PathBuf,
+    listener: String,
+    ca: std::path::PathBuf,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+    _backend: gateway_tests::backend::EchoBackend,
+}
+
+fn bench_fixture(port: u16) -> BenchFixture {
+    use gateway_tests::pki::{LeafSpec, TestCa};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().to_path_buf();
+    let ca = TestCa::new("Client CA");
+    let ca_file = ca.write_cert(&dir, "ca.pem");
+    let server_ca = TestCa::new("Server CA");
+    let server = server_ca.issue(&dir, "server", &LeafSpec::server());
+    let server_ca_file = server_ca.write_cert(&dir, "server-ca.pem");
+    let alice = ca.issue(&dir, "alice", &LeafSpec::client("Alice"));
+    let backend = gateway_tests::backend::EchoBackend::start();
+    let listener = gateway_tests::gw::listener_toml(
+        &backend.url(),
+        &server.cert,
+        &server.key,
+        &[ca_file.as_path()],
+        "sensitive",
+        "",
+    )
+    .replace("127.0.0.1:0", &format!("{SRV4}:{port}"));
+    BenchFixture {
+        _tmp: tmp,
+        dir,
+        listener,
+        ca: server_ca_file,
+        cert: alice.cert,
+        key: alice.key,
+        _backend: backend,
+    }
+}
+
+/// Runs loadgen (handshake mode) from namespace `ns`; returns (handshakes/s, ok count).
+fn loadgen(ns: &str, f: &BenchFixture, port: u16, secs: u64) -> (f64, u64) {
+    let exe = std::env::current_exe().expect("exe");
+    let loadgen = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .map(|p| p.join("loadgen"))
+        .expect("target dir");
+    assert!(
+        loadgen.exists(),
+        "build it first: cargo build --release -p gateway-benches --bin loadgen"
+    );
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(&loadgen)
+        .args(["--addr", &format!("{SRV4}:{port}"), "--mode", "handshake"])
+        .args([
+            "--connections",
+            "16",
+            "--seconds",
+            &secs.to_string(),
+            "--path",
+            "/app",
+        ])
+        .arg("--ca")
+        .arg(&f.ca)
+        .arg("--cert")
+        .arg(&f.cert)
+        .arg("--key")
+        .arg(&f.key)
+        .output()
+        .expect("loadgen");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| {
+        panic!(
+            "loadgen output {e}: {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (
+        v["rate"].as_f64().unwrap_or(0.0),
+        v["ok"].as_u64().unwrap_or(0),
+    )
+}
+
+#[test]
+#[ignore = "benchmark: run explicitly with --ignored --nocapture (release build)"]
+fn bench_steering() {
+    if !can_run("bench_steering") {
+        return;
+    }
+    let port = 8443;
+    let secs = 5;
+    let mut lines = Vec::new();
+    for mode in ["xdp", "reuseport", "reuseport-cbpf", "off"] {
+        let net = Net::new();
+        enter(&net.srv);
+        let f = bench_fixture(port);
+        let steering = match mode {
+            "xdp" => "mode = \"xdp\"\nrequired = true\ninterfaces = [\"vsrv\"]\n".to_string(),
+            m => format!("mode = \"{m}\"\nrequired = true\n"),
+        };
+        let toml = format!(
+            "{}{}\n[steering]\n{steering}blocklist = [\"{BAD4}/32\"]\n",
+            gateway_tests::gw::GLOBAL,
+            f.listener
+        );
+        let gw = gateway_tests::gw::TestGateway::start(&f.dir, &toml);
+        let control = gw.steering().expect("running");
+        // Warm-up, then the measured run.
+        let _ = loadgen(&net.cli, &f, port, 1);
+        let cpu0 = process_cpu_secs();
+        let (rate, ok) = loadgen(&net.cli, &f, port, secs);
+        let cpu = process_cpu_secs() - cpu0;
+        let per = if ok > 0 { cpu / ok as f64 * 1e6 } else { 0.0 };
+        let line = format!(
+            "steering {mode:>15}: {rate:8.0} handshakes/s ({ok} in {secs} s), server CPU {per:6.0} us/handshake; {:?}",
+            control.counters()
+        );
+        eprintln!("{line}");
+        lines.push(line);
+
+        if mode == "xdp" {
+            // A blocklisted SYN flood from 10.77.0.3 while legitimate clients (10.77.0.2)
+            // keep handshaking.
+            let dropped0 = control.counters().xdp_dropped;
+            let cli = net.cli.clone();
+            let dst = std::net::SocketAddrV4::new(SRV4, port);
+            let flood = std::thread::spawn(move || {
+                let t = Instant::now();
+                let sent = syn_flood(&cli, BAD4, dst, Duration::from_secs(secs), 20_000_000);
+                (sent, t.elapsed().as_secs_f64())
+            });
+            let (rate_flood, _) = loadgen(&net.cli, &f, port, secs);
+            let (sent, elapsed) = flood.join().expect("flood");
+            let dropped = control.counters().xdp_dropped - dropped0;
+            let line = format!(
+                "xdp SYN flood from a blocklisted source: sent {sent} SYNs in {elapsed:.1} s \
+                 ({:.0}/s), XDP dropped {dropped} ({:.0}/s); legitimate handshakes during the \
+                 flood {rate_flood:.0}/s (vs {rate:.0}/s without)",
+                sent as f64 / elapsed,
+                dropped as f64 / elapsed
+            );
+            eprintln!("{line}");
+            lines.push(line);
+        }
+        drop(gw);
+    }
+    eprintln!(
+        "\n=== steering benchmark ({} CPUs) ===",
+        allowed_cpus().len()
+    );
+    for l in lines {
+        eprintln!("{l}");
+    }
 }

@@ -99,6 +99,17 @@ pub enum SocketSelection {
     KernelHash,
 }
 
+impl SocketSelection {
+    /// In words, for logs.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Ebpf => "eBPF SK_REUSEPORT picks the worker of the receiving CPU",
+            Self::Cbpf => "classic BPF picks the worker of the receiving CPU",
+            Self::KernelHash => "the kernel's reuseport hash picks the worker",
+        }
+    }
+}
+
 /// What [`attach`] achieved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SteeringReport {
@@ -648,8 +659,8 @@ fn attach_inner(
         );
     } else {
         tracing::warn!(
-            "steering: wanted \"{wanted}\", running \"{active}\" ({:?} socket selection): {}",
-            selection,
+            "steering: running \"{active}\" instead of \"{wanted}\" ({}): {}",
+            selection.describe(),
             missing.join("; ")
         );
     }
