@@ -1064,6 +1064,12 @@ fn through_the_gateway_untrusted_certificates_get_a_source_blocked_and_xdp_detac
     assert!(ok.ok_200(), "others still served: {ok:?}");
     let c = control.counters();
     assert!(c.xdp_dropped > 0 && c.abuse_blocks == 1, "{c:?}");
+    let m = gw.metrics();
+    assert!(m.local_cpu >= 5, "{m:?}");
+    assert_eq!(
+        m.remote_cpu, 0,
+        "every connection on the worker of its CPU: {m:?}"
+    );
 
     let deadline = Instant::now() + Duration::from_secs(6);
     while control.is_blocked(BAD4.into()) && Instant::now() < deadline {
@@ -1253,12 +1259,17 @@ fn bench_steering() {
         let control = gw.steering().expect("running");
         // Warm-up, then the measured run.
         let _ = loadgen(&net.cli, &f, port, 1);
+        let m0 = gw.metrics();
         let cpu0 = process_cpu_secs();
         let (rate, ok) = loadgen(&net.cli, &f, port, secs);
         let cpu = process_cpu_secs() - cpu0;
+        let m1 = gw.metrics();
         let per = if ok > 0 { cpu / ok as f64 * 1e6 } else { 0.0 };
+        let (local, remote) = (m1.local_cpu - m0.local_cpu, m1.remote_cpu - m0.remote_cpu);
+        let locality = 100.0 * local as f64 / (local + remote).max(1) as f64;
         let line = format!(
-            "steering {mode:>15}: {rate:8.0} handshakes/s ({ok} in {secs} s), server CPU {per:6.0} us/handshake; {:?}",
+            "steering {mode:>15}: {rate:8.0} handshakes/s ({ok} in {secs} s), server CPU {per:6.0} us/handshake, \
+             accepted on the worker of SO_INCOMING_CPU {locality:5.1}%; {:?}",
             control.counters()
         );
         eprintln!("{line}");
