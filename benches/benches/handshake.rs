@@ -41,6 +41,11 @@ fn bench(c: &mut Criterion) {
             g.bench_function(format!("{provider}/{alg_name}/full"), |b| {
                 b.iter_custom(|iters| (0..iters).map(|_| handshake(&full_case)).sum())
             });
+            // Plain rustls with the same certificates: the gateway's overhead is the difference.
+            let base = gateway_benches::baseline(dir.path(), &full_case, provider);
+            g.bench_function(format!("{provider}/{alg_name}/full-plain-rustls"), |b| {
+                b.iter_custom(|iters| (0..iters).map(|_| handshake(&base)).sum())
+            });
             // Resumed: prime the client's ticket store, then every handshake resumes.
             handshake(&full);
             assert!(

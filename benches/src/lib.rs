@@ -25,6 +25,32 @@ fn write(dir: &Path, name: &str, data: &str) {
     std::fs::write(dir.join(name), data).expect("write bench file");
 }
 
+/// The same case with a plain rustls server configuration (webpki client verifier only, same
+/// provider, suites and certificates): the baseline that shows the gateway's own overhead.
+pub fn baseline(dir: &Path, case: &Case, provider: &str) -> Case {
+    let prov = Arc::new(gateway::tls::policy::base_provider(provider).expect("provider"));
+    let ca = CertificateDer::from_pem_file(dir.join("ca.pem")).expect("ca");
+    let mut roots = RootCertStore::empty();
+    roots.add(ca).expect("root");
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), prov.clone())
+            .build()
+            .expect("verifier");
+    let chain = vec![CertificateDer::from_pem_file(dir.join("server.pem")).expect("cert")];
+    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).expect("key");
+    let mut server = ServerConfig::builder_with_provider(prov)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("versions")
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .expect("server config");
+    server.ticketer = case.server.ticketer.clone();
+    Case {
+        server: Arc::new(server),
+        client: case.client.clone(),
+    }
+}
+
 /// Builds a case: PKI with `alg` for all keys, the gateway's listener config with `provider`
 /// (`aws-lc-rs` or `ring`), TLS 1.3 only.
 pub fn case(dir: &Path, alg: &'static SignatureAlgorithm, provider: &str) -> Case {

@@ -69,6 +69,9 @@ impl fmt::Debug for ListenerRuntime {
 
 fn classify(e: &std::io::Error) -> (Rejection, String) {
     match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))) => {
+            (Rejection::Certificate, o.0.to_string())
+        }
         Some(rustls::Error::InvalidCertificate(c)) => (Rejection::Certificate, format!("{c:?}")),
         Some(rustls::Error::NoCertificatesPresented) => (
             Rejection::Handshake,
@@ -173,7 +176,18 @@ pub async fn serve_connection(
             Ok::<_, std::convert::Infallible>(proxy.handle(req, &ctx, metrics.worker(worker)).await)
         }
     });
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // Slow-loris guard: a request head must arrive within the deadline.
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(rt.handshake_timeout)
+        .max_buf_size(64 * 1024);
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_concurrent_streams(256)
+        .max_header_list_size(64 * 1024);
     let conn = builder.serve_connection(TokioIo::new(tls), service);
     tokio::pin!(conn);
     tokio::select! {

@@ -3,6 +3,7 @@
 //! providers, plus fmt and clippy. Before anything it sets up the eBPF toolchain (rust-src,
 //! bpf-linker in `./.tools/`) and builds the eBPF programs, so the tests use the real ones.
 
+mod compare;
 mod ebpf;
 mod peers;
 
@@ -25,6 +26,7 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+        Some("compare") => compare::compare(args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10)),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
@@ -33,7 +35,8 @@ fn main() -> Result<()> {
                  install-peers  install curl, openssl and the other test peers from Debian\n  \
                  lint           cargo fmt --check and clippy -D warnings\n  \
                  install-tools  rust-src for nightly and bpf-linker into ./.tools (idempotent)\n  \
-                 build-ebpf     install-tools, then build the eBPF programs into target/ebpf"
+                 build-ebpf     install-tools, then build the eBPF programs into target/ebpf\n  \
+                 compare [SECS] gateway vs nginx, HAProxy, Caddy under the same loadgen runs"
             );
             bail!("no command given")
         }

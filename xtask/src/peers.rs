@@ -26,16 +26,35 @@ fn have(cmd: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Installs extra (command, package) pairs when missing (benchmark peers).
+///
+/// # Errors
+/// If apt-get fails.
+pub fn ensure_extra(extra: &[(&str, &str)]) -> Result<()> {
+    install(
+        extra
+            .iter()
+            .filter(|(c, _)| !have(c))
+            .map(|(_, p)| *p)
+            .collect(),
+    )
+}
+
 /// Installs every missing peer with apt-get (as root; elsewhere with sudo if available).
 ///
 /// # Errors
 /// If apt-get fails.
 pub fn ensure() -> Result<()> {
-    let missing: Vec<&str> = PEERS
-        .iter()
-        .filter(|(cmd, _)| !have(cmd))
-        .map(|(_, pkg)| *pkg)
-        .collect();
+    install(
+        PEERS
+            .iter()
+            .filter(|(cmd, _)| !have(cmd))
+            .map(|(_, pkg)| *pkg)
+            .collect(),
+    )
+}
+
+fn install(missing: Vec<&str>) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }

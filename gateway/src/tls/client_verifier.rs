@@ -131,23 +131,8 @@ impl ClientCertVerifier for SeeClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
-        // Cheap structural policy first: a 1024-bit or SHA-1 certificate never reaches the
-        // (more expensive) signature checks.
-        self.policy
-            .check(end_entity, self.eku)
-            .map_err(policy_error)?;
-        for ca in intermediates {
-            self.policy
-                .check(ca, RequiredEku::None)
-                .map_err(policy_error)?;
-        }
-        let verified = self
-            .inner
-            .verify_client_cert(end_entity, intermediates, now)?;
-        if let Some(status) = &self.status {
-            status.check(end_entity, intermediates, now)?;
-        }
-        Ok(verified)
+        self.verify_inner(end_entity, intermediates, now)
+            .inspect_err(|e| log_rejection(end_entity, e))
     }
 
     fn verify_tls12_signature(
@@ -169,7 +154,7 @@ impl ClientCertVerifier for SeeClientVerifier {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        // No SHA-1 or PKCS#1 v1.5 with SHA-1 in CertificateVerify.
+        // No SHA-1 in CertificateVerify.
         self.inner
             .supported_verify_schemes()
             .into_iter()
@@ -180,5 +165,48 @@ impl ClientCertVerifier for SeeClientVerifier {
                 )
             })
             .collect()
+    }
+}
+
+/// Logs a refused client certificate with its subject, issuer and serial (best effort: the
+/// certificate may not even parse).
+fn log_rejection(end_entity: &CertificateDer<'_>, e: &Error) {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    match X509Certificate::from_der(end_entity) {
+        Ok((_, c)) => tracing::info!(
+            subject = %crate::pki::identity::rfc4514(c.subject()),
+            issuer = %crate::pki::identity::rfc4514(c.issuer()),
+            serial = %hex::encode(c.raw_serial()),
+            reason = %e,
+            "client certificate refused"
+        ),
+        Err(_) => tracing::info!(reason = %e, "unparsable client certificate refused"),
+    }
+}
+
+impl SeeClientVerifier {
+    fn verify_inner(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, Error> {
+        // Cheap structural policy first: a 1024-bit or SHA-1 certificate never reaches the
+        // (more expensive) signature checks.
+        self.policy
+            .check(end_entity, self.eku)
+            .map_err(policy_error)?;
+        for ca in intermediates {
+            self.policy
+                .check(ca, RequiredEku::None)
+                .map_err(policy_error)?;
+        }
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        if let Some(status) = &self.status {
+            status.check(end_entity, intermediates, now)?;
+        }
+        Ok(verified)
     }
 }
