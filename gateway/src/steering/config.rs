@@ -137,9 +137,12 @@ impl SteeringConfig {
         if self
             .interfaces
             .iter()
-            .any(|i| i.is_empty() || i.len() >= 16)
+            .any(|i| i.is_empty() || i.len() >= 16 || i.contains(['\0', '/', ' ']))
         {
-            return err("interfaces", "interface names are 1 to 15 characters");
+            return err(
+                "interfaces",
+                "interface names are 1 to 15 characters, without '/', NUL or spaces",
+            );
         }
         if self.cpumap_queue_size == 0 || self.cpumap_queue_size > 16_384 {
             return err("cpumap_queue_size", "must be between 1 and 16384");

@@ -639,7 +639,19 @@ fn attach_inner(
         cpumap: xdp.is_some() && cfg.cpumap,
         missing: missing.clone(),
     };
-    if cfg.required && (active < wanted || !missing.is_empty()) {
+    let refuse = cfg.required && (active < wanted || !missing.is_empty());
+    if !refuse && xdp.is_none() && (!cfg.blocklist.is_empty() || cfg.abuse.enabled) {
+        missing.push(
+            "without XDP the blocklist and abuse blocking are enforced only where the accept \
+             path checks SteeringControl::is_blocked, not by the kernel"
+                .to_string(),
+        );
+    }
+    let report = SteeringReport {
+        missing: missing.clone(),
+        ..report
+    };
+    if refuse {
         // Dropping what was set up detaches it.
         for (fd, _) in &attached_groups {
             let _ = cbpf::detach(*fd);
@@ -658,11 +670,12 @@ fn attach_inner(
             "steering active"
         );
     } else {
-        tracing::warn!(
-            "steering: running \"{active}\" instead of \"{wanted}\" ({}): {}",
-            selection.describe(),
-            missing.join("; ")
-        );
+        let what = if active == wanted {
+            format!("steering \"{active}\"")
+        } else {
+            format!("steering: running \"{active}\" instead of \"{wanted}\"")
+        };
+        tracing::warn!("{what} ({}): {}", selection.describe(), missing.join("; "));
     }
 
     let (xdp_ebpf, xdp_maps, xdp_counters) = match xdp {
