@@ -220,6 +220,7 @@ pub fn run_until_signal(prepared: Prepared) -> Result<(), StartError> {
             source,
         })?;
     let metrics = running.metrics.clone();
+    let steering = running.steering();
     rt.block_on(async move {
         let metrics_task = (interval > 0).then(|| {
             tokio::spawn(async move {
@@ -228,7 +229,8 @@ pub fn run_until_signal(prepared: Prepared) -> Result<(), StartError> {
                 loop {
                     tick.tick().await;
                     let s = metrics.snapshot();
-                    tracing::info!(target: "metrics", ?s, "counters");
+                    let steering = steering.counters();
+                    tracing::info!(target: "metrics", ?s, ?steering, "counters");
                 }
             })
         });

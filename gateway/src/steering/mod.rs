@@ -175,6 +175,66 @@ pub fn ebpf_programs_embedded() -> bool {
     kernel::missing_programs().is_none()
 }
 
+/// What this process could set up, found without setting anything up (for `gateway probe`
+/// style diagnostics). [`attach`] still verifies by loading: a kernel may refuse a program
+/// the capabilities allow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// Why the eBPF programs are not in this binary, if they are not.
+    pub programs_missing: Option<String>,
+    /// Capabilities XDP needs that this thread lacks.
+    pub xdp_missing_caps: Vec<&'static str>,
+    /// Capabilities eBPF SK_REUSEPORT needs that this thread lacks.
+    pub reuseport_missing_caps: Vec<&'static str>,
+    /// The best mode that should be available (`reuseport-cbpf` needs nothing).
+    pub best: SteeringMode,
+}
+
+/// Probes the eBPF programs and the capabilities steering needs.
+pub fn probe() -> Probe {
+    let programs_missing = kernel::missing_programs();
+    let xdp_missing_caps = kernel::missing_caps(true);
+    let reuseport_missing_caps = kernel::missing_caps(false);
+    let best = match (
+        &programs_missing,
+        xdp_missing_caps.is_empty(),
+        reuseport_missing_caps.is_empty(),
+    ) {
+        (None, true, _) => SteeringMode::Xdp,
+        (None, false, true) => SteeringMode::Reuseport,
+        _ => SteeringMode::ReuseportCbpf,
+    };
+    Probe {
+        programs_missing,
+        xdp_missing_caps,
+        reuseport_missing_caps,
+        best,
+    }
+}
+
+impl fmt::Display for Probe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "best steering mode available: {}", self.best)?;
+        match &self.programs_missing {
+            None => writeln!(f, "eBPF programs: embedded")?,
+            Some(why) => writeln!(f, "eBPF programs: missing: {why}")?,
+        }
+        let caps = |v: &[&str]| {
+            if v.is_empty() {
+                "all present".to_string()
+            } else {
+                format!("missing {}", v.join(", "))
+            }
+        };
+        writeln!(f, "XDP capabilities: {}", caps(&self.xdp_missing_caps))?;
+        write!(
+            f,
+            "SK_REUSEPORT capabilities: {}",
+            caps(&self.reuseport_missing_caps)
+        )
+    }
+}
+
 /// The CPU the XDP program steers the TCP connection `src → dst` to, given the worker CPUs
 /// in the order passed to [`attach`] (deduplicated, first appearance). `None` without CPUs.
 pub fn predicted_cpu(targets: &[u32], src: SocketAddr, dst: SocketAddr) -> Option<u32> {
@@ -725,4 +785,60 @@ fn attach_inner(
         _reuseport: reuseport,
         xdp: xdp_ebpf,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn predicted_cpu_spreads_flows_and_treats_mapped_v4_as_v4() {
+        let targets = [3, 7];
+        let dst: SocketAddr = "10.0.0.1:443".parse().expect("addr");
+        let mut hits = [0usize; 2];
+        for port in 1024..3072u16 {
+            let src = SocketAddr::new("192.0.2.9".parse().expect("ip"), port);
+            let cpu = predicted_cpu(&targets, src, dst).expect("targets");
+            hits[usize::from(cpu == 7)] += 1;
+        }
+        assert!(hits.iter().all(|&h| h > 800), "{hits:?}");
+        let v4: SocketAddr = "192.0.2.9:5000".parse().expect("addr");
+        let mapped: SocketAddr = "[::ffff:192.0.2.9]:5000".parse().expect("addr");
+        assert_eq!(
+            predicted_cpu(&targets, v4, dst),
+            predicted_cpu(&targets, mapped, dst)
+        );
+        assert_eq!(predicted_cpu(&[], v4, dst), None);
+    }
+
+    #[test]
+    fn attach_rejects_a_cpu_named_twice() {
+        let a = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let b = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        use std::os::fd::AsFd;
+        let group = ReuseportGroup {
+            port: 1,
+            sockets: vec![
+                GroupSocket {
+                    cpu: 0,
+                    fd: a.as_fd(),
+                },
+                GroupSocket {
+                    cpu: 0,
+                    fd: b.as_fd(),
+                },
+            ],
+        };
+        let err = attach(&SteeringConfig::default(), &[group]).expect_err("duplicate CPU");
+        assert!(
+            matches!(err, SteeringError::InvalidGroup { port: 1, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn probe_describes_itself() {
+        let p = probe();
+        assert!(p.to_string().contains("best steering mode available"));
+    }
 }
