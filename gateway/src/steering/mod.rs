@@ -837,6 +837,27 @@ mod tests {
     }
 
     #[test]
+    fn unpinned_workers_run_on_the_kernel_hash_or_refuse_when_required() {
+        use std::os::fd::AsFd;
+        let a = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = a.local_addr().expect("addr").port();
+        let listeners = [(port, vec![a.as_fd()])];
+        let cfg = SteeringConfig {
+            mode: SteeringMode::ReuseportCbpf,
+            ..SteeringConfig::default()
+        };
+        let h = attach_workers(&cfg, &[None], &listeners).expect("falls back");
+        assert_eq!(h.report().selection, SocketSelection::KernelHash);
+        assert!(h.report().missing[0].contains("not pinned"));
+        let required = SteeringConfig {
+            required: true,
+            ..cfg
+        };
+        let err = attach_workers(&required, &[None], &listeners).expect_err("refuses");
+        assert!(matches!(err, SteeringError::Unavailable { .. }), "{err}");
+    }
+
+    #[test]
     fn probe_describes_itself() {
         let p = probe();
         assert!(p.to_string().contains("best steering mode available"));
