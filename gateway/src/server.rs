@@ -263,6 +263,7 @@ pub fn start(prepared: Prepared) -> Result<RunningGateway, StartError> {
             index,
             cpu,
             sockets,
+            blocklist: Some(steering.control()),
         };
         workers.push(spawn_worker(plan, metrics.clone(), rx.clone(), grace)?);
     }

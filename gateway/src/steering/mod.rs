@@ -702,8 +702,8 @@ fn attach_inner(
     let refuse = cfg.required && (active < wanted || !missing.is_empty());
     if !refuse && xdp.is_none() && (!cfg.blocklist.is_empty() || cfg.abuse.enabled) {
         missing.push(
-            "without XDP the blocklist and abuse blocking are enforced only where the accept \
-             path checks SteeringControl::is_blocked, not by the kernel"
+            "without XDP the blocklist and abuse blocking are enforced by the workers at \
+             accept (connection closed at once), not by the kernel"
                 .to_string(),
         );
     }
