@@ -23,6 +23,8 @@ pub enum Rejection {
 pub struct WorkerCounters {
     /// Connections accepted.
     pub accepted: AtomicU64,
+    /// Connections closed at accept because the source is on the blocklist.
+    pub blocked: AtomicU64,
     /// Handshakes completed and admitted.
     pub handshakes_ok: AtomicU64,
     /// TLS 1.3/1.2 resumed handshakes.
@@ -75,6 +77,8 @@ pub struct Metrics {
 pub struct Snapshot {
     /// See [`WorkerCounters::accepted`].
     pub accepted: u64,
+    /// See [`WorkerCounters::blocked`].
+    pub blocked: u64,
     /// See [`WorkerCounters::handshakes_ok`].
     pub handshakes_ok: u64,
     /// See [`WorkerCounters::resumed`].
@@ -115,6 +119,7 @@ impl Metrics {
         let mut s = Snapshot::default();
         for w in self.workers.iter() {
             s.accepted += w.accepted.load(Relaxed);
+            s.blocked += w.blocked.load(Relaxed);
             s.handshakes_ok += w.handshakes_ok.load(Relaxed);
             s.resumed += w.resumed.load(Relaxed);
             s.rejected_certificate += w.rejected_certificate.load(Relaxed);

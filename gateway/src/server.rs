@@ -25,6 +25,9 @@ pub enum StartError {
     /// Sockets or threads could not be set up.
     #[error(transparent)]
     Worker(#[from] WorkerError),
+    /// Required kernel steering is unavailable (or the groups are unusable).
+    #[error(transparent)]
+    Steering(#[from] crate::steering::SteeringError),
 }
 
 /// Everything built from the configuration before serving.
@@ -139,15 +142,23 @@ pub struct RunningGateway {
     pub metrics: Metrics,
     shutdown: watch::Sender<bool>,
     workers: Vec<std::thread::JoinHandle<()>>,
+    steering: crate::steering::SteeringHandle,
 }
 
 impl RunningGateway {
+    /// Kernel steering state: counters, blocklist edits, what is active.
+    pub fn steering(&self) -> crate::steering::SteeringControl {
+        self.steering.control()
+    }
+
     /// Signals shutdown and waits for the workers to drain and stop.
     pub fn shutdown(self) {
         let _ = self.shutdown.send(true);
         for w in self.workers {
             let _ = w.join();
         }
+        // Detaches XDP and the reuseport programs.
+        drop(self.steering);
     }
 
     /// Signals shutdown without waiting.
@@ -160,6 +171,7 @@ impl RunningGateway {
         for w in self.workers {
             let _ = w.join();
         }
+        drop(self.steering);
     }
 }
 
@@ -192,6 +204,11 @@ pub fn start(prepared: Prepared) -> Result<RunningGateway, StartError> {
     let mut per_worker: Vec<Vec<(std::net::TcpListener, Arc<ListenerRuntime>)>> =
         (0..n).map(|_| Vec::new()).collect();
     let mut local_addrs = Vec::new();
+    let failures = crate::steering::FailureReporter::default();
+    let on_failure: Option<crate::conn::FailureHook> = config.steering.abuse.enabled.then(|| {
+        let f = failures.clone();
+        Arc::new(move |ip| f.report(ip)) as crate::conn::FailureHook
+    });
     for (li, (((l, t), plan), checker)) in config
         .listeners
         .iter()
@@ -221,13 +238,38 @@ pub fn start(prepared: Prepared) -> Result<RunningGateway, StartError> {
                 post_check: checker
                     .clone()
                     .map(|c| c as Arc<dyn crate::conn::PostHandshakeCheck>),
-                on_failure: None,
+                on_failure: on_failure.clone(),
             });
             slot.push((sock, rt));
         }
         tracing::info!(listener = %name, %addr, workers = n, classification = ?l.classification, backend = %l.backend, "listening");
         local_addrs.push(addr);
     }
+
+    let worker_cpus: Vec<Option<u32>> = (0..n)
+        .map(|i| {
+            config
+                .global
+                .pin_workers
+                .then(|| cpus.get(i % cpus.len().max(1)).map(|&c| c as u32))
+                .flatten()
+        })
+        .collect();
+    let steering = {
+        use std::os::fd::AsFd;
+        let groups: Vec<(u16, Vec<std::os::fd::BorrowedFd<'_>>)> = local_addrs
+            .iter()
+            .enumerate()
+            .map(|(li, a)| {
+                (
+                    a.port(),
+                    per_worker.iter().map(|w| w[li].0.as_fd()).collect(),
+                )
+            })
+            .collect();
+        crate::steering::attach_workers(&config.steering, &worker_cpus, &groups)?
+    };
+    failures.connect(steering.control());
 
     let grace = Duration::from_secs(config.global.shutdown_grace_secs);
     let mut workers = Vec::with_capacity(n);
@@ -241,6 +283,7 @@ pub fn start(prepared: Prepared) -> Result<RunningGateway, StartError> {
             index,
             cpu,
             sockets,
+            blocklist: Some(steering.control()),
         };
         workers.push(spawn_worker(plan, metrics.clone(), rx.clone(), grace)?);
     }
@@ -249,6 +292,7 @@ pub fn start(prepared: Prepared) -> Result<RunningGateway, StartError> {
         metrics,
         shutdown: tx,
         workers,
+        steering,
     })
 }
 
@@ -268,6 +312,7 @@ pub fn run_until_signal(prepared: Prepared) -> Result<(), StartError> {
             source,
         })?;
     let metrics = running.metrics.clone();
+    let steering = running.steering();
     rt.block_on(async move {
         let metrics_task = (interval > 0).then(|| {
             tokio::spawn(async move {
@@ -276,7 +321,8 @@ pub fn run_until_signal(prepared: Prepared) -> Result<(), StartError> {
                 loop {
                     tick.tick().await;
                     let s = metrics.snapshot();
-                    tracing::info!(target: "metrics", ?s, "counters");
+                    let steering = steering.counters();
+                    tracing::info!(target: "metrics", ?s, ?steering, "counters");
                     if let Some(c) = &revocation_cache {
                         c.log_metrics();
                     }

@@ -112,6 +112,9 @@ pub struct WorkerPlan {
     pub cpu: Option<usize>,
     /// One socket per listener, paired with that listener's runtime state.
     pub sockets: Vec<(std::net::TcpListener, Arc<ListenerRuntime>)>,
+    /// Blocklist consulted at accept (lock-free); with XDP the kernel drops these sources
+    /// before a SYN is answered, without it the worker closes them here.
+    pub blocklist: Option<crate::steering::SteeringControl>,
 }
 
 /// Starts a worker thread. It serves until `shutdown` turns true, then stops accepting and
@@ -170,6 +173,7 @@ async fn run_worker(
         let tracker = tracker.clone();
         let cpu = plan.cpu;
         let index = plan.index;
+        let blocklist = plan.blocklist.clone();
         accept_tasks.push(tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -178,6 +182,11 @@ async fn run_worker(
                     res = listener.accept() => match res {
                         Ok((stream, peer)) => {
                             let counters: &WorkerCounters = metrics.worker(index);
+                            if blocklist.as_ref().is_some_and(|b| b.is_blocked(peer.ip())) {
+                                WorkerCounters::inc(&counters.blocked);
+                                drop(stream);
+                                continue;
+                            }
                             WorkerCounters::inc(&counters.accepted);
                             if let Some(cpu) = cpu {
                                 match incoming_cpu(&stream) {

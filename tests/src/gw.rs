@@ -53,6 +53,13 @@ impl TestGateway {
     }
 }
 
+impl TestGateway {
+    /// Kernel steering state (counters, blocklist, what is active).
+    pub fn steering(&self) -> Option<gateway::steering::SteeringControl> {
+        self.running.as_ref().map(|r| r.steering())
+    }
+}
+
 impl Drop for TestGateway {
     fn drop(&mut self) {
         if let Some(r) = self.running.take() {

@@ -1,8 +1,10 @@
 //! Project tasks. `cargo xtask test` is what CI runs: it installs the test peers (curl,
 //! openssl, ...) from Debian when missing, then runs the whole test suite with both crypto
-//! providers, plus fmt and clippy.
+//! providers, plus fmt and clippy. Before anything it sets up the eBPF toolchain (rust-src,
+//! bpf-linker in `./.tools/`) and builds the eBPF programs, so the tests use the real ones.
 
 mod compare;
+mod ebpf;
 mod peers;
 
 use std::process::Command;
@@ -15,6 +17,15 @@ fn main() -> Result<()> {
         Some("test") => test(&args[1..]),
         Some("install-peers") => peers::ensure(),
         Some("lint") => lint(),
+        Some("install-tools") => ebpf::install_tools(&ebpf::workspace_root()),
+        Some("build-ebpf") => {
+            let root = ebpf::workspace_root();
+            ebpf::install_tools(&root)?;
+            for obj in ebpf::build(&root)? {
+                println!("{}", obj.display());
+            }
+            Ok(())
+        }
         Some("compare") => compare::compare(args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10)),
         _ => {
             eprintln!(
@@ -23,6 +34,8 @@ fn main() -> Result<()> {
                  test           install test peers, then fmt/clippy and every test (what CI runs)\n  \
                  install-peers  install curl, openssl and the other test peers from Debian\n  \
                  lint           cargo fmt --check and clippy -D warnings\n  \
+                 install-tools  rust-src for nightly and bpf-linker into ./.tools (idempotent)\n  \
+                 build-ebpf     install-tools, then build the eBPF programs into target/ebpf\n  \
                  compare [SECS] gateway vs nginx, HAProxy, Caddy under the same loadgen runs"
             );
             bail!("no command given")
@@ -59,6 +72,8 @@ fn lint() -> Result<()> {
 }
 
 fn test(extra: &[String]) -> Result<()> {
+    // First: the gateway's build script embeds the eBPF programs only when they can be built.
+    ebpf::ensure()?;
     peers::ensure()?;
     lint()?;
     // The default build (aws-lc-rs) runs everything.
