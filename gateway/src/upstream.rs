@@ -26,9 +26,7 @@ use hyper_util::rt::TokioIo;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{
-    CertificateError, DigitallySignedStruct, Error, OtherError, RootCertStore, SignatureScheme,
-};
+use rustls::{DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
 use serde::Deserialize;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -255,21 +253,8 @@ pub enum UpstreamError {
     },
 }
 
-/// Error type in `rustls::Error::Other` for key-policy rejections of a server certificate.
-#[derive(Debug, thiserror::Error)]
-#[error("server certificate rejected by key policy: {0}")]
-pub struct ServerPolicyRejection(pub KeyPolicyError);
-
 fn policy_error(e: KeyPolicyError) -> Error {
-    match e {
-        KeyPolicyError::MissingEku(_) => {
-            Error::InvalidCertificate(CertificateError::InvalidPurpose)
-        }
-        KeyPolicyError::Parse(_) => Error::InvalidCertificate(CertificateError::BadEncoding),
-        other => Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(
-            ServerPolicyRejection(other),
-        )))),
-    }
+    e.into_tls_error("server")
 }
 
 /// A `ServerCertVerifier` applying the S.E.E. client rules: webpki (trust in the given
@@ -343,16 +328,7 @@ impl ServerCertVerifier for SeeServerVerifier {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner
-            .supported_verify_schemes()
-            .into_iter()
-            .filter(|s| {
-                !matches!(
-                    s,
-                    SignatureScheme::RSA_PKCS1_SHA1 | SignatureScheme::ECDSA_SHA1_Legacy
-                )
-            })
-            .collect()
+        crate::tls::policy::without_sha1(self.inner.supported_verify_schemes())
     }
 }
 

@@ -133,3 +133,30 @@ impl KeyPolicy {
         }
     }
 }
+
+/// Error type carried in `rustls::Error::Other` for key-policy rejections.
+#[derive(Debug, thiserror::Error)]
+#[error("{role} certificate rejected by key policy: {error}")]
+pub struct PolicyRejection {
+    /// `client` or `server`.
+    pub role: &'static str,
+    /// The violated rule.
+    pub error: KeyPolicyError,
+}
+
+impl KeyPolicyError {
+    /// The rustls error a verifier fails the handshake with (so the peer gets the matching
+    /// alert: `unsupported_certificate` for a missing EKU, `bad_certificate` otherwise).
+    pub fn into_tls_error(self, role: &'static str) -> rustls::Error {
+        use rustls::{CertificateError, Error, OtherError};
+        match self {
+            KeyPolicyError::MissingEku(_) => {
+                Error::InvalidCertificate(CertificateError::InvalidPurpose)
+            }
+            KeyPolicyError::Parse(_) => Error::InvalidCertificate(CertificateError::BadEncoding),
+            error => Error::InvalidCertificate(CertificateError::Other(OtherError(
+                std::sync::Arc::new(PolicyRejection { role, error }),
+            ))),
+        }
+    }
+}

@@ -8,10 +8,7 @@ use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{
-    CertificateError, DigitallySignedStruct, DistinguishedName, Error, OtherError, RootCertStore,
-    SignatureScheme,
-};
+use rustls::{DigitallySignedStruct, DistinguishedName, Error, RootCertStore, SignatureScheme};
 
 use crate::pki::keypolicy::{KeyPolicy, RequiredEku};
 
@@ -31,11 +28,6 @@ pub trait HandshakeStatusCheck: Send + Sync + fmt::Debug {
         now: UnixTime,
     ) -> Result<(), Error>;
 }
-
-/// Error type carried in `rustls::Error::Other` for key-policy rejections.
-#[derive(Debug, thiserror::Error)]
-#[error("client certificate rejected by key policy: {0}")]
-pub struct PolicyRejection(pub crate::pki::keypolicy::KeyPolicyError);
 
 /// Verifies client certificates under the listener's policy.
 #[derive(Debug)]
@@ -102,14 +94,7 @@ impl SeeClientVerifier {
 }
 
 fn policy_error(e: crate::pki::keypolicy::KeyPolicyError) -> Error {
-    use crate::pki::keypolicy::KeyPolicyError as K;
-    match e {
-        K::MissingEku(_) => Error::InvalidCertificate(CertificateError::InvalidPurpose),
-        K::Parse(_) => Error::InvalidCertificate(CertificateError::BadEncoding),
-        other => Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(
-            PolicyRejection(other),
-        )))),
-    }
+    e.into_tls_error("client")
 }
 
 impl ClientCertVerifier for SeeClientVerifier {
@@ -154,17 +139,7 @@ impl ClientCertVerifier for SeeClientVerifier {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        // No SHA-1 in CertificateVerify.
-        self.inner
-            .supported_verify_schemes()
-            .into_iter()
-            .filter(|s| {
-                !matches!(
-                    s,
-                    SignatureScheme::RSA_PKCS1_SHA1 | SignatureScheme::ECDSA_SHA1_Legacy
-                )
-            })
-            .collect()
+        crate::tls::policy::without_sha1(self.inner.supported_verify_schemes())
     }
 }
 

@@ -197,6 +197,15 @@ pub fn versions(
     Ok(out)
 }
 
+/// Signature schemes minus the SHA-1 ones, for CertificateVerify in either direction.
+pub fn without_sha1(schemes: Vec<rustls::SignatureScheme>) -> Vec<rustls::SignatureScheme> {
+    use rustls::SignatureScheme as S;
+    schemes
+        .into_iter()
+        .filter(|s| !matches!(s, S::RSA_PKCS1_SHA1 | S::ECDSA_SHA1_Legacy))
+        .collect()
+}
+
 /// Names of a provider's suites, for diagnostics.
 pub fn suite_names(p: &CryptoProvider) -> Vec<String> {
     p.cipher_suites
