@@ -300,3 +300,168 @@ fn gateway_staples_a_good_ocsp_response_for_its_own_certificate() {
         out.stdout
     );
 }
+
+/// A CRL server that counts the requests it answers.
+fn counting_crl_server(body: Vec<u8>, hits: Arc<std::sync::atomic::AtomicUsize>) -> String {
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    std_listener.set_nonblocking(true).expect("nonblocking");
+    let addr = std_listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
+            while let Ok((stream, _)) = listener.accept().await {
+                let body = body.clone();
+                let hits = hits.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |_req| {
+                        hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let b = body.clone();
+                        async move {
+                            // A slow answer, so the handshakes really overlap the fetch.
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                                Bytes::from(b),
+                            )))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+    });
+    format!("http://{addr}/ca.crl")
+}
+
+/// Through the real gateway with a cold cache: many concurrent handshakes of certificates of
+/// one issuer cause exactly one CRL fetch (single-flight); the good certificates get through,
+/// the revoked one never reaches the backend, and an independent client (curl) is refused too.
+#[test]
+fn concurrent_cold_cache_handshakes_share_one_crl_fetch() {
+    if !gateway_tests::require_tool("curl") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let ca = TestCa::new("Client CA");
+    let ca_file = ca.write_cert(d, "ca.pem");
+    let server_ca = TestCa::new("Server CA");
+    let server_ca_file = server_ca.write_cert(d, "server-ca.pem");
+    let server = server_ca.issue(d, "server", &LeafSpec::server());
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let url = counting_crl_server(crl(&ca, &[666]), hits.clone());
+    let spec = |cn: &str, serial: u64| LeafSpec {
+        crl_urls: vec![url.clone()],
+        serial: Some(serial),
+        ..LeafSpec::client(cn)
+    };
+    let good = ca.issue(d, "good", &spec("good", 1001));
+    let revoked = ca.issue(d, "revoked", &spec("revoked", 666));
+    let backend = EchoBackend::start();
+    let toml = format!(
+        "{GLOBAL}{}",
+        listener_toml(
+            &backend.url(),
+            &server.cert,
+            &server.key,
+            &[&ca_file],
+            "sensitive",
+            "[listener.revocation]\norder = \"crl-only\"\n",
+        )
+    );
+    let gw = TestGateway::start(d, &toml);
+    let port = gw.port();
+
+    const N: usize = 200;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let good_cfg = client_config(&server_ca, &good);
+    let revoked_cfg = client_config(&server_ca, &revoked);
+    let (ok, refused) = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for i in 0..N {
+            let cfg = if i % 10 == 0 {
+                revoked_cfg.clone()
+            } else {
+                good_cfg.clone()
+            };
+            tasks.push(tokio::spawn(async move { get(cfg, port).await }));
+        }
+        let mut ok = 0;
+        let mut refused = 0;
+        for (i, t) in tasks.into_iter().enumerate() {
+            let got_200 = t.await.unwrap_or(false);
+            match (i % 10 == 0, got_200) {
+                (false, true) => ok += 1,
+                (true, false) => refused += 1,
+                (revoked, got) => panic!("handshake {i}: revoked={revoked} got_200={got}"),
+            }
+        }
+        (ok, refused)
+    });
+    assert_eq!((ok, refused), (N - N / 10, N / 10));
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "CRL fetched more than once"
+    );
+    assert_eq!(
+        backend.hits(),
+        N - N / 10,
+        "a revoked client reached the backend"
+    );
+
+    // Warm cache now: curl with the revoked certificate is refused in the handshake itself.
+    let out = gateway_tests::clients::curl(
+        port,
+        "/",
+        &server_ca_file,
+        Some((&revoked.cert, &revoked.key)),
+        &[],
+    );
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("revoked"),
+        "expected a certificate_revoked alert: {out:?}"
+    );
+    let out = gateway_tests::clients::curl(
+        port,
+        "/",
+        &server_ca_file,
+        Some((&good.cert, &good.key)),
+        &[],
+    );
+    assert!(out.ok_200(), "{out:?}");
+}
+
+/// One HTTP/1.1 GET over a fresh mutual-TLS connection; true on a 200.
+async fn get(cfg: Arc<rustls::ClientConfig>, port: u16) -> bool {
+    let Ok(tcp) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    let connector = tokio_rustls::TlsConnector::from(cfg);
+    let Ok(name) = ServerName::try_from("localhost") else {
+        return false;
+    };
+    let Ok(mut tls) = connector.connect(name, tcp).await else {
+        return false;
+    };
+    if tls
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(15), tls.read_to_end(&mut buf)).await;
+    buf.starts_with(b"HTTP/1.1 200")
+}

@@ -453,7 +453,6 @@ impl RevocationChecker {
         let mut failures = Vec::new();
         for url in urls {
             let ck = crl_key(url, issuer);
-            let epoch = self.cache.current_epoch();
             let state = match self.cache.crl(&ck).filter(|s| s.crl.is_current(now, skew)) {
                 Some(s) => s,
                 None => {
@@ -488,6 +487,13 @@ impl RevocationChecker {
                 continue;
             }
             let revoked = state.crl.is_revoked(info.serial);
+            // Tag the entry with the epoch current *after* this CRL was installed (loading a
+            // CRL bumps the epoch); if a newer CRL replaced it meanwhile, cache nothing.
+            let epoch = self.cache.current_epoch();
+            let still_current = self.cache.crl(&ck).is_some_and(|s| Arc::ptr_eq(&s, &state));
+            if !still_current {
+                return Ok((revoked, state.crl.next_update));
+            }
             let entry = StatusEntry::new(
                 revoked.then_some(Reason::Revoked {
                     source: Source::Crl,
