@@ -76,20 +76,84 @@ fn test(extra: &[String]) -> Result<()> {
     ebpf::ensure()?;
     peers::ensure()?;
     lint()?;
-    // The default build (aws-lc-rs) runs everything.
-    run(cargo().args(["test", "--workspace"]).args(extra))?;
-    // The ring provider: the gateway's own tests with ring only.
-    run(cargo()
-        .args([
-            "test",
-            "-p",
-            "gateway",
-            "--no-default-features",
-            "--features",
-            "ring",
-        ])
-        .args(extra))?;
+    let mut total = Tally::default();
     // The benchmarks compile and run one iteration each (a smoke test, not a measurement).
-    run(cargo().args(["test", "-p", "gateway-benches", "--benches"]))?;
+    total += run_tests(cargo().args(["test", "-p", "gateway-benches", "--benches"]))?;
+    // The ring provider: the gateway's own tests with ring only.
+    total += run_tests(
+        cargo()
+            .args([
+                "test",
+                "-p",
+                "gateway",
+                "--no-default-features",
+                "--features",
+                "ring",
+            ])
+            .args(extra),
+    )?;
+    // The default build (aws-lc-rs) runs everything.
+    total += run_tests(cargo().args(["test", "--workspace"]).args(extra))?;
+    println!(
+        "summary: {} passed, {} failed, {} skipped",
+        total.passed, total.failed, total.ignored
+    );
+    if total.failed > 0 {
+        bail!("{} tests failed", total.failed);
+    }
     Ok(())
+}
+
+/// Test counts summed over `cargo test` runs.
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+impl std::ops::AddAssign for Tally {
+    fn add_assign(&mut self, o: Tally) {
+        self.passed += o.passed;
+        self.failed += o.failed;
+        self.ignored += o.ignored;
+    }
+}
+
+/// Runs a `cargo test` command, streaming its output, and sums its `test result:` lines.
+fn run_tests(cmd: &mut Command) -> Result<Tally> {
+    use std::io::{BufRead, BufReader, Write};
+    eprintln!("xtask: running {cmd:?}");
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    let mut t = Tally::default();
+    if let Some(out) = child.stdout.take() {
+        let mut stdout = std::io::stdout();
+        for line in BufReader::new(out).lines() {
+            let line = line?;
+            let _ = writeln!(stdout, "{line}");
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                for part in rest.split(';') {
+                    let mut it = part.split_whitespace().rev();
+                    let (Some(word), Some(n)) = (it.next(), it.next()) else {
+                        continue;
+                    };
+                    let Ok(n) = n.parse::<u64>() else { continue };
+                    match word {
+                        "passed" => t.passed += n,
+                        "failed" => t.failed += n,
+                        "ignored" => t.ignored += n,
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    let st = child.wait()?;
+    if !st.success() {
+        bail!("{cmd:?} failed with {st}");
+    }
+    Ok(t)
 }
