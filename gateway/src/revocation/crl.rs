@@ -166,6 +166,38 @@ pub fn parse(der: &[u8]) -> Result<ParsedCrl<'_>, CrlError> {
     })
 }
 
+const OCTET_STRING: u8 = 0x04;
+
+/// A CRL whose IssuingDistributionPoint narrows its scope (only CA certificates, only
+/// attribute certificates, only some reasons, or an indirect CRL) is not a complete answer
+/// for a certificate: using it as one could report `good` for a revoked certificate, so it
+/// is refused (fail closed). A distribution-point name and onlyContainsUserCerts are fine
+/// for the end-entity certificates this gateway checks.
+fn check_idp_scope(idp: &[u8]) -> Result<(), CrlError> {
+    let seq = Reader::new(idp).expect(tag::SEQUENCE, "IssuingDistributionPoint")?;
+    let mut r = Reader::new(seq.value);
+    while !r.is_empty() {
+        let field = r.any()?;
+        let restricts = match field.tag {
+            0x82 | 0x84 | 0x85 => field.value.iter().any(|&b| b != 0), // BOOLEAN TRUE
+            0x83 | 0xa3 => true,                                       // onlySomeReasons
+            _ => false,
+        };
+        if restricts {
+            let what = match field.tag {
+                0x82 => "onlyContainsCACerts",
+                0x84 => "indirectCRL",
+                0x85 => "onlyContainsAttributeCerts",
+                _ => "onlySomeReasons",
+            };
+            return Err(CrlError::Unsupported(format!(
+                "CRL scope restricted by issuingDistributionPoint {what}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Rejects delta CRLs and unknown critical extensions.
 fn check_extensions(seq: &[u8], known: &[&[u8]], what: &str) -> Result<(), CrlError> {
     let mut r = Reader::new(seq);
@@ -177,6 +209,10 @@ fn check_extensions(seq: &[u8], known: &[&[u8]], what: &str) -> Result<(), CrlEr
             return Err(CrlError::Unsupported("delta CRLs".into()));
         }
         let critical = matches!(e.optional(tag::BOOLEAN)?, Some(b) if b.value == [0xff]);
+        if oid.value == OID_ISSUING_DP {
+            let value = e.expect(OCTET_STRING, "issuingDistributionPoint value")?;
+            check_idp_scope(value.value)?;
+        }
         if critical && !known.contains(&oid.value) {
             return Err(CrlError::Unsupported(format!(
                 "critical {what} extension {}",
@@ -246,4 +282,52 @@ pub fn load(
 ) -> Result<Crl, CrlError> {
     let der = to_der(bytes)?;
     parse(&der)?.verify(issuer, provider, now, skew)
+}
+
+#[cfg(test)]
+mod idp_tests {
+    use super::*;
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertificateRevocationListParams, CrlDistributionPoint,
+        CrlIssuingDistributionPoint, CrlScope, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+        SerialNumber,
+    };
+
+    fn crl_with_scope(scope: Option<CrlScope>) -> Vec<u8> {
+        let key = KeyPair::generate().expect("key");
+        let mut ca = CertificateParams::default();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.key_usages = vec![KeyUsagePurpose::CrlSign, KeyUsagePurpose::KeyCertSign];
+        let issuer = Issuer::new(ca, &key);
+        let now = time::OffsetDateTime::now_utc();
+        CertificateRevocationListParams {
+            this_update: now,
+            next_update: now + time::Duration::hours(1),
+            crl_number: SerialNumber::from_slice(&[1]),
+            issuing_distribution_point: Some(CrlIssuingDistributionPoint {
+                distribution_point: CrlDistributionPoint {
+                    uris: vec!["http://127.0.0.1/ca.crl".into()],
+                },
+                scope,
+            }),
+            revoked_certs: Vec::new(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&issuer)
+        .expect("crl")
+        .der()
+        .to_vec()
+    }
+
+    #[test]
+    fn ca_only_scope_is_refused_user_scope_and_plain_dp_accepted() {
+        let ca_only = crl_with_scope(Some(CrlScope::CaCertsOnly));
+        let err = parse(&ca_only)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("onlyContainsCACerts"), "{err}");
+        assert!(parse(&crl_with_scope(Some(CrlScope::UserCertsOnly))).is_ok());
+        assert!(parse(&crl_with_scope(None)).is_ok());
+    }
 }
