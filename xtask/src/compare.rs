@@ -45,12 +45,23 @@ fn have(cmd: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-fn start_gateway(bin: &Path, pki: &Path, port: u16) -> Result<Peer> {
-    let cfg = pki.join("compare-gateway.toml");
+/// The gateway with its defaults (`groups = None`: X25519MLKEM768 first) or with the given
+/// groups (X25519 only: what the OpenSSL 3.0 and Go peers negotiate).
+fn start_gateway(
+    bin: &Path,
+    pki: &Path,
+    port: u16,
+    name: &'static str,
+    groups: Option<&str>,
+) -> Result<Peer> {
+    let cfg = pki.join(format!("compare-{name}.toml"));
+    let tls = groups
+        .map(|g| format!("[listener.tls]\ngroups = [{g}]\n"))
+        .unwrap_or_default();
     std::fs::write(
         &cfg,
         format!(
-            "[global]\nmetrics_interval_secs = 0\n[[listener]]\nbind = \"127.0.0.1:{port}\"\nbackend = \"builtin:identity\"\nserver_cert = \"server.pem\"\nserver_key = \"server.key\"\ntrusted_cas = [\"ca.pem\"]\n[listener.revocation]\norder = \"crl-only\"\ncrl_files = [\"ca.crl.pem\"]\n"
+            "[global]\nmetrics_interval_secs = 0\n[[listener]]\nbind = \"127.0.0.1:{port}\"\nbackend = \"builtin:identity\"\nserver_cert = \"server.pem\"\nserver_key = \"server.key\"\ntrusted_cas = [\"ca.pem\"]\n{tls}[listener.revocation]\norder = \"crl-only\"\ncrl_files = [\"ca.crl.pem\"]\n"
         ),
     )?;
     let child = Command::new(bin)
@@ -61,11 +72,7 @@ fn start_gateway(bin: &Path, pki: &Path, port: u16) -> Result<Peer> {
         .stderr(Stdio::null())
         .spawn()?;
     wait_port(port)?;
-    Ok(Peer {
-        name: "gateway",
-        port,
-        child,
-    })
+    Ok(Peer { name, port, child })
 }
 
 const CIPHERS: &str = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384";
@@ -80,7 +87,7 @@ fn start_nginx(pki: &Path, port: u16) -> Result<Peer> {
              http {{\n access_log off;\n server {{\n  listen 127.0.0.1:{port} ssl reuseport;\n  http2 on;\n\
                ssl_certificate {d}/server.pem;\n  ssl_certificate_key {d}/server.key;\n\
                ssl_client_certificate {d}/ca.pem;\n  ssl_verify_client on;\n\
-               ssl_protocols TLSv1.2 TLSv1.3;\n  ssl_ciphers {CIPHERS};\n  ssl_conf_command Ciphersuites TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256;\n\
+               ssl_protocols TLSv1.2 TLSv1.3;\n  ssl_ciphers {CIPHERS};\n  ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384;\n\
                location / {{ return 200 \"$ssl_client_s_dn\\n\"; }}\n }}\n}}\n"
         ),
     )?;
@@ -127,7 +134,7 @@ fn start_haproxy(pki: &Path, port: u16) -> Result<Peer> {
     std::fs::write(
         &conf,
         format!(
-            "global\n nbthread 2\n ssl-default-bind-ciphers {CIPHERS}\n ssl-default-bind-ciphersuites TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256\n ssl-default-bind-options ssl-min-ver TLSv1.2\n\
+            "global\n nbthread 2\n ssl-default-bind-ciphers {CIPHERS}\n ssl-default-bind-ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384\n ssl-default-bind-options ssl-min-ver TLSv1.2\n\
              defaults\n mode http\n timeout connect 5s\n timeout client 30s\n timeout server 30s\n\
              frontend fe\n bind 127.0.0.1:{port} ssl crt {b} ca-file {d}/ca.pem verify required alpn h2,http/1.1\n http-request return status 200 content-type text/plain lf-string \"%[ssl_c_s_dn]\\n\"\n",
             b = bundle.display()
@@ -271,7 +278,17 @@ pub fn compare(seconds: u64) -> Result<()> {
         }
         Ok(())
     };
-    run_one(start_gateway(&gw, &pki, 18443)?, &mut rows)?;
+    run_one(start_gateway(&gw, &pki, 18443, "gateway", None)?, &mut rows)?;
+    run_one(
+        start_gateway(
+            &gw,
+            &pki,
+            18443,
+            "gateway-x25519",
+            Some("\"X25519\", \"secp256r1\""),
+        )?,
+        &mut rows,
+    )?;
     for (i, (name, start)) in peers.into_iter().enumerate() {
         if !have(name) {
             rows.push(format!("| {name} | (not installed) | | | | |"));
