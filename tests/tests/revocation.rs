@@ -18,6 +18,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A CRL served over HTTP on loopback; the body can be replaced while running.
 fn crl_server(body: Arc<Mutex<Vec<u8>>>) -> String {
+    crl_server_with(body, Arc::default(), Duration::ZERO)
+}
+
+/// As [`crl_server`], counting the requests it answers in `hits` and answering each after
+/// `delay` (so concurrent handshakes really overlap the fetch).
+fn crl_server_with(
+    body: Arc<Mutex<Vec<u8>>>,
+    hits: Arc<std::sync::atomic::AtomicUsize>,
+    delay: Duration,
+) -> String {
     let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     std_listener.set_nonblocking(true).expect("nonblocking");
     let addr = std_listener.local_addr().expect("addr");
@@ -30,10 +40,13 @@ fn crl_server(body: Arc<Mutex<Vec<u8>>>) -> String {
             let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
             while let Ok((stream, _)) = listener.accept().await {
                 let body = body.clone();
+                let hits = hits.clone();
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |_req| {
+                        hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         let b = body.lock().map(|b| b.clone()).unwrap_or_default();
                         async move {
+                            tokio::time::sleep(delay).await;
                             Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
                                 Bytes::from(b),
                             )))
@@ -301,43 +314,6 @@ fn gateway_staples_a_good_ocsp_response_for_its_own_certificate() {
     );
 }
 
-/// A CRL server that counts the requests it answers.
-fn counting_crl_server(body: Vec<u8>, hits: Arc<std::sync::atomic::AtomicUsize>) -> String {
-    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    std_listener.set_nonblocking(true).expect("nonblocking");
-    let addr = std_listener.local_addr().expect("addr");
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
-            while let Ok((stream, _)) = listener.accept().await {
-                let body = body.clone();
-                let hits = hits.clone();
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |_req| {
-                        hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        let b = body.clone();
-                        async move {
-                            // A slow answer, so the handshakes really overlap the fetch.
-                            tokio::time::sleep(Duration::from_millis(300)).await;
-                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
-                                Bytes::from(b),
-                            )))
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
-    });
-    format!("http://{addr}/ca.crl")
-}
-
 /// Through the real gateway with a cold cache: many concurrent handshakes of certificates of
 /// one issuer cause exactly one CRL fetch (single-flight); the good certificates get through,
 /// the revoked one never reaches the backend, and an independent client (curl) is refused too.
@@ -354,7 +330,11 @@ fn concurrent_cold_cache_handshakes_share_one_crl_fetch() {
     let server_ca_file = server_ca.write_cert(d, "server-ca.pem");
     let server = server_ca.issue(d, "server", &LeafSpec::server());
     let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let url = counting_crl_server(crl(&ca, &[666]), hits.clone());
+    let url = crl_server_with(
+        Arc::new(Mutex::new(crl(&ca, &[666]))),
+        hits.clone(),
+        Duration::from_millis(300),
+    );
     let spec = |cn: &str, serial: u64| LeafSpec {
         crl_urls: vec![url.clone()],
         serial: Some(serial),
