@@ -62,6 +62,30 @@ fn crl_server_with(
     format!("http://{addr}/client-ca.crl")
 }
 
+/// The gateway on loopback in front of an echo backend, trusting `client_ca` for client
+/// certificates, with `extra` TOML appended to the listener.
+fn start_gateway(
+    dir: &std::path::Path,
+    server: &Leaf,
+    client_ca: &std::path::Path,
+    extra: &str,
+) -> (EchoBackend, TestGateway) {
+    let backend = EchoBackend::start();
+    let toml = format!(
+        "{GLOBAL}{}",
+        listener_toml(
+            &backend.url(),
+            &server.cert,
+            &server.key,
+            &[client_ca],
+            "sensitive",
+            extra
+        )
+    );
+    let gw = TestGateway::start(dir, &toml);
+    (backend, gw)
+}
+
 fn crl(ca: &TestCa, revoked: &[u64]) -> Vec<u8> {
     let now = OffsetDateTime::now_utc();
     CertificateRevocationListParams {
@@ -146,19 +170,12 @@ fn resumed_session_of_a_since_revoked_certificate_is_refused() {
         ..LeafSpec::client("soon revoked")
     };
     let leaf = ca.issue(dir, "leaf", &spec);
-    let backend = EchoBackend::start();
-    let toml = format!(
-        "{GLOBAL}{}",
-        listener_toml(
-            &backend.url(),
-            &server.cert,
-            &server.key,
-            &[ca_file.as_path()],
-            "sensitive",
-            "[listener.revocation]\norder = \"crl-only\"\nrefresh_interval_secs = 1\n"
-        )
+    let (backend, gw) = start_gateway(
+        dir,
+        &server,
+        ca_file.as_path(),
+        "[listener.revocation]\norder = \"crl-only\"\nrefresh_interval_secs = 1\n",
     );
-    let gw = TestGateway::start(dir, &toml);
     let cfg = client_config(&server_ca, &leaf);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -274,19 +291,12 @@ fn gateway_staples_a_good_ocsp_response_for_its_own_certificate() {
     chain.push_str(&server_ca.cert_pem);
     std::fs::write(&server.cert, chain).expect("write chain");
     let client = client_ca.issue(dir, "client", &LeafSpec::client("stapling client"));
-    let backend = EchoBackend::start();
-    let toml = format!(
-        "{GLOBAL}{}",
-        listener_toml(
-            &backend.url(),
-            &server.cert,
-            &server.key,
-            &[ca_file.as_path()],
-            "sensitive",
-            "[listener.revocation]\nenabled = false\nstaple_ocsp = true\n"
-        )
+    let (_backend, gw) = start_gateway(
+        dir,
+        &server,
+        ca_file.as_path(),
+        "[listener.revocation]\nenabled = false\nstaple_ocsp = true\n",
     );
-    let gw = TestGateway::start(dir, &toml);
     let args = [
         "-status",
         "-CAfile",
@@ -342,19 +352,12 @@ fn concurrent_cold_cache_handshakes_share_one_crl_fetch() {
     };
     let good = ca.issue(d, "good", &spec("good", 1001));
     let revoked = ca.issue(d, "revoked", &spec("revoked", 666));
-    let backend = EchoBackend::start();
-    let toml = format!(
-        "{GLOBAL}{}",
-        listener_toml(
-            &backend.url(),
-            &server.cert,
-            &server.key,
-            &[&ca_file],
-            "sensitive",
-            "[listener.revocation]\norder = \"crl-only\"\n",
-        )
+    let (backend, gw) = start_gateway(
+        d,
+        &server,
+        &ca_file,
+        "[listener.revocation]\norder = \"crl-only\"\n",
     );
-    let gw = TestGateway::start(d, &toml);
     let port = gw.port();
 
     const N: usize = 200;
