@@ -37,9 +37,28 @@ fn bench(c: &mut Criterion) {
             let full_case = gateway_benches::Case {
                 server: full.server.clone(),
                 client: std::sync::Arc::new(no_resume),
+                ca: full.ca.clone(),
+                provider: full.provider.clone(),
             };
+            // A returning client: the same certificate every time.
             g.bench_function(format!("{provider}/{alg_name}/full"), |b| {
                 b.iter_custom(|iters| (0..iters).map(|_| handshake(&full_case)).sum())
+            });
+            // A first-seen client: a new certificate for every handshake (made untimed).
+            g.bench_function(format!("{provider}/{alg_name}/full-first-seen"), |b| {
+                b.iter_custom(|iters| {
+                    (0..iters)
+                        .map(|_| {
+                            let c = gateway_benches::Case {
+                                server: full.server.clone(),
+                                client: full.new_client(false),
+                                ca: full.ca.clone(),
+                                provider: full.provider.clone(),
+                            };
+                            handshake(&c)
+                        })
+                        .sum()
+                })
             });
             // Plain rustls with the same certificates: the gateway's overhead is the difference.
             let base = gateway_benches::baseline(dir.path(), &full_case, provider);

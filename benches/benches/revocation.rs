@@ -249,6 +249,8 @@ fn handshake_overhead(c: &mut Criterion) {
         let case = gateway_benches::Case {
             server,
             client: ccfg.clone(),
+            ca: None,
+            provider: String::new(),
         };
         g.bench_function(name, |b| {
             b.iter_custom(|iters| (0..iters).map(|_| gateway_benches::handshake(&case)).sum())

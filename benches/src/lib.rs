@@ -19,6 +19,45 @@ pub struct Case {
     pub server: Arc<ServerConfig>,
     /// A client configuration with a client certificate.
     pub client: Arc<ClientConfig>,
+    /// The CA that issued the client certificate (to make more clients), when known.
+    pub ca: Option<Arc<(CertificateParams, KeyPair)>>,
+    /// The crypto provider name.
+    pub provider: String,
+}
+
+impl Case {
+    /// A client configuration with a new client certificate of the same CA (a first-seen
+    /// client for the server), with or without resumption.
+    ///
+    /// # Panics
+    /// If the case has no CA, or rcgen or rustls refuse the generated material (a bug in the
+    /// bench set-up).
+    pub fn new_client(&self, resumption: bool) -> Arc<ClientConfig> {
+        let (ca_params, ca_key) = &**self.ca.as_ref().expect("case without its CA");
+        let issuer = Issuer::new(ca_params.clone(), ca_key);
+        let ckey = KeyPair::generate_for(ca_key.algorithm()).expect("client key");
+        let mut cp = CertificateParams::default();
+        cp.distinguished_name
+            .push(DnType::CommonName, "bench client");
+        cp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let ccert = cp.signed_by(&ckey, &issuer).expect("client cert");
+        let mut cfg = (*self.client).clone();
+        let cprov = gateway::tls::policy::base_provider(&self.provider).expect("provider");
+        let fresh = ClientConfig::builder_with_provider(Arc::new(cprov))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("versions")
+            .with_root_certificates(RootCertStore::empty())
+            .with_client_auth_cert(
+                vec![CertificateDer::from(ccert.der().to_vec())],
+                PrivateKeyDer::from_pem_slice(ckey.serialize_pem().as_bytes()).expect("key"),
+            )
+            .expect("client auth");
+        cfg.client_auth_cert_resolver = fresh.client_auth_cert_resolver.clone();
+        if !resumption {
+            cfg.resumption = rustls::client::Resumption::disabled();
+        }
+        Arc::new(cfg)
+    }
 }
 
 fn write(dir: &Path, name: &str, data: &str) {
@@ -48,6 +87,8 @@ pub fn baseline(dir: &Path, case: &Case, provider: &str) -> Case {
     Case {
         server: Arc::new(server),
         client: case.client.clone(),
+        ca: case.ca.clone(),
+        provider: case.provider.clone(),
     }
 }
 
@@ -60,7 +101,7 @@ pub fn case(dir: &Path, alg: &'static SignatureAlgorithm, provider: &str) -> Cas
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca_cert = ca.self_signed(&ca_key).expect("ca");
-    let issuer = Issuer::new(ca, &ca_key);
+    let issuer = Issuer::new(ca.clone(), &ca_key);
 
     let skey = KeyPair::generate_for(alg).expect("server key");
     let mut sp = CertificateParams::new(vec!["localhost".into()]).expect("sp");
@@ -97,10 +138,20 @@ pub fn case(dir: &Path, alg: &'static SignatureAlgorithm, provider: &str) -> Cas
             PrivateKeyDer::from_pem_slice(ckey.serialize_pem().as_bytes()).expect("key"),
         )
         .expect("client auth");
+    drop(issuer);
     Case {
         server,
         client: Arc::new(client),
+        ca: Some(Arc::new((ca, ca_key))),
+        provider: provider.to_string(),
     }
+}
+
+/// Runs one server-side step. Never inlined: the instruction-count guard (`cargo xtask
+/// perf-check`) counts exactly what runs inside this function (`--toggle-collect`).
+#[inline(never)]
+pub fn server_side<R>(f: impl FnOnce() -> R) -> R {
+    f()
 }
 
 fn transfer(from: &mut dyn FnMut(&mut Vec<u8>) -> bool, buf: &mut Vec<u8>) -> bool {
@@ -118,7 +169,8 @@ pub fn handshake(case: &Case) -> Duration {
             .expect("client conn");
     let mut server_time = Duration::ZERO;
     let t = Instant::now();
-    let mut server = ServerConnection::new(case.server.clone()).expect("server conn");
+    let mut server =
+        server_side(|| ServerConnection::new(case.server.clone()).expect("server conn"));
     server_time += t.elapsed();
     let mut buf = Vec::with_capacity(16 * 1024);
     while client.is_handshaking() || server.is_handshaking() {
@@ -134,19 +186,23 @@ pub fn handshake(case: &Case) -> Duration {
         );
         if !buf.is_empty() {
             let t = Instant::now();
-            let mut rd: &[u8] = &buf;
-            while !rd.is_empty() {
-                server.read_tls(&mut rd).expect("server read");
-                server.process_new_packets().expect("server handshake");
-            }
+            server_side(|| {
+                let mut rd: &[u8] = &buf;
+                while !rd.is_empty() {
+                    server.read_tls(&mut rd).expect("server read");
+                    server.process_new_packets().expect("server handshake");
+                }
+            });
             server_time += t.elapsed();
         }
         // server -> client
         buf.clear();
         let t = Instant::now();
-        while server.wants_write() {
-            server.write_tls(&mut buf).expect("server write");
-        }
+        server_side(|| {
+            while server.wants_write() {
+                server.write_tls(&mut buf).expect("server write");
+            }
+        });
         server_time += t.elapsed();
         if !buf.is_empty() {
             let mut rd: &[u8] = &buf;

@@ -1,6 +1,15 @@
-//! `cargo xtask compare`: the gateway side by side with nginx, HAProxy and Caddy (Debian
-//! packages) on loopback, each terminating mutual TLS with the same certificates and the same
-//! AES-GCM policy and answering locally, measured with the same `loadgen` runs.
+//! `cargo xtask compare`: the gateway and nginx (Debian) side by side on loopback, measured
+//! with the same `loadgen` runs.
+//!
+//! Both servers run one worker pinned to CPU 0 (`taskset -c 0`); loadgen and the plain HTTP
+//! backend (`loadgen backend`) run on CPU 1. Both terminate TLS 1.3 mutual TLS with the same
+//! ECDSA P-256 development PKI, AES-128-GCM first, and check client certificates against the
+//! dev CA's CRL (the gateway: `crl-only` with the CRL file, warm cache; nginx: `ssl_crl`).
+//! Each server has two listeners: one answering locally with the client's subject (handshake
+//! modes, idle connections) and one proxying to the backend with the subject as a header and
+//! streamed bodies (keep-alive and bulk modes). Rounds are interleaved (gateway, nginx, then
+//! nginx, gateway, ...) and the table reports medians over rounds and gateway/nginx ratios of
+//! server CPU per operation and RSS per idle connection.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -10,14 +19,29 @@ use anyhow::{bail, Context, Result};
 
 use crate::run;
 
-struct Peer {
+/// A started server (killed on drop).
+struct Server {
     name: &'static str,
-    port: u16,
     child: Child,
+    /// Port answering locally.
+    local: u16,
+    /// Port proxying to the backend.
+    proxy: u16,
 }
 
-impl Drop for Peer {
+impl Drop for Server {
     fn drop(&mut self) {
+        // SIGTERM first: nginx's master stops its workers (a SIGKILL would orphan them).
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -34,274 +58,440 @@ fn wait_port(port: u16) -> Result<()> {
     bail!("nothing listening on 127.0.0.1:{port}")
 }
 
-fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .args([
-            "-c",
-            &format!("command -v {cmd} || test -x /usr/sbin/{cmd}"),
-        ])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+const BACKEND_PORT: u16 = 18480;
+const SERVER_CPU: &str = "0";
+const CLIENT_CPU: &str = "1";
+
+fn pinned(cpu: &str, program: &Path) -> Command {
+    let mut c = Command::new("taskset");
+    c.args(["-c", cpu]).arg(program);
+    c
 }
 
-/// The gateway with its defaults (`groups = None`: X25519MLKEM768 first) or with the given
-/// groups (X25519 only: what the OpenSSL 3.0 and Go peers negotiate).
-fn start_gateway(
-    bin: &Path,
-    pki: &Path,
-    port: u16,
-    name: &'static str,
-    groups: Option<&str>,
-) -> Result<Peer> {
-    let cfg = pki.join(format!("compare-{name}.toml"));
-    let tls = groups
-        .map(|g| format!("[listener.tls]\ngroups = [{g}]\n"))
-        .unwrap_or_default();
+fn start_gateway(bin: &Path, pki: &Path) -> Result<Server> {
+    let (local, proxy) = (18443, 18444);
+    let cfg = pki.join("compare-gateway.toml");
+    let listener = |port: u16, backend: &str| {
+        format!(
+            "[[listener]]\nbind = \"127.0.0.1:{port}\"\nbackend = \"{backend}\"\nserver_cert = \"server.pem\"\nserver_key = \"server.key\"\ntrusted_cas = [\"ca.pem\"]\n[listener.tls]\ngroups = [\"X25519\", \"secp256r1\"]\n[listener.revocation]\norder = \"crl-only\"\ncrl_files = [\"ca.crl.pem\"]\n"
+        )
+    };
     std::fs::write(
         &cfg,
         format!(
-            "[global]\nmetrics_interval_secs = 0\n[[listener]]\nbind = \"127.0.0.1:{port}\"\nbackend = \"builtin:identity\"\nserver_cert = \"server.pem\"\nserver_key = \"server.key\"\ntrusted_cas = [\"ca.pem\"]\n{tls}[listener.revocation]\norder = \"crl-only\"\ncrl_files = [\"ca.crl.pem\"]\n"
+            "[global]\nworkers = 1\nmetrics_interval_secs = 0\n{}{}",
+            listener(local, "builtin:identity"),
+            listener(proxy, &format!("http://127.0.0.1:{BACKEND_PORT}"))
         ),
     )?;
-    let child = Command::new(bin)
+    let child = pinned(SERVER_CPU, bin)
         .args(["serve", "--config"])
         .arg(&cfg)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    wait_port(port)?;
-    Ok(Peer { name, port, child })
+    let s = Server {
+        name: "gateway",
+        child,
+        local,
+        proxy,
+    };
+    wait_port(local)?;
+    wait_port(proxy)?;
+    Ok(s)
 }
 
-const CIPHERS: &str = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384";
-
-fn start_nginx(pki: &Path, port: u16) -> Result<Peer> {
+fn start_nginx(pki: &Path) -> Result<Server> {
+    let (local, proxy) = (18453, 18454);
     let d = pki.display();
     let conf = pki.join("nginx.conf");
+    let tls = format!(
+        "  ssl_certificate {d}/server.pem;\n  ssl_certificate_key {d}/server.key;\n\
+           ssl_client_certificate {d}/ca.pem;\n  ssl_verify_client on;\n  ssl_crl {d}/ca.crl.pem;\n\
+           ssl_protocols TLSv1.3;\n  ssl_ecdh_curve X25519:prime256v1;\n\
+           ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384;\n\
+           ssl_session_cache shared:SSL:10m;\n  keepalive_requests 100000;\n"
+    );
     std::fs::write(
         &conf,
         format!(
-            "worker_processes 2;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log;\nevents {{ worker_connections 4096; }}\n\
-             http {{\n access_log off;\n server {{\n  listen 127.0.0.1:{port} ssl reuseport;\n  http2 on;\n\
-               ssl_certificate {d}/server.pem;\n  ssl_certificate_key {d}/server.key;\n\
-               ssl_client_certificate {d}/ca.pem;\n  ssl_verify_client on;\n\
-               ssl_protocols TLSv1.2 TLSv1.3;\n  ssl_ciphers {CIPHERS};\n  ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384;\n\
-               location / {{ return 200 \"$ssl_client_s_dn\\n\"; }}\n }}\n}}\n"
+            "worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log;\n\
+             worker_rlimit_nofile 30000;\nevents {{ worker_connections 25000; }}\n\
+             http {{\n access_log off;\n\
+              upstream backend {{ server 127.0.0.1:{BACKEND_PORT}; keepalive 64; }}\n\
+              server {{\n  listen 127.0.0.1:{local} ssl;\n{tls}\
+                location / {{ return 200 \"$ssl_client_s_dn\\n\"; }}\n }}\n\
+              server {{\n  listen 127.0.0.1:{proxy} ssl;\n{tls}\
+                client_max_body_size 0;\n\
+                location / {{\n   proxy_pass http://backend;\n   proxy_http_version 1.1;\n\
+                   proxy_set_header Connection \"\";\n   proxy_set_header X-Client-Subject $ssl_client_s_dn;\n\
+                   proxy_buffering off;\n   proxy_request_buffering off;\n  }}\n }}\n}}\n"
         ),
     )?;
-    // nginx 1.22 has no `http2 on;`: fall back to `listen ... ssl http2`.
-    let text = std::fs::read_to_string(&conf)?;
-    let ok = Command::new("nginx")
-        .arg("-t")
-        .arg("-c")
-        .arg(&conf)
-        .output()?
-        .status
-        .success();
-    if !ok {
-        std::fs::write(
-            &conf,
-            text.replace(" ssl reuseport;\n  http2 on;", " ssl http2 reuseport;"),
-        )?;
-    }
-    let child = Command::new("nginx")
+    let nginx = if Path::new("/usr/sbin/nginx").exists() {
+        PathBuf::from("/usr/sbin/nginx")
+    } else {
+        PathBuf::from("nginx")
+    };
+    let child = pinned(SERVER_CPU, &nginx)
         .arg("-c")
         .arg(&conf)
         .stderr(Stdio::null())
         .spawn()?;
-    wait_port(port)?;
-    Ok(Peer {
+    let s = Server {
         name: "nginx",
-        port,
         child,
-    })
+        local,
+        proxy,
+    };
+    wait_port(local)?;
+    wait_port(proxy)?;
+    Ok(s)
 }
 
-fn start_haproxy(pki: &Path, port: u16) -> Result<Peer> {
-    let d = pki.display();
-    let bundle = pki.join("server-bundle.pem");
-    std::fs::write(
-        &bundle,
-        format!(
-            "{}{}",
-            std::fs::read_to_string(pki.join("server.pem"))?,
-            std::fs::read_to_string(pki.join("server.key"))?
-        ),
-    )?;
-    let conf = pki.join("haproxy.cfg");
-    std::fs::write(
-        &conf,
-        format!(
-            "global\n nbthread 2\n ssl-default-bind-ciphers {CIPHERS}\n ssl-default-bind-ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384\n ssl-default-bind-options ssl-min-ver TLSv1.2\n\
-             defaults\n mode http\n timeout connect 5s\n timeout client 30s\n timeout server 30s\n\
-             frontend fe\n bind 127.0.0.1:{port} ssl crt {b} ca-file {d}/ca.pem verify required alpn h2,http/1.1\n http-request return status 200 content-type text/plain lf-string \"%[ssl_c_s_dn]\\n\"\n",
-            b = bundle.display()
-        ),
-    )?;
-    let child = Command::new("haproxy")
-        .arg("-f")
-        .arg(&conf)
-        .stderr(Stdio::null())
-        .spawn()?;
-    wait_port(port)?;
-    Ok(Peer {
-        name: "haproxy",
-        port,
-        child,
-    })
+/// One measured workload.
+struct Workload {
+    name: &'static str,
+    /// Proxied (through the backend) or answered locally.
+    proxied: bool,
+    args: &'static [&'static str],
 }
 
-fn start_caddy(pki: &Path, port: u16) -> Result<Peer> {
-    let d = pki.display();
-    let conf = pki.join("Caddyfile");
-    std::fs::write(
-        &conf,
-        format!(
-            "{{\n admin off\n auto_https off\n}}\nhttps://localhost:{port} {{\n bind 127.0.0.1\n tls {d}/server.pem {d}/server.key {{\n  protocols tls1.2 tls1.3\n  ciphers TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384\n  client_auth {{\n   mode require_and_verify\n   trusted_ca_cert_file {d}/ca.pem\n  }}\n }}\n respond \"{{tls_client_subject}}\" 200\n}}\n"
-        ),
-    )?;
-    let child = Command::new("caddy")
-        .args(["run", "--adapter", "caddyfile", "--config"])
-        .arg(&conf)
-        .env("HOME", pki)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    wait_port(port)?;
-    Ok(Peer {
-        name: "caddy",
-        port,
-        child,
-    })
+const WORKLOADS: &[Workload] = &[
+    Workload {
+        name: "full",
+        proxied: false,
+        args: &["--mode", "full", "--connections", "16"],
+    },
+    Workload {
+        name: "resumed",
+        proxied: false,
+        args: &["--mode", "resumed", "--connections", "16"],
+    },
+    Workload {
+        name: "keepalive",
+        proxied: true,
+        args: &[
+            "--mode",
+            "keepalive",
+            "--connections",
+            "16",
+            "--requests-per-conn",
+            "100",
+        ],
+    },
+    Workload {
+        name: "bulk-1MiB-down",
+        proxied: true,
+        args: &[
+            "--mode",
+            "bulk",
+            "--connections",
+            "4",
+            "--body-size",
+            "1MiB",
+        ],
+    },
+    Workload {
+        name: "bulk-1MiB-up",
+        proxied: true,
+        args: &[
+            "--mode",
+            "bulk",
+            "--connections",
+            "4",
+            "--body-size",
+            "1MiB",
+            "--direction",
+            "up",
+        ],
+    },
+    Workload {
+        name: "bulk-100MiB-down",
+        proxied: true,
+        args: &[
+            "--mode",
+            "bulk",
+            "--connections",
+            "2",
+            "--body-size",
+            "100MiB",
+        ],
+    },
+    Workload {
+        name: "bulk-100MiB-up",
+        proxied: true,
+        args: &[
+            "--mode",
+            "bulk",
+            "--connections",
+            "2",
+            "--body-size",
+            "100MiB",
+            "--direction",
+            "up",
+        ],
+    },
+];
+
+/// The numbers kept from one loadgen run.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sample {
+    rate: f64,
+    p50: f64,
+    p99: f64,
+    cpu_per_op: f64,
+    cpu_per_mib: f64,
+    rss_per_conn: f64,
+    errors: f64,
+}
+
+fn field(json: &str, key: &str) -> f64 {
+    let pat = format!("\"{key}\":");
+    json.split(&pat)
+        .nth(1)
+        .and_then(|r| r.split([',', '}']).next())
+        .and_then(|v| v.trim().trim_matches('"').parse().ok())
+        .unwrap_or(f64::NAN)
 }
 
 fn loadgen(
-    bin: &Path,
+    lg: &Path,
     pki: &Path,
+    server: &Server,
     port: u16,
-    mode: &str,
-    seconds: u64,
-) -> Result<serde_json_lite::Line> {
-    let out = Command::new(bin)
+    args: &[&str],
+    secs: u64,
+) -> Result<Sample> {
+    let out = pinned(CLIENT_CPU, lg)
         .args([
             "--addr",
             &format!("127.0.0.1:{port}"),
-            "--mode",
-            mode,
-            "--connections",
-            "32",
             "--seconds",
-            &seconds.to_string(),
+            &secs.to_string(),
         ])
+        .args([
+            "--server-pid",
+            &server.child.id().to_string(),
+            "--label",
+            server.name,
+        ])
+        .args(args)
         .arg("--ca")
         .arg(pki.join("ca.pem"))
         .arg("--cert")
         .arg(pki.join("client.pem"))
         .arg("--key")
         .arg(pki.join("client.key"))
+        .stderr(Stdio::inherit())
         .output()
         .context("run loadgen")?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
     if !out.status.success() {
-        bail!("loadgen failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!("loadgen {args:?} against {} failed", server.name);
     }
-    Ok(serde_json_lite::Line(text.trim().to_string()))
+    let j = String::from_utf8_lossy(&out.stdout).to_string();
+    Ok(Sample {
+        rate: field(&j, "rate"),
+        p50: field(&j, "p50_us"),
+        p99: field(&j, "p99_us"),
+        cpu_per_op: field(&j, "server_cpu_us_per_op"),
+        cpu_per_mib: field(&j, "server_cpu_us_per_mib"),
+        rss_per_conn: field(&j, "server_rss_kib_per_conn"),
+        errors: field(&j, "errors"),
+    })
 }
 
-/// A JSON line from loadgen, printed as is (xtask stays dependency-light).
-mod serde_json_lite {
-    pub struct Line(pub String);
-    impl Line {
-        pub fn field(&self, key: &str) -> String {
-            let pat = format!("\"{key}\":");
-            self.0
-                .split(&pat)
-                .nth(1)
-                .map(|r| {
-                    r.split([',', '}'])
-                        .next()
-                        .unwrap_or("")
-                        .trim_matches('"')
-                        .to_string()
-                })
-                .unwrap_or_default()
+fn median(mut v: Vec<f64>) -> f64 {
+    v.retain(|x| !x.is_nan());
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Options of `cargo xtask compare`.
+#[derive(Debug)]
+pub struct Options {
+    /// Seconds per loadgen run.
+    pub seconds: u64,
+    /// Interleaved rounds.
+    pub rounds: usize,
+    /// Idle connections held per server and round (0: skip the idle measurement).
+    pub idle: usize,
+    /// Only these workloads (empty: all).
+    pub only: Vec<String>,
+}
+
+impl Options {
+    /// Parses `[SECS] [--rounds N] [--idle N] [--only a,b]`.
+    ///
+    /// # Errors
+    /// On an unknown flag or a bad number.
+    pub fn parse(args: &[String]) -> Result<Options> {
+        let mut o = Options {
+            seconds: 10,
+            rounds: 3,
+            idle: 10_000,
+            only: Vec::new(),
+        };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let mut val = || it.next().with_context(|| format!("{a} needs a value"));
+            match a.as_str() {
+                "--rounds" => o.rounds = val()?.parse().context("--rounds")?,
+                "--idle" => o.idle = val()?.parse().context("--idle")?,
+                "--only" => o.only = val()?.split(',').map(str::to_string).collect(),
+                n => {
+                    o.seconds = n
+                        .parse()
+                        .with_context(|| format!("unknown argument {n:?}"))?
+                }
+            }
         }
+        if o.rounds == 0 {
+            bail!("--rounds must be at least 1");
+        }
+        Ok(o)
     }
 }
 
-/// Runs the comparison. `seconds` per run.
+/// Runs the comparison.
 ///
 /// # Errors
-/// If a build, a peer or a run fails.
-pub fn compare(seconds: u64) -> Result<()> {
-    crate::peers::ensure_extra(&[("haproxy", "haproxy"), ("caddy", "caddy")])?;
-    run(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
-            "build",
-            "--release",
-            "-p",
-            "gateway",
-            "-p",
-            "gateway-benches",
-            "--bin",
-            "gateway",
-            "--bin",
-            "loadgen",
-        ]),
-    )?;
+/// If a build, a server or a run fails.
+pub fn compare(o: &Options) -> Result<()> {
+    crate::peers::ensure_extra(&[("nginx", "nginx"), ("taskset", "util-linux")])?;
+    run(crate::cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "gateway",
+        "-p",
+        "gateway-benches",
+        "--bin",
+        "gateway",
+        "--bin",
+        "loadgen",
+    ]))?;
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let gw = root.join("target/release/gateway");
     let lg = root.join("target/release/loadgen");
     let pki = root.join("target/compare");
     run(Command::new(&gw).arg("dev-pki").arg(&pki))?;
     let pki = pki.canonicalize()?;
-    let mut rows = Vec::new();
-    type Starter = fn(&Path, u16) -> Result<Peer>;
-    let peers: Vec<(&str, Starter)> = vec![
-        ("nginx", start_nginx),
-        ("haproxy", start_haproxy),
-        ("caddy", start_caddy),
-    ];
-    let run_one = |p: Peer, rows: &mut Vec<String>| -> Result<()> {
-        for mode in ["handshake", "resume", "keepalive"] {
-            let l = loadgen(&lg, &pki, p.port, mode, seconds)?;
-            rows.push(format!(
-                "| {} | {mode} | {:.0} | {} | {} | {} |",
-                p.name,
-                l.field("rate").parse::<f64>().unwrap_or(0.0),
-                l.field("p50_us"),
-                l.field("p99_us"),
-                l.field("errors")
-            ));
-        }
-        Ok(())
+    let _backend = Server {
+        name: "backend",
+        child: pinned(CLIENT_CPU, &lg)
+            .args(["backend", "--listen", &format!("127.0.0.1:{BACKEND_PORT}")])
+            .stderr(Stdio::null())
+            .spawn()?,
+        local: BACKEND_PORT,
+        proxy: BACKEND_PORT,
     };
-    run_one(start_gateway(&gw, &pki, 18443, "gateway", None)?, &mut rows)?;
-    run_one(
-        start_gateway(
-            &gw,
-            &pki,
-            18443,
-            "gateway-x25519",
-            Some("\"X25519\", \"secp256r1\""),
-        )?,
-        &mut rows,
-    )?;
-    for (i, (name, start)) in peers.into_iter().enumerate() {
-        if !have(name) {
-            rows.push(format!("| {name} | (not installed) | | | | |"));
-            continue;
-        }
-        match start(&pki, 18444 + i as u16) {
-            Ok(p) => run_one(p, &mut rows)?,
-            Err(e) => rows.push(format!("| {name} | failed to start: {e} | | | | |")),
+    wait_port(BACKEND_PORT)?;
+    let workloads: Vec<&Workload> = WORKLOADS
+        .iter()
+        .filter(|w| o.only.is_empty() || o.only.iter().any(|n| n == w.name))
+        .collect();
+    // samples[workload][server] (server 0 = gateway, 1 = nginx); idle at index len.
+    let mut samples = vec![[Vec::new(), Vec::new()]; workloads.len() + 1];
+    for round in 0..o.rounds {
+        let order: [usize; 2] = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for s in order {
+            let server = if s == 0 {
+                start_gateway(&gw, &pki)?
+            } else {
+                start_nginx(&pki)?
+            };
+            eprintln!(
+                "xtask compare: round {} of {}, {}",
+                round + 1,
+                o.rounds,
+                server.name
+            );
+            // Warm up: TLS state, the gateway's CRL cache, nginx's session cache.
+            let _ = loadgen(
+                &lg,
+                &pki,
+                &server,
+                server.local,
+                &["--mode", "full", "--max-requests", "50"],
+                2,
+            );
+            if o.idle > 0 && o.only.is_empty() {
+                let sample = loadgen(
+                    &lg,
+                    &pki,
+                    &server,
+                    server.local,
+                    &[
+                        "--mode",
+                        "idle-hold",
+                        "--connections",
+                        "64",
+                        "--hold",
+                        &o.idle.to_string(),
+                    ],
+                    3,
+                )?;
+                samples[workloads.len()][s].push(sample);
+            }
+            for (i, w) in workloads.iter().enumerate() {
+                let port = if w.proxied {
+                    server.proxy
+                } else {
+                    server.local
+                };
+                samples[i][s].push(loadgen(&lg, &pki, &server, port, w.args, o.seconds)?);
+            }
         }
     }
-    println!("| server | mode | req/s | p50 us | p99 us | errors |\n| --- | --- | --- | --- | --- | --- |");
-    for r in rows {
-        println!("{r}");
+    println!(
+        "medians of {} interleaved rounds, {} s per run; server pinned to CPU {SERVER_CPU} (one worker), loadgen + backend on CPU {CLIENT_CPU}\n",
+        o.rounds, o.seconds
+    );
+    println!("| workload | server | ops/s | p50 us | p99 us | server CPU us/op | server CPU us/MiB | errors | CPU ratio gw/nginx |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    let med = |v: &Vec<Sample>, f: fn(&Sample) -> f64| median(v.iter().map(f).collect());
+    for (i, w) in workloads.iter().enumerate() {
+        let per_op: [f64; 2] = [0, 1].map(|s| med(&samples[i][s], |x| x.cpu_per_op));
+        let ratio = per_op[0] / per_op[1];
+        for (s, name) in ["gateway", "nginx"].iter().enumerate() {
+            let v = &samples[i][s];
+            println!(
+                "| {} | {name} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.0} | {} |",
+                w.name,
+                med(v, |x| x.rate),
+                med(v, |x| x.p50),
+                med(v, |x| x.p99),
+                per_op[s],
+                med(v, |x| x.cpu_per_mib),
+                med(v, |x| x.errors),
+                if s == 0 {
+                    format!("{ratio:.2}")
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
+    let idle = &samples[workloads.len()];
+    if !idle[0].is_empty() {
+        let r: [f64; 2] = [0, 1].map(|s| med(&idle[s], |x| x.rss_per_conn));
+        println!(
+            "\nidle keep-alive mTLS connections ({} held): server RSS per connection gateway {:.2} KiB, nginx {:.2} KiB, ratio {:.2}",
+            o.idle,
+            r[0],
+            r[1],
+            r[0] / r[1]
+        );
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 mod compare;
 mod ebpf;
 mod peers;
+mod perf;
 
 use std::process::Command;
 
@@ -17,6 +18,8 @@ fn main() -> Result<()> {
         Some("test") => test(&args[1..]),
         Some("install-peers") => peers::ensure(),
         Some("lint") => lint(),
+        Some("perf-check") => perf::check(),
+        Some("perf-baseline") => perf::record(),
         Some("install-tools") => ebpf::install_tools(&ebpf::workspace_root()),
         Some("build-ebpf") => {
             let root = ebpf::workspace_root();
@@ -26,7 +29,7 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
-        Some("compare") => compare::compare(args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10)),
+        Some("compare") => compare::compare(&compare::Options::parse(&args[1..])?),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
@@ -34,9 +37,12 @@ fn main() -> Result<()> {
                  test           install test peers, then fmt/clippy and every test (what CI runs)\n  \
                  install-peers  install curl, openssl and the other test peers from Debian\n  \
                  lint           cargo fmt --check and clippy -D warnings\n  \
+                 perf-check     instruction counts (callgrind) of the hot paths vs benches/instructions.baseline\n  \
+                 perf-baseline  measure and rewrite benches/instructions.baseline (explicit only)\n  \
                  install-tools  rust-src for nightly and bpf-linker into ./.tools (idempotent)\n  \
                  build-ebpf     install-tools, then build the eBPF programs into target/ebpf\n  \
-                 compare [SECS] gateway vs nginx, HAProxy, Caddy under the same loadgen runs"
+                 compare [SECS] [--rounds N] [--idle N] [--only w1,w2]\n                \
+                 gateway vs nginx, pinned, interleaved rounds, medians and ratios"
             );
             bail!("no command given")
         }
@@ -94,6 +100,8 @@ fn test(extra: &[String]) -> Result<()> {
     )?;
     // The default build (aws-lc-rs) runs everything.
     total += run_tests(cargo().args(["test", "--workspace"]).args(extra))?;
+    // Instruction counts of the handshake and proxy hot paths against the committed baseline.
+    let perf = perf::check();
     println!(
         "summary: {} passed, {} failed, {} skipped",
         total.passed, total.failed, total.ignored
@@ -101,7 +109,7 @@ fn test(extra: &[String]) -> Result<()> {
     if total.failed > 0 {
         bail!("{} tests failed", total.failed);
     }
-    Ok(())
+    perf
 }
 
 /// Test counts summed over `cargo test` runs.
