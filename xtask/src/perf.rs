@@ -18,12 +18,33 @@ use crate::run;
 /// Allowed growth over the baseline before the check fails.
 pub const MAX_GROWTH: f64 = 0.03;
 
-/// (scenario, iterations, callgrind --toggle-collect pattern)
-const SCENARIOS: &[(&str, u64, &str)] = &[
-    ("handshake-full", 20, "gateway_benches::server_side*"),
-    ("handshake-resumed", 20, "gateway_benches::server_side*"),
-    ("handshake-returning", 20, "gateway_benches::server_side*"),
-    ("proxy-request", 50, "gateway::worker::spawn_worker*"),
+/// What is counted: inside a function (`--toggle-collect`), or the whole of the gateway's
+/// worker thread (`--separate-threads=yes`, the thread whose profile holds
+/// `gateway::conn::serve_connection`: the connection task and the backend pool's tasks).
+#[derive(Clone, Copy)]
+enum Collect {
+    Inside(&'static str),
+    WorkerThread,
+}
+
+/// (scenario, iterations, what is counted)
+const SCENARIOS: &[(&str, u64, Collect)] = &[
+    (
+        "handshake-full",
+        20,
+        Collect::Inside("gateway_benches::server_side*"),
+    ),
+    (
+        "handshake-resumed",
+        20,
+        Collect::Inside("gateway_benches::server_side*"),
+    ),
+    (
+        "handshake-returning",
+        20,
+        Collect::Inside("gateway_benches::server_side*"),
+    ),
+    ("proxy-request", 200, Collect::WorkerThread),
 ];
 
 fn root() -> PathBuf {
@@ -44,11 +65,18 @@ fn instr_arg(scenario: &str) -> &str {
 }
 
 /// Runs `instr` under callgrind and returns the collected instruction total.
-fn count(bin: &Path, scenario: &str, iters: u64, toggle: &str) -> Result<u64> {
-    let out = root().join(format!("target/callgrind.{scenario}.{iters}.out"));
-    let o = Command::new("valgrind")
-        .args(["--tool=callgrind", "--trace-children=no"])
-        .arg(format!("--toggle-collect={toggle}"))
+fn count(bin: &Path, scenario: &str, iters: u64, collect: Collect) -> Result<u64> {
+    let dir = root().join("target/callgrind");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let out = dir.join(format!("{scenario}.{iters}.out"));
+    let mut cmd = Command::new("valgrind");
+    cmd.args(["--tool=callgrind", "--trace-children=no"]);
+    match collect {
+        Collect::Inside(f) => cmd.arg(format!("--toggle-collect={f}")),
+        Collect::WorkerThread => cmd.arg("--separate-threads=yes"),
+    };
+    let o = cmd
         .arg(format!("--callgrind-out-file={}", out.display()))
         .arg(bin)
         .arg(instr_arg(scenario))
@@ -61,17 +89,35 @@ fn count(bin: &Path, scenario: &str, iters: u64, toggle: &str) -> Result<u64> {
             String::from_utf8_lossy(&o.stderr)
         );
     }
-    let text = std::fs::read_to_string(&out).with_context(|| format!("read {}", out.display()))?;
-    let total = text
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("totals:")
-                .or_else(|| l.strip_prefix("summary:"))
-        })
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse::<u64>().ok())
-        .with_context(|| format!("no totals line in {}", out.display()))?;
-    Ok(total)
+    let total = |text: &str| {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix("totals:")
+                    .or_else(|| l.strip_prefix("summary:"))
+            })
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    match collect {
+        Collect::Inside(_) => {
+            let text =
+                std::fs::read_to_string(&out).with_context(|| format!("read {}", out.display()))?;
+            total(&text).with_context(|| format!("no totals line in {}", out.display()))
+        }
+        Collect::WorkerThread => {
+            // One file per thread (OUT-01, OUT-02, ...): the worker's holds the connection.
+            for e in std::fs::read_dir(&dir)?.flatten() {
+                let text = std::fs::read_to_string(e.path())?;
+                if let (true, Some(t)) = (
+                    text.contains("gateway::conn::serve_connection"),
+                    total(&text),
+                ) {
+                    return Ok(t);
+                }
+            }
+            bail!("{scenario}: no thread of instr ran gateway::conn::serve_connection")
+        }
+    }
 }
 
 /// Builds `instr` and measures every scenario: (name, instructions per operation).
@@ -87,12 +133,12 @@ fn measure() -> Result<Vec<(String, u64)>> {
     ]))?;
     let bin = root().join("target/release/instr");
     let mut v = Vec::new();
-    for (name, n, toggle) in SCENARIOS {
-        let zero = count(&bin, name, 0, toggle)?;
-        let many = count(&bin, name, *n, toggle)?;
+    for (name, n, collect) in SCENARIOS {
+        let zero = count(&bin, name, 0, *collect)?;
+        let many = count(&bin, name, *n, *collect)?;
         let per_op = many.saturating_sub(zero) / n;
         if per_op == 0 {
-            bail!("{name}: no instructions counted (was {toggle:?} inlined or renamed?)");
+            bail!("{name}: no instructions counted (was the counted function inlined or renamed?)");
         }
         eprintln!("xtask perf: {name}: {per_op} instructions per operation");
         v.push((name.to_string(), per_op));

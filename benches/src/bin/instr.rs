@@ -109,7 +109,7 @@ fn proxy(iters: usize) -> Result<()> {
     std::fs::write(
         dir.join("proxy.toml"),
         format!(
-            "[global]\nworkers = 1\npin_workers = false\nmetrics_interval_secs = 0\n[[listener]]\nbind = \"127.0.0.1:0\"\nbackend = \"http://{be}\"\nserver_cert = \"server.pem\"\nserver_key = \"server.key\"\ntrusted_cas = [\"ca.pem\"]\n[listener.tls]\nversions = [\"1.3\"]\n"
+            "[global]\nworkers = 1\npin_workers = false\nmetrics_interval_secs = 0\n[[listener]]\nbind = \"127.0.0.1:0\"\nbackend = \"http://{be}\"\nserver_cert = \"server.pem\"\nserver_key = \"server.key\"\ntrusted_cas = [\"ca.pem\"]\n[listener.tls]\nversions = [\"1.3\"]\n[listener.revocation]\nenabled = false\n"
         ),
     )?;
     let cfg = gateway::config::Config::load(&dir.join("proxy.toml"))?;
