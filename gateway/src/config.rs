@@ -78,6 +78,11 @@ pub struct GlobalConfig {
     pub shutdown_grace_secs: u64,
     /// Seconds between metrics log lines (0 = off).
     pub metrics_interval_secs: u64,
+    /// Session-ticket key file shared by a fleet (see [`crate::tls::tickets`]); `None`: a
+    /// random key per process (and per reload).
+    pub ticket_keys: Option<PathBuf>,
+    /// Lifetime hint of the tickets issued, in seconds (at most 7 days, RFC 8446).
+    pub ticket_lifetime_secs: u32,
 }
 
 impl Default for GlobalConfig {
@@ -88,6 +93,8 @@ impl Default for GlobalConfig {
             crypto_provider: crate::tls::policy::DEFAULT_PROVIDER.into(),
             shutdown_grace_secs: 10,
             metrics_interval_secs: 60,
+            ticket_keys: None,
+            ticket_lifetime_secs: 6 * 3600,
         }
     }
 }
@@ -258,6 +265,9 @@ impl Config {
                 *p = base.join(&*p);
             }
         };
+        if let Some(p) = &mut self.global.ticket_keys {
+            fix(p);
+        }
         for l in &mut self.listeners {
             fix(&mut l.server_cert);
             fix(&mut l.server_key);
@@ -283,6 +293,15 @@ impl Config {
                     format!("unknown provider {other:?}; use \"aws-lc-rs\" or \"ring\""),
                 ))
             }
+        }
+        if !(1..=604_800).contains(&self.global.ticket_lifetime_secs) {
+            return Err(ConfigError::invalid(
+                "global.ticket_lifetime_secs",
+                format!(
+                    "{} is out of range: 1 to 604800 seconds (7 days)",
+                    self.global.ticket_lifetime_secs
+                ),
+            ));
         }
         for (i, l) in self.listeners.iter().enumerate() {
             let key = |k: &str| format!("listener[{i}].{k}");
