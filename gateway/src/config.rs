@@ -78,6 +78,25 @@ pub struct GlobalConfig {
     pub shutdown_grace_secs: u64,
     /// Seconds between metrics log lines (0 = off).
     pub metrics_interval_secs: u64,
+    /// User to switch to after binding, attaching eBPF and reading keys (`gateway serve`);
+    /// every capability is dropped too. Required when started as root unless `allow_root`.
+    pub user: Option<String>,
+    /// Group to switch to (default: the user's primary group).
+    pub group: Option<String>,
+    /// Keep uid 0 after start-up when started as root without `user` (relaxation, logged;
+    /// capabilities are dropped all the same).
+    pub allow_root: bool,
+}
+
+impl GlobalConfig {
+    /// The privilege settings of `gateway serve`.
+    pub fn privileges(&self) -> crate::privileges::PrivilegeConfig {
+        crate::privileges::PrivilegeConfig {
+            user: self.user.clone(),
+            group: self.group.clone(),
+            allow_root: self.allow_root,
+        }
+    }
 }
 
 impl Default for GlobalConfig {
@@ -88,6 +107,9 @@ impl Default for GlobalConfig {
             crypto_provider: crate::tls::policy::DEFAULT_PROVIDER.into(),
             shutdown_grace_secs: 10,
             metrics_interval_secs: 60,
+            user: None,
+            group: None,
+            allow_root: false,
         }
     }
 }
@@ -281,6 +303,13 @@ impl Config {
                 ))
             }
         }
+        self.global.privileges().validate().map_err(|e| {
+            let key = match e {
+                crate::privileges::PrivilegeError::NoGroup(_) => "global.group",
+                _ => "global.user",
+            };
+            ConfigError::invalid(key, e.to_string())
+        })?;
         for (i, l) in self.listeners.iter().enumerate() {
             let key = |k: &str| format!("listener[{i}].{k}");
             l.bind_addr()
@@ -315,6 +344,12 @@ impl Config {
     /// logged as a warning at start-up.
     pub fn relaxations(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if self.global.allow_root {
+            out.push(
+                "global.allow_root = true: when started as root without global.user, the process keeps uid 0 after start-up (capabilities are still dropped)"
+                    .to_string(),
+            );
+        }
         for l in &self.listeners {
             let name = l.display_name();
             if l.classification == Classification::InConfidence {
