@@ -53,6 +53,23 @@ pub enum Command {
     Passwd(crate::access::password::PasswdArgs),
     /// Check a TLS server against the S.E.E. client policy; exits 1 on any failure.
     Probe(crate::probe::ProbeArgs),
+    /// Manage the fleet's session-ticket key file (`[global] ticket_keys`).
+    #[command(subcommand)]
+    TicketKeys(TicketKeysCommand),
+}
+
+/// `gateway ticket-keys ...`
+#[derive(Debug, Subcommand)]
+pub enum TicketKeysCommand {
+    /// Write a new current key (atomically, mode 0600), keeping the previous current key and
+    /// at most KEEP keys behind it; creates the file when missing. Then reload the gateways.
+    Rotate {
+        /// The ticket-key file.
+        file: PathBuf,
+        /// How many previous keys still decrypt tickets (rotation overlap).
+        #[arg(long, default_value_t = 2)]
+        keep: usize,
+    },
 }
 
 /// Arguments of `gateway serve`.
@@ -138,6 +155,18 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             } else {
                 1
             })
+        }
+        Command::TicketKeys(TicketKeysCommand::Rotate { file, keep }) => {
+            let keys = crate::tls::tickets::TicketKeys::rotate(&file, keep)?;
+            let ids = keys.ids();
+            println!(
+                "{}: new current key {} ({} previous: {})",
+                file.display(),
+                ids[0],
+                ids.len() - 1,
+                ids[1..].join(", ")
+            );
+            Ok(0)
         }
         Command::Verify(args) => Ok(if crate::revocation::verify::run(args)? {
             0

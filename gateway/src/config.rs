@@ -86,6 +86,11 @@ pub struct GlobalConfig {
     /// Keep uid 0 after start-up when started as root without `user` (relaxation, logged;
     /// capabilities are dropped all the same).
     pub allow_root: bool,
+    /// Session-ticket key file shared by a fleet (see [`crate::tls::tickets`]); `None`: a
+    /// random key per process (and per reload).
+    pub ticket_keys: Option<PathBuf>,
+    /// Lifetime hint of the tickets issued, in seconds (at most 7 days, RFC 8446).
+    pub ticket_lifetime_secs: u32,
 }
 
 impl GlobalConfig {
@@ -110,6 +115,8 @@ impl Default for GlobalConfig {
             user: None,
             group: None,
             allow_root: false,
+            ticket_keys: None,
+            ticket_lifetime_secs: 6 * 3600,
         }
     }
 }
@@ -277,6 +284,9 @@ impl Config {
                 *p = base.join(&*p);
             }
         };
+        if let Some(p) = &mut self.global.ticket_keys {
+            fix(p);
+        }
         for l in &mut self.listeners {
             fix(&mut l.server_cert);
             fix(&mut l.server_key);
@@ -310,6 +320,15 @@ impl Config {
             };
             ConfigError::invalid(key, e.to_string())
         })?;
+        if !(1..=604_800).contains(&self.global.ticket_lifetime_secs) {
+            return Err(ConfigError::invalid(
+                "global.ticket_lifetime_secs",
+                format!(
+                    "{} is out of range: 1 to 604800 seconds (7 days)",
+                    self.global.ticket_lifetime_secs
+                ),
+            ));
+        }
         for (i, l) in self.listeners.iter().enumerate() {
             let key = |k: &str| format!("listener[{i}].{k}");
             l.bind_addr()

@@ -76,6 +76,15 @@ pub fn prepare(config: Config) -> Result<Prepared, ConfigError> {
     } else {
         None
     };
+    let ticket_keys = match &config.global.ticket_keys {
+        Some(path) => {
+            let keys = crate::tls::tickets::TicketKeys::load(path)
+                .map_err(|e| ConfigError::invalid("global.ticket_keys", e.to_string()))?;
+            tracing::info!(file = %path.display(), keys = ?keys.ids(), "session-ticket keys loaded");
+            Some(keys)
+        }
+        None => None,
+    };
     for (i, l) in config.listeners.iter().enumerate() {
         let checker = match &revocation_cache {
             Some(cache) => crate::revocation::checker_for_listener(
@@ -106,6 +115,9 @@ pub fn prepare(config: Config) -> Result<Prepared, ConfigError> {
                 sc.cert_resolver = resolver;
                 t.server_config = Arc::new(sc);
             }
+        }
+        if let Some(keys) = &ticket_keys {
+            crate::tls::apply_ticket_keys(&mut t, i, l, keys, config.global.ticket_lifetime_secs)?;
         }
         tls.push(t);
         revocation.push(checker);
