@@ -200,6 +200,9 @@ pub struct ListenerConfig {
     /// TLS settings when `backend` is `https://`: `[listener.upstream]`.
     #[serde(default)]
     pub upstream: Option<crate::upstream::UpstreamTlsConfig>,
+    /// Request path canonicalisation: `[listener.paths]` (strict by default).
+    #[serde(default)]
+    pub paths: crate::proxy::path::PathOptions,
 }
 
 fn default_classification() -> Classification {
@@ -386,6 +389,12 @@ impl Config {
                     "listener {name}: ChaCha20-Poly1305 suites enabled (not AES-GCM)"
                 ));
             }
+            out.extend(
+                l.paths
+                    .relaxations()
+                    .into_iter()
+                    .map(|r| format!("listener {name}: {r}")),
+            );
             out.extend(
                 crate::access::relaxations(l)
                     .into_iter()

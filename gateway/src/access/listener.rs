@@ -262,7 +262,7 @@ impl ListenerAccess {
         &self,
         peer: IpAddr,
         cert: Option<&CertIdentity>,
-        path: &str,
+        path: &crate::proxy::path::CanonicalPath,
         request_headers: &HeaderMap,
     ) -> Result<Granted, Box<Refused>> {
         let (method, user) = match cert {
@@ -501,7 +501,12 @@ mod tests {
         let (_d, a) = setup(Classification::InConfidence);
         let ip: IpAddr = "192.0.2.1".parse().expect("ip");
         let g = a
-            .authorize(ip, None, "/", &basic("alice", "alice password"))
+            .authorize(
+                ip,
+                None,
+                &crate::proxy::path::CanonicalPath::root(),
+                &basic("alice", "alice password"),
+            )
             .await
             .expect("granted");
         assert_eq!(g.method, AuthMethod::Password);
@@ -512,7 +517,12 @@ mod tests {
             .any(|(k, v)| k == headers::AUTH_METHOD && v == "password"));
 
         let r = a
-            .authorize(ip, None, "/", &HeaderMap::new())
+            .authorize(
+                ip,
+                None,
+                &crate::proxy::path::CanonicalPath::root(),
+                &HeaderMap::new(),
+            )
             .await
             .expect_err("no creds");
         assert_eq!(r.response.status(), StatusCode::UNAUTHORIZED);
@@ -522,12 +532,22 @@ mod tests {
             .contains_key(http::header::WWW_AUTHENTICATE));
 
         let r = a
-            .authorize(ip, None, "/", &basic("alice", "wrong"))
+            .authorize(
+                ip,
+                None,
+                &crate::proxy::path::CanonicalPath::root(),
+                &basic("alice", "wrong"),
+            )
             .await
             .expect_err("wrong");
         assert_eq!(r.response.status(), StatusCode::UNAUTHORIZED);
         let r = a
-            .authorize(ip, None, "/", &basic("alice", "wrong"))
+            .authorize(
+                ip,
+                None,
+                &crate::proxy::path::CanonicalPath::root(),
+                &basic("alice", "wrong"),
+            )
             .await
             .expect_err("wrong 2");
         assert_eq!(r.response.status(), StatusCode::UNAUTHORIZED);
@@ -536,7 +556,7 @@ mod tests {
             .authorize(
                 "192.0.2.99".parse().expect("ip"),
                 None,
-                "/",
+                &crate::proxy::path::CanonicalPath::root(),
                 &basic("alice", "alice password"),
             )
             .await
@@ -550,7 +570,7 @@ mod tests {
         let (d, a) = setup_with(Classification::InConfidence, 300);
         let ip: IpAddr = "192.0.2.1".parse().expect("ip");
         let good = basic("alice", "alice password");
-        a.authorize(ip, None, "/", &good)
+        a.authorize(ip, None, &crate::proxy::path::CanonicalPath::root(), &good)
             .await
             .expect("first login");
         assert_eq!(a.logins.len(), 1);
@@ -558,21 +578,36 @@ mod tests {
         // verified a moment ago with exactly these credentials.
         for _ in 0..3 {
             let r = a
-                .authorize(ip, None, "/", &basic("alice", "guess"))
+                .authorize(
+                    ip,
+                    None,
+                    &crate::proxy::path::CanonicalPath::root(),
+                    &basic("alice", "guess"),
+                )
                 .await
                 .expect_err("wrong");
             assert_ne!(r.response.status(), StatusCode::OK);
         }
-        a.authorize("192.0.2.9".parse().expect("ip"), None, "/", &good)
-            .await
-            .expect("cached login");
+        a.authorize(
+            "192.0.2.9".parse().expect("ip"),
+            None,
+            &crate::proxy::path::CanonicalPath::root(),
+            &good,
+        )
+        .await
+        .expect("cached login");
         // A new password file empties the cache: the old password no longer works.
         let p = d.path().join("users");
         set_password(&p, "alice", "new alice password", None).expect("passwd");
         a.replace_passwords(PasswordFile::load(&p).expect("load"));
         assert_eq!(a.logins.len(), 0);
         let r = a
-            .authorize("192.0.2.10".parse().expect("ip"), None, "/", &good)
+            .authorize(
+                "192.0.2.10".parse().expect("ip"),
+                None,
+                &crate::proxy::path::CanonicalPath::root(),
+                &good,
+            )
             .await
             .expect_err("old password");
         assert_ne!(r.response.status(), StatusCode::OK);
@@ -644,7 +679,7 @@ mod tests {
             .authorize(
                 "192.0.2.1".parse().expect("ip"),
                 None,
-                "/",
+                &crate::proxy::path::CanonicalPath::root(),
                 &basic("alice", "alice password"),
             )
             .await
