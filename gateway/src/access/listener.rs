@@ -639,7 +639,12 @@ mod tests {
                     let ip = IpAddr::from([198, 51, 100, i]);
                     let t = Instant::now();
                     let r = a
-                        .authorize(ip, None, "/", &basic(&format!("user{i}"), "guess"))
+                        .authorize(
+                            ip,
+                            None,
+                            &crate::proxy::path::CanonicalPath::root(),
+                            &basic(&format!("user{i}"), "guess"),
+                        )
                         .await
                         .expect_err("wrong password");
                     (
