@@ -8,6 +8,8 @@ pub mod access;
 pub mod cli;
 pub mod config;
 pub mod conn;
+pub mod lifetime;
+pub mod limits;
 pub mod metrics;
 pub mod pki;
 pub mod privileges;

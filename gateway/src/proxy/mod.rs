@@ -2,6 +2,7 @@
 //! and the built-in identity backend.
 
 pub mod builtin;
+pub mod body;
 pub mod headers;
 pub mod path;
 
