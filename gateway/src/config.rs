@@ -206,6 +206,9 @@ pub struct ListenerConfig {
     /// Trusted proxies for forwarding headers: `[listener.forwarding]` (none by default).
     #[serde(default)]
     pub forwarding: crate::proxy::headers::ForwardingConfig,
+    /// Connection and request deadlines and caps: `[listener.limits]`.
+    #[serde(default)]
+    pub limits: crate::limits::LimitsConfig,
 }
 
 fn default_classification() -> Classification {
@@ -355,6 +358,9 @@ impl Config {
                     format!("{} is below the policy floor of 2048", l.tls.min_rsa_bits),
                 ));
             }
+            l.limits
+                .validate()
+                .map_err(|(k, m)| ConfigError::invalid(key(&format!("limits.{k}")), m))?;
             l.revocation
                 .validate()
                 .map_err(|(k, m)| ConfigError::invalid(key(&format!("revocation.{k}")), m))?;
@@ -393,6 +399,12 @@ impl Config {
                 ));
             }
             out.extend(
+                l.limits
+                    .relaxations()
+                    .into_iter()
+                    .map(|r| format!("listener {name}: {r}")),
+            );
+            out.extend(
                 l.forwarding
                     .relaxations()
                     .into_iter()
@@ -424,6 +436,18 @@ impl ListenerConfig {
     /// The listener's name for logs: its `name` or its bind address.
     pub fn display_name(&self) -> String {
         self.name.clone().unwrap_or_else(|| self.bind.clone())
+    }
+
+    /// The listener's limits, with the certificate status re-check interval of long-lived
+    /// connections taken from `revocation.refresh_interval_secs` (when checking is on).
+    pub fn limits(&self) -> crate::limits::Limits {
+        crate::limits::Limits {
+            status_recheck_interval: self
+                .revocation
+                .enabled
+                .then(|| std::time::Duration::from_secs(self.revocation.refresh_interval_secs)),
+            ..self.limits.to_limits()
+        }
     }
 
     /// The parsed bind address.

@@ -15,6 +15,8 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Classification;
+use crate::lifetime::{Activity, ActivityIo};
+use crate::limits::Limits;
 use crate::metrics::{Metrics, Rejection, WorkerCounters};
 use crate::pki::identity::CertIdentity;
 use crate::proxy::{ConnContext, Proxy};
@@ -65,6 +67,8 @@ pub struct ListenerRuntime {
     pub handshake_timeout: Duration,
     /// Deadline for the post-handshake check.
     pub check_timeout: Duration,
+    /// The listener's connection limits.
+    pub limits: Limits,
     /// Post-handshake certificate status check.
     pub post_check: Option<Arc<dyn PostHandshakeCheck>>,
     /// Failure hook (abuse blocking).
@@ -174,7 +178,7 @@ pub async fn serve_connection(
     rt: Arc<ListenerRuntime>,
     metrics: Metrics,
     worker: usize,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let counters: &WorkerCounters = metrics.worker(worker);
     let local = stream.local_addr();
@@ -245,6 +249,37 @@ pub async fn serve_connection(
         _ => None,
     };
     WorkerCounters::inc(&counters.handshakes_ok);
+    let limits = rt.limits;
+    // A connection that may outlive the status refresh interval re-checks its certificate
+    // (an h2 or tcp:// connection can live for hours after a revocation).
+    let recheck_state = match (
+        &rt.post_check,
+        limits.status_recheck_interval,
+        session.peer_certificates(),
+    ) {
+        (Some(check), Some(every), Some(chain))
+            if !chain.is_empty() && limits.max_connection_age.is_none_or(|age| age > every) =>
+        {
+            Some((
+                check.clone(),
+                Arc::<[CertificateDer<'static>]>::from(chain.to_vec()),
+            ))
+        }
+        _ => None,
+    };
+    let check_timeout = rt.check_timeout;
+    let recheck = recheck_state.map(|(check, chain)| {
+        move || {
+            let (check, chain) = (check.clone(), chain.clone());
+            async move {
+                match tokio::time::timeout(check_timeout, check.check(&chain)).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(r)) => Err(r.reason),
+                    Err(_) => Err("certificate status re-check deadline exceeded".to_string()),
+                }
+            }
+        }
+    });
 
     if let (Some(backend), Ok(local)) = (rt.proxy.tcp_backend(), local) {
         // Raw TCP mode: certificate + rules, then the stream with a PROXY v2 header.
@@ -256,6 +291,13 @@ pub async fn serve_connection(
             identity.as_deref(),
             rules,
             backend,
+            crate::tcp_proxy::RelayLimits {
+                connect_timeout: limits.upstream_connect_timeout,
+                idle_timeout: limits.tcp_idle_timeout,
+                max_age: limits.max_connection_age,
+                recheck_interval: recheck.as_ref().and(limits.status_recheck_interval),
+            },
+            recheck,
         )
         .await;
         if let Err(reason) = res {
@@ -265,39 +307,158 @@ pub async fn serve_connection(
     }
 
     let ctx = Arc::new(ConnContext::new(peer, identity, rt.classification));
-    let proxy = rt.proxy.clone();
-    let metrics2 = metrics.clone();
-    let service = hyper::service::service_fn(move |req| {
+    serve_http(
+        tls,
+        ctx,
+        rt.proxy.clone(),
+        metrics,
+        worker,
+        &limits,
+        recheck,
+        &rt.name,
+        shutdown,
+    )
+    .await;
+}
+
+/// Serves HTTP/1.1 or HTTP/2 on an established TLS connection until the client closes it,
+/// a limit of the listener ends it ([`crate::lifetime`]), `recheck` (called every
+/// `limits.status_recheck_interval`) refuses the client's certificate, or shutdown.
+#[allow(clippy::too_many_arguments)]
+async fn serve_http<F, Fut>(
+    tls: tokio_rustls::server::TlsStream<TcpStream>,
+    ctx: Arc<ConnContext>,
+    proxy: Proxy,
+    metrics: Metrics,
+    worker: usize,
+    limits: &Limits,
+    mut recheck: Option<F>,
+    name: &str,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let peer = ctx.peer;
+    let alpn_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let activity = Arc::new(Activity::new(!alpn_h2));
+    let io = TokioIo::new(ActivityIo::new(tls, activity.clone()));
+    let act = activity.clone();
+    let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let ctx = ctx.clone();
         let proxy = proxy.clone();
-        let metrics = metrics2.clone();
+        let metrics = metrics.clone();
+        let act = act.clone();
         async move {
+            let _in_flight = act.enter(req.version() == http::Version::HTTP_2);
             Ok::<_, std::convert::Infallible>(proxy.handle(req, &ctx, metrics.worker(worker)).await)
         }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    // Slow-loris guard: a request head must arrive within the deadline.
+    // hyper's own header timer would also cut idle keep-alive connections; the deadlines are
+    // kept by `activity` instead (header read, idle, first request, age).
     builder
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(rt.handshake_timeout)
-        .max_buf_size(64 * 1024);
+        .header_read_timeout(None)
+        .max_buf_size(limits.max_header_bytes as usize);
     builder
         .http2()
         .timer(hyper_util::rt::TokioTimer::new())
-        .max_concurrent_streams(256)
-        .max_header_list_size(64 * 1024);
-    let conn = builder.serve_connection(TokioIo::new(tls), service);
+        .max_concurrent_streams(limits.h2_max_concurrent_streams)
+        .max_header_list_size(limits.max_header_bytes)
+        .keep_alive_interval(limits.h2_keepalive_interval)
+        .keep_alive_timeout(limits.h2_keepalive_timeout);
+    // ALPN decided the protocol: no detection read (h2 preface sniffing) is needed.
+    let builder = if alpn_h2 {
+        builder.http2_only()
+    } else {
+        builder
+    };
+    let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
-    tokio::select! {
-        res = conn.as_mut() => {
-            if let Err(e) = res {
-                tracing::debug!(%peer, error = %e, "connection ended with error");
+    let ms = |d: Duration| d.as_millis() as u64;
+    let mut next_check = limits.status_recheck_interval.map(ms);
+    let mut check: Option<Pin<Box<Fut>>> = None;
+    let timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(timer);
+    // Graceful close in progress: the instant it must be done by.
+    let mut draining: Option<tokio::time::Instant> = None;
+    loop {
+        let wake = match draining {
+            Some(d) => d,
+            None => {
+                let at = activity.next_deadline(limits).min(if check.is_none() {
+                    next_check.unwrap_or(u64::MAX)
+                } else {
+                    u64::MAX
+                });
+                tokio::time::Instant::from_std(activity.at(at))
             }
-        }
-        _ = shutdown.changed() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+        };
+        timer.as_mut().reset(wake);
+        tokio::select! {
+            // The connection first: its I/O may move a deadline earlier (a head started, a
+            // request ended), which the next branch notices in the same wake-up.
+            biased;
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(%peer, error = %e, "connection ended with error");
+                }
+                return;
+            }
+            () = std::future::poll_fn(|_| {
+                if activity.take_rearm() {
+                    std::task::Poll::Ready(())
+                } else {
+                    std::task::Poll::Pending
+                }
+            }), if draining.is_none() => continue,
+            changed = shutdown.changed(), if draining.is_none() => {
+                if changed.is_ok() && !*shutdown.borrow() {
+                    continue;
+                }
+                // Server shutdown: the worker bounds the drain (shutdown_grace_secs).
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.as_mut().await;
+                return;
+            }
+            verdict = async { check.as_mut().expect("guarded").await }, if check.is_some() => {
+                check = None;
+                next_check = limits
+                    .status_recheck_interval
+                    .map(|i| activity.elapsed_ms() + ms(i));
+                if let Err(reason) = verdict {
+                    tracing::warn!(listener = %name, %peer, %reason, "certificate refused on re-check; closing");
+                    return;
+                }
+            }
+            () = timer.as_mut() => {
+                if draining.is_some() {
+                    tracing::debug!(listener = %name, %peer, "graceful close did not finish in time; closing");
+                    return;
+                }
+                let now = activity.elapsed_ms();
+                if let (Some(at), Some(f), true) = (next_check, recheck.as_mut(), check.is_none()) {
+                    if now >= at {
+                        check = Some(Box::pin(f()));
+                        continue;
+                    }
+                }
+                match activity.expired(limits, now) {
+                    None => {}
+                    Some(why) if why.is_graceful() => {
+                        tracing::debug!(listener = %name, %peer, reason = why.as_str(), "closing connection gracefully");
+                        conn.as_mut().graceful_shutdown();
+                        // In-flight requests get their response deadline to finish.
+                        draining = Some(tokio::time::Instant::now() + limits.upstream_response_timeout + limits.body_idle_timeout);
+                    }
+                    Some(why) => {
+                        tracing::debug!(listener = %name, %peer, reason = why.as_str(), "closing connection");
+                        return;
+                    }
+                }
+            }
         }
     }
 }

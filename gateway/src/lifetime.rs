@@ -33,6 +33,9 @@ pub struct Activity {
     /// Whether bytes on the wire count as activity (HTTP/1). HTTP/2 PINGs and SETTINGS must
     /// not keep an idle connection alive, so only streams count there.
     track_io: AtomicBool,
+    /// A deadline may have moved earlier (a head started, a request ended): the connection
+    /// task re-arms its timer.
+    rearm: AtomicBool,
 }
 
 /// Why a connection is closed by its limits.
@@ -74,6 +77,7 @@ impl Drop for RequestGuard<'_> {
     fn drop(&mut self) {
         self.0.last_active_ms.store(self.0.now_ms(), Relaxed);
         self.0.in_flight.fetch_sub(1, Relaxed);
+        self.0.rearm.store(true, Relaxed);
     }
 }
 
@@ -88,6 +92,7 @@ impl Activity {
             last_active_ms: AtomicU64::new(0),
             head_started_ms: AtomicU64::new(0),
             track_io: AtomicBool::new(http1),
+            rearm: AtomicBool::new(false),
         }
     }
 
@@ -103,6 +108,11 @@ impl Activity {
     /// Milliseconds since the start (for [`Activity::next_deadline`] / [`Activity::expired`]).
     pub fn elapsed_ms(&self) -> u64 {
         self.now_ms()
+    }
+
+    /// The last sign of life, in ms since the start.
+    pub fn last_active_ms(&self) -> u64 {
+        self.last_active_ms.load(Relaxed)
     }
 
     /// A request arrived (its head is complete).
@@ -122,12 +132,15 @@ impl Activity {
         }
         let now = self.now_ms();
         self.last_active_ms.store(now, Relaxed);
-        if read
-            && self.in_flight.load(Relaxed) == 0
-            && self.head_started_ms.load(Relaxed) == 0
-        {
+        if read && self.in_flight.load(Relaxed) == 0 && self.head_started_ms.load(Relaxed) == 0 {
             self.head_started_ms.store(now + 1, Relaxed);
+            self.rearm.store(true, Relaxed);
         }
+    }
+
+    /// Whether a deadline may have moved earlier since the last call (clears the flag).
+    pub fn take_rearm(&self) -> bool {
+        self.rearm.swap(false, Relaxed)
     }
 
     /// The next instant (ms since start) at which a limit may expire.
@@ -291,6 +304,10 @@ mod tests {
         let a = Activity::new(true);
         drop(a.enter(true));
         a.on_io(true);
-        assert_eq!(a.head_started_ms.load(Relaxed), 0, "h2 request switched I/O tracking off");
+        assert_eq!(
+            a.head_started_ms.load(Relaxed),
+            0,
+            "h2 request switched I/O tracking off"
+        );
     }
 }

@@ -101,7 +101,12 @@ impl LimitsConfig {
                 Err((key.to_string(), format!("{v} is outside {lo}..={hi}")))
             }
         };
-        range("handshake_timeout_secs", self.handshake_timeout_secs, 1, 300)?;
+        range(
+            "handshake_timeout_secs",
+            self.handshake_timeout_secs,
+            1,
+            300,
+        )?;
         range(
             "first_request_timeout_secs",
             self.first_request_timeout_secs,
@@ -114,7 +119,12 @@ impl LimitsConfig {
             1,
             300,
         )?;
-        range("body_idle_timeout_secs", self.body_idle_timeout_secs, 1, 3600)?;
+        range(
+            "body_idle_timeout_secs",
+            self.body_idle_timeout_secs,
+            1,
+            3600,
+        )?;
         range("idle_timeout_secs", self.idle_timeout_secs, 1, DAY)?;
         range(
             "h2_keepalive_interval_secs",
@@ -164,7 +174,12 @@ impl LimitsConfig {
             1,
             DAY,
         )?;
-        range("tcp_idle_timeout_secs", self.tcp_idle_timeout_secs, 1, 30 * DAY)?;
+        range(
+            "tcp_idle_timeout_secs",
+            self.tcp_idle_timeout_secs,
+            1,
+            30 * DAY,
+        )?;
         Ok(())
     }
 
@@ -172,7 +187,9 @@ impl LimitsConfig {
     pub fn relaxations(&self) -> Vec<&'static str> {
         let mut out = Vec::new();
         if self.h2_keepalive_interval_secs == 0 {
-            out.push("limits.h2_keepalive_interval_secs = 0: dead HTTP/2 peers are not detected by PING");
+            out.push(
+                "limits.h2_keepalive_interval_secs = 0: dead HTTP/2 peers are not detected by PING",
+            );
         }
         if self.max_connection_age_secs == 0 {
             out.push("limits.max_connection_age_secs = 0: connections may live forever");

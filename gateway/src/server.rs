@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use crate::access::{build_plan, AccessPlan};
 use crate::config::{Config, ConfigError};
 use crate::conn::ListenerRuntime;
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::revocation::{RevocationCache, RevocationChecker};
@@ -253,6 +254,7 @@ fn start_inner(prepared: Prepared, drop_privileges: bool) -> Result<RunningGatew
             .bind_addr()
             .map_err(|m| ConfigError::invalid(format!("listener[{li}].bind"), m))?;
         let name: Arc<str> = Arc::from(l.display_name());
+        let limits: Limits = l.limits();
         for slot in per_worker.iter_mut() {
             let sock = reuseport_listener(addr, 4096)?;
             if addr.port() == 0 {
@@ -264,9 +266,10 @@ fn start_inner(prepared: Prepared, drop_privileges: bool) -> Result<RunningGatew
                 name: name.clone(),
                 acceptor: tokio_rustls::TlsAcceptor::from(t.server_config.clone()),
                 classification: t.classification,
-                proxy: Proxy::with_plan(plan.clone()),
-                handshake_timeout: Duration::from_secs(10),
-                check_timeout: Duration::from_secs(10),
+                proxy: Proxy::with_plan(plan.clone(), &limits),
+                handshake_timeout: limits.handshake_timeout,
+                check_timeout: limits.check_timeout,
+                limits,
                 post_check: checker
                     .clone()
                     .map(|c| c as Arc<dyn crate::conn::PostHandshakeCheck>),
