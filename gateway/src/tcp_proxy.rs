@@ -185,9 +185,6 @@ pub fn proxy_header(
         .map_err(TcpProxyError::Header)
 }
 
-/// Connect timeout to a TCP backend.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// The deadlines of a relay (from the listener's limits).
 #[derive(Debug, Clone, Copy)]
 pub struct RelayLimits {

@@ -668,3 +668,57 @@ fn idle_tcp_relay_is_closed() {
     let backend_saw = backend.join().expect("backend");
     assert!(backend_saw < Duration::from_secs(6), "{backend_saw:?}");
 }
+
+#[test]
+fn idle_http2_connection_is_closed_although_pings_flow() {
+    let f = limited(
+        None,
+        "idle_timeout_secs = 2\nh2_keepalive_interval_secs = 1\nh2_keepalive_timeout_secs = 1",
+    );
+    let cfg = raw::client_config(&f.server_ca, Some(&f.leaf), &["h2"]);
+    let port = f.gw.port();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (status, closed_after) = rt.block_on(async move {
+        use http_body_util::{BodyExt, Empty};
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let tls = tokio_rustls::TlsConnector::from(cfg)
+            .connect(name, tcp)
+            .await
+            .expect("handshake");
+        let (mut send, conn) =
+            hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .timer(hyper_util::rt::TokioTimer::new())
+                // The client pings too: traffic in both directions, still no request.
+                .keep_alive_interval(Duration::from_millis(500))
+                .keep_alive_while_idle(true)
+                .handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .expect("h2 handshake");
+        let conn = tokio::spawn(conn);
+        let resp = send
+            .send_request(
+                hyper::Request::get(format!("https://localhost:{port}/a"))
+                    .body(Empty::<bytes::Bytes>::new())
+                    .expect("request"),
+            )
+            .await
+            .expect("response");
+        let status = resp.status().as_u16();
+        let _ = resp.into_body().collect().await;
+        let t = Instant::now();
+        let done = tokio::time::timeout(Duration::from_secs(8), conn).await;
+        (status, done.ok().map(|_| t.elapsed()))
+    });
+    assert_eq!(status, 200);
+    let after = closed_after.expect("idle h2 connection stayed open for 8 s");
+    assert!(
+        after >= Duration::from_millis(1500) && after < Duration::from_secs(5),
+        "closed after {after:?}"
+    );
+}
