@@ -2,67 +2,49 @@
 //! status check, then HTTP service until the client or shutdown closes it.
 
 use std::fmt;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::CertificateDer;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 
-use crate::config::Classification;
 use crate::metrics::{Metrics, Rejection, WorkerCounters};
 use crate::pki::identity::CertIdentity;
+use crate::plan::{ListenerKind, ListenerPlan};
 use crate::proxy::{ConnContext, Proxy};
-
-/// A boxed future, for object-safe async hooks.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// A check run after the handshake and before any byte reaches the backend, on every
-/// connection with a client certificate (full and resumed handshakes alike). Revocation
-/// status checking plugs in here.
-pub trait PostHandshakeCheck: Send + Sync + fmt::Debug {
-    /// Returns `Err(reason)` to drop the connection.
-    fn check<'a>(
-        &'a self,
-        chain: &'a [CertificateDer<'static>],
-    ) -> BoxFuture<'a, Result<(), String>>;
-}
 
 /// Called with the client's address when its handshake or status check fails (for abuse
 /// blocking).
 pub type FailureHook = Arc<dyn Fn(std::net::IpAddr) + Send + Sync>;
 
-/// A listener's state as one worker sees it: the shared TLS configuration plus the worker's
-/// own backend connection pool.
+/// A listener as one worker serves it: the shared plan plus the worker's own backend
+/// connection pools. Rebuilt by the worker when a reload swaps the plan.
 pub struct ListenerRuntime {
-    /// Listener name for logs.
-    pub name: Arc<str>,
-    /// TLS acceptor with the listener's rustls config.
-    pub acceptor: TlsAcceptor,
-    /// The listener's classification.
-    pub classification: Classification,
-    /// The proxy (backend + this worker's pool).
+    /// The listener's plan (TLS acceptor, status check, access, routes, limits).
+    pub plan: Arc<ListenerPlan>,
+    /// The proxy (the plan's targets, each with this worker's pool).
     pub proxy: Proxy,
-    /// Deadline for the TLS handshake.
-    pub handshake_timeout: Duration,
-    /// Deadline for the post-handshake check.
-    pub check_timeout: Duration,
-    /// Post-handshake certificate status check.
-    pub post_check: Option<Arc<dyn PostHandshakeCheck>>,
     /// Failure hook (abuse blocking).
     pub on_failure: Option<FailureHook>,
+}
+
+impl ListenerRuntime {
+    /// A worker's runtime for `plan`, with fresh backend pools.
+    pub fn new(plan: Arc<ListenerPlan>, on_failure: Option<FailureHook>) -> Self {
+        ListenerRuntime {
+            proxy: Proxy::new(plan.access.clone()),
+            plan,
+            on_failure,
+        }
+    }
 }
 
 impl fmt::Debug for ListenerRuntime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ListenerRuntime")
-            .field("name", &self.name)
-            .field("classification", &self.classification)
+            .field("plan", &self.plan)
             .finish_non_exhaustive()
     }
 }
@@ -111,15 +93,16 @@ pub async fn serve_connection(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let counters: &WorkerCounters = metrics.worker(worker);
+    let plan = &rt.plan;
     let local = stream.local_addr();
-    let accept = rt.acceptor.accept(stream).into_fallible();
-    let tls = match tokio::time::timeout(rt.handshake_timeout, accept).await {
+    let accept = plan.acceptor.accept(stream).into_fallible();
+    let tls = match tokio::time::timeout(plan.limits.handshake_timeout, accept).await {
         Ok(Ok(tls)) => tls,
         Ok(Err((e, stream))) => {
             linger_close(stream).await;
             let (kind, reason) = classify(&e);
             counters.reject(kind);
-            tracing::info!(listener = %rt.name, %peer, %reason, "handshake rejected");
+            tracing::info!(listener = %plan.name, %peer, %reason, "handshake rejected");
             if let Some(hook) = &rt.on_failure {
                 hook(peer.ip());
             }
@@ -127,7 +110,7 @@ pub async fn serve_connection(
         }
         Err(_) => {
             counters.reject(Rejection::HandshakeTimeout);
-            tracing::debug!(listener = %rt.name, %peer, "handshake timed out");
+            tracing::debug!(listener = %plan.name, %peer, "handshake timed out");
             return;
         }
     };
@@ -137,16 +120,19 @@ pub async fn serve_connection(
     }
     let identity = match session.peer_certificates() {
         Some(chain) if !chain.is_empty() => {
-            if let Some(check) = &rt.post_check {
-                let verdict = tokio::time::timeout(rt.check_timeout, check.check(chain)).await;
+            if let Some(check) = &plan.status {
+                let verdict =
+                    tokio::time::timeout(plan.limits.check_timeout, check.check_chain(chain)).await;
                 let refusal = match verdict {
-                    Ok(Ok(())) => None,
-                    Ok(Err(reason)) => Some(reason),
+                    Ok(status) if !status.covers(chain.len()) => {
+                        Some("the status check gave no answer for every certificate".to_string())
+                    }
+                    Ok(status) => status.refusal().map(|r| r.to_string()),
                     Err(_) => Some("certificate status check deadline exceeded".to_string()),
                 };
                 if let Some(reason) = refusal {
                     counters.reject(Rejection::Status);
-                    tracing::warn!(listener = %rt.name, %peer, %reason, "connection refused after handshake");
+                    tracing::warn!(listener = %plan.name, %peer, %reason, "connection refused after handshake");
                     if let Some(hook) = &rt.on_failure {
                         hook(peer.ip());
                     }
@@ -157,7 +143,7 @@ pub async fn serve_connection(
                 Ok(id) => Some(Arc::new(id)),
                 Err(e) => {
                     counters.reject(Rejection::Certificate);
-                    tracing::warn!(listener = %rt.name, %peer, error = %e, "unreadable client certificate");
+                    tracing::warn!(listener = %plan.name, %peer, error = %e, "unreadable client certificate");
                     return;
                 }
             }
@@ -166,25 +152,32 @@ pub async fn serve_connection(
     };
     WorkerCounters::inc(&counters.handshakes_ok);
 
-    if let (Some(backend), Ok(local)) = (rt.proxy.tcp_backend(), local) {
-        // Raw TCP mode: certificate + rules, then the stream with a PROXY v2 header.
-        let rules = rt.proxy.plan().map(|p| p.access.rules());
+    if let ListenerKind::Tcp { backend } = &plan.kind {
+        // Raw TCP mode: certificate + access decision, then the stream with a PROXY v2
+        // header.
+        let local = match local {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::info!(listener = %plan.name, %peer, error = %e, "tcp connection without a local address");
+                return;
+            }
+        };
         let res = crate::tcp_proxy::serve_tcp_connection(
             tls,
             peer,
             local,
             identity.as_deref(),
-            rules,
+            &plan.access.access,
             backend,
         )
         .await;
         if let Err(reason) = res {
-            tracing::info!(listener = %rt.name, %peer, %reason, "tcp connection refused or failed");
+            tracing::info!(listener = %plan.name, %peer, %reason, "tcp connection refused or failed");
         }
         return;
     }
 
-    let ctx = Arc::new(ConnContext::new(peer, identity, rt.classification));
+    let ctx = Arc::new(ConnContext::new(peer, identity));
     let proxy = rt.proxy.clone();
     let metrics2 = metrics.clone();
     let service = hyper::service::service_fn(move |req| {
@@ -200,7 +193,7 @@ pub async fn serve_connection(
     builder
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(rt.handshake_timeout)
+        .header_read_timeout(plan.limits.handshake_timeout)
         .max_buf_size(64 * 1024);
     builder
         .http2()

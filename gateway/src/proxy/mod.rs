@@ -15,10 +15,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use crate::access::AccessPlan;
-use crate::config::{Backend, Classification};
 use crate::metrics::WorkerCounters;
 use crate::pki::identity::CertIdentity;
-use crate::upstream::UpstreamConnector;
+use crate::upstream::{Backend, UpstreamConnector};
 use headers::IdentityHeaders;
 
 /// Response body type of the proxy.
@@ -33,23 +32,16 @@ pub struct ConnContext {
     pub identity: Option<Arc<CertIdentity>>,
     /// Identity headers, computed once per connection.
     pub identity_headers: Option<IdentityHeaders>,
-    /// Listener classification.
-    pub classification: Classification,
 }
 
 impl ConnContext {
     /// Context for a connection; precomputes the identity headers.
-    pub fn new(
-        peer: SocketAddr,
-        identity: Option<Arc<CertIdentity>>,
-        classification: Classification,
-    ) -> Self {
+    pub fn new(peer: SocketAddr, identity: Option<Arc<CertIdentity>>) -> Self {
         let identity_headers = identity.as_deref().map(IdentityHeaders::for_certificate);
         ConnContext {
             peer,
             identity,
             identity_headers,
-            classification,
         }
     }
 }
@@ -57,8 +49,8 @@ impl ConnContext {
 /// A worker's proxy for one listener (its own backend connection pools).
 #[derive(Clone, Debug)]
 pub struct Proxy {
-    /// Access decision and routes (None: certificate clients only, one backend).
-    plan: Option<Arc<AccessPlan>>,
+    /// Access decision and routes.
+    plan: Arc<AccessPlan>,
     /// One backend and pool per target: `[0]` the listener's backend, then the routes'.
     targets: Vec<(Backend, Client<UpstreamConnector, Incoming>)>,
 }
@@ -79,17 +71,9 @@ pub fn text_response(status: StatusCode, body: &'static str) -> Response<ProxyBo
 }
 
 impl Proxy {
-    /// A proxy to `backend` with a fresh connection pool.
-    pub fn new(backend: Backend) -> Self {
-        Proxy {
-            plan: None,
-            targets: vec![(backend, Self::client(UpstreamConnector::new(None)))],
-        }
-    }
-
     /// A proxy applying `plan` (password fallback, rules, routes, upstream TLS), with fresh
     /// connection pools for each of its targets.
-    pub fn with_plan(plan: Arc<AccessPlan>) -> Self {
+    pub fn new(plan: Arc<AccessPlan>) -> Self {
         let targets = plan
             .targets()
             .iter()
@@ -98,29 +82,13 @@ impl Proxy {
                 (t.backend.clone(), c)
             })
             .collect();
-        Proxy {
-            plan: Some(plan),
-            targets,
-        }
+        Proxy { plan, targets }
     }
 
     fn client(connector: UpstreamConnector) -> Client<UpstreamConnector, Incoming> {
         Client::builder(TokioExecutor::new())
             .pool_idle_timeout(std::time::Duration::from_secs(60))
             .build(connector)
-    }
-
-    /// The `host:port` of a `tcp://` listener backend (raw TCP mode), if it is one.
-    pub fn tcp_backend(&self) -> Option<&str> {
-        match self.targets.first() {
-            Some((Backend::Tcp { authority }, _)) => Some(authority),
-            _ => None,
-        }
-    }
-
-    /// The access plan, if any.
-    pub fn plan(&self) -> Option<&Arc<AccessPlan>> {
-        self.plan.as_ref()
     }
 
     /// Handles one request: authentication gate, header rewrite, forward.
@@ -134,20 +102,19 @@ impl Proxy {
         let path = req.uri().path().to_owned();
         // Access decision: certificate alone if one was verified; else (IN CONFIDENCE)
         // Basic credentials; then the rules. SENSITIVE listeners never look at passwords.
-        let mut password_user = None;
-        if let Some(plan) = &self.plan {
-            match plan
-                .access
-                .authorize(ctx.peer.ip(), ctx.identity.as_deref(), &path, req.headers())
-                .await
-            {
-                Ok(granted) => password_user = granted.user,
-                Err(refused) => {
-                    tracing::info!(peer = %ctx.peer, %path, status = refused.response.status().as_u16(), reason = %refused.log_reason, "request refused");
-                    return refused.response.map(|b| b.map_err(|n| match n {}).boxed());
-                }
+        let password_user = match self
+            .plan
+            .access
+            .authorize(ctx.peer.ip(), ctx.identity.as_deref(), &path, req.headers())
+            .await
+        {
+            Ok(granted) => granted.user,
+            Err(refused) => {
+                tracing::info!(peer = %ctx.peer, %path, status = refused.response.status().as_u16(), reason = %refused.log_reason, "request refused");
+                return refused.response.map(|b| b.map_err(|n| match n {}).boxed());
             }
-        }
+        };
+        // `authorize` grants a request only with a certificate or a password user.
         let pw_headers;
         let id_headers = match (&ctx.identity_headers, &password_user) {
             (Some(h), _) => h,
@@ -156,13 +123,8 @@ impl Proxy {
                 &pw_headers
             }
             (None, None) => {
-                // Only IN CONFIDENCE listeners complete a handshake without a certificate.
-                let mut r = text_response(StatusCode::UNAUTHORIZED, "authentication required\n");
-                r.headers_mut().insert(
-                    http::header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Basic realm=\"gateway\", charset=\"UTF-8\""),
-                );
-                return r;
+                tracing::error!(peer = %ctx.peer, %path, "request granted without an identity");
+                return text_response(StatusCode::INTERNAL_SERVER_ERROR, "no identity\n");
             }
         };
         let h = req.headers_mut();
@@ -175,11 +137,7 @@ impl Proxy {
         id_headers.apply(h);
         headers::set_forwarded(h, ctx.peer.ip());
 
-        let index = self
-            .plan
-            .as_ref()
-            .map(|p| p.target_index(&path))
-            .unwrap_or(0);
+        let index = self.plan.target_index(&path);
         let Some((backend, client)) = self.targets.get(index) else {
             return text_response(StatusCode::INTERNAL_SERVER_ERROR, "no backend\n");
         };
