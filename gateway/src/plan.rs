@@ -26,6 +26,7 @@ use crate::revocation::status::status_factory;
 use crate::revocation::{CheckerError, RevocationCache, RevocationChecker};
 use crate::status::{StatusCheck, StatusFactory};
 use crate::steering::SteeringConfig;
+use crate::tls::tickets::TicketKeys;
 use crate::tls::{
     base_provider, build_server_config, restrict_provider, ServerTlsError, ServerTlsParts,
     TlsPolicyError,
@@ -164,11 +165,22 @@ pub fn plan_with_cache(
             })?)
         }
     };
+    let ticket_keys = match &config.global.ticket_keys {
+        Some(path) => {
+            let keys = TicketKeys::load(path)
+                .map_err(|e| ConfigError::invalid("global.ticket_keys", e.to_string()))?;
+            tracing::info!(file = %path.display(), keys = ?keys.ids(), "session-ticket keys loaded");
+            Some(keys)
+        }
+        None => None,
+    };
     let shared = Shared {
         provider_name,
         base,
         upstream_provider,
         cache: revocation_cache.clone(),
+        ticket_keys,
+        ticket_lifetime_secs: config.global.ticket_lifetime_secs,
     };
     let listeners = config
         .listeners
@@ -191,6 +203,9 @@ struct Shared<'a> {
     base: Arc<CryptoProvider>,
     upstream_provider: Arc<CryptoProvider>,
     cache: Option<Arc<RevocationCache>>,
+    /// The fleet's session-ticket keys (`global.ticket_keys`), loaded once.
+    ticket_keys: Option<TicketKeys>,
+    ticket_lifetime_secs: u32,
 }
 
 fn plan_listener(
@@ -285,6 +300,13 @@ fn plan_listener(
         ),
         ServerTlsError::Ticketer(e) => invalid("tls.session_resumption", e.to_string()),
     })?;
+    let mut server_config = server_config;
+    if let (Some(keys), true) = (&shared.ticket_keys, l.tls.session_resumption) {
+        // The fleet's keys, derived for this listener's ticket context.
+        server_config.ticketer = keys
+            .ticketer(&ticket_context(l, &cas), shared.ticket_lifetime_secs)
+            .map_err(|e| ConfigError::invalid("global.ticket_keys", e.to_string()))?;
+    }
     let server_config = Arc::new(server_config);
 
     let access = ListenerAccess::new(l.classification, &l.access, &l.rules)
@@ -327,9 +349,33 @@ fn plan_listener(
         acceptor: TlsAcceptor::from(server_config.clone()),
         server_config,
         status,
-        access: Arc::new(AccessPlan::new(access, routes, targets)),
+        access: Arc::new(AccessPlan::new(access, routes, targets, l.paths)),
         limits: Limits::default(),
     })
+}
+
+/// A listener's session-ticket context: its name and client-authentication policy (trusted
+/// CAs, classification, key policy, EKU), so a ticket made from the fleet's keys resumes
+/// only on a listener with the same name and policy, on any host.
+fn ticket_context(
+    l: &ListenerConfig,
+    cas: &[rustls::pki_types::CertificateDer<'static>],
+) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut der: Vec<&[u8]> = cas.iter().map(|c| c.as_ref()).collect();
+    der.sort_unstable();
+    let mut h = Sha256::new();
+    h.update(b"listener\0");
+    h.update(l.display_name().as_bytes());
+    h.update(format!(
+        "\0{:?}\0{}\0{}\0",
+        l.classification, l.tls.min_rsa_bits, l.tls.require_client_auth_eku
+    ));
+    for d in der {
+        h.update((d.len() as u64).to_be_bytes());
+        h.update(d);
+    }
+    h.finalize().to_vec()
 }
 
 fn target(

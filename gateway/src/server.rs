@@ -22,6 +22,9 @@ pub enum StartError {
     /// Required kernel steering is unavailable (or the groups are unusable).
     #[error(transparent)]
     Steering(#[from] crate::steering::SteeringError),
+    /// Privileges could not be dropped (or would not be: root without `global.user`).
+    #[error(transparent)]
+    Privileges(#[from] crate::privileges::PrivilegeError),
 }
 
 /// Why a plan cannot replace the running one.
@@ -116,11 +119,28 @@ impl RunningGateway {
     }
 }
 
-/// Starts the workers serving `plan`.
+/// Starts the workers serving `plan`, keeping the process's privileges (for embedding and
+/// tests; `gateway serve` uses [`start_unprivileged`]).
 ///
 /// # Errors
 /// [`StartError`] if a socket cannot be bound or a worker cannot start.
 pub fn start(plan: GatewayPlan) -> Result<RunningGateway, StartError> {
+    start_inner(plan, false)
+}
+
+/// Starts the workers like [`start`], but drops privileges once the sockets are bound and
+/// the eBPF programs attached, before any worker thread exists: switches to
+/// `global.user`/`global.group`, drops every capability on every thread, sets
+/// no_new_privs (see [`crate::privileges`]).
+///
+/// # Errors
+/// [`StartError`] as [`start`], and [`StartError::Privileges`] when the drop fails or the
+/// process would keep running as root without `global.allow_root`.
+pub fn start_unprivileged(plan: GatewayPlan) -> Result<RunningGateway, StartError> {
+    start_inner(plan, true)
+}
+
+fn start_inner(plan: GatewayPlan, drop_privileges: bool) -> Result<RunningGateway, StartError> {
     for r in &plan.relaxations {
         tracing::warn!(relaxation = %r, "policy relaxed by configuration");
     }
@@ -185,6 +205,17 @@ pub fn start(plan: GatewayPlan) -> Result<RunningGateway, StartError> {
     };
     failures.connect(steering.control());
 
+    if drop_privileges {
+        let d = crate::privileges::drop_privileges(&global.privileges())?;
+        tracing::info!(
+            uid = d.uid,
+            gid = d.gid,
+            threads = d.threads,
+            bounding_set_cleared = d.bounding_cleared,
+            "privileges dropped: every capability cleared, no_new_privs set"
+        );
+    }
+
     let shared: SharedPlan = Arc::new(ArcSwap::from_pointee(plan));
     let grace = Duration::from_secs(global.shutdown_grace_secs);
     let mut workers = Vec::with_capacity(n);
@@ -219,7 +250,7 @@ pub fn start(plan: GatewayPlan) -> Result<RunningGateway, StartError> {
 /// [`StartError`] if it cannot start.
 pub fn run_until_signal(plan: GatewayPlan) -> Result<(), StartError> {
     let interval = plan.global.metrics_interval_secs;
-    let running = start(plan)?;
+    let running = start_unprivileged(plan)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

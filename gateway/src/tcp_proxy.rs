@@ -259,7 +259,12 @@ pub async fn serve_tcp_connection(
 ) -> Result<(u64, u64), TcpRefusal> {
     let id = identity.ok_or(TcpRefusal::NoCertificate)?;
     access
-        .authorize(peer.ip(), Some(id), "/", &http::HeaderMap::new())
+        .authorize(
+            peer.ip(),
+            Some(id),
+            &crate::path::CanonicalPath::root(),
+            &http::HeaderMap::new(),
+        )
         .await
         .map_err(|refused| TcpRefusal::Denied(refused.log_reason))?;
     let addr = crate::upstream::resolve(backend)

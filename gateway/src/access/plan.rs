@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::access::listener::ListenerAccess;
 use crate::access::rules::RouteTable;
+use crate::path::{CanonicalPath, PathOptions};
 use crate::upstream::{Backend, UpstreamTls};
 
 /// Where a request goes.
@@ -25,21 +26,30 @@ pub struct AccessPlan {
     routes: RouteTable<usize>,
     /// `targets[0]` is the listener's own backend, `targets[i + 1]` route `i`'s.
     targets: Vec<Target>,
+    /// How request paths are canonicalised before rules, routes and forwarding.
+    pub paths: PathOptions,
 }
 
 impl AccessPlan {
     /// A plan from its parts: `targets[0]` is the listener's own backend, and `routes` map
-    /// path prefixes to indexes in `targets`.
-    pub fn new(access: ListenerAccess, routes: RouteTable<usize>, targets: Vec<Target>) -> Self {
+    /// path prefixes to indexes in `targets`; `paths` says how request paths are
+    /// canonicalised.
+    pub fn new(
+        access: ListenerAccess,
+        routes: RouteTable<usize>,
+        targets: Vec<Target>,
+        paths: PathOptions,
+    ) -> Self {
         AccessPlan {
             access,
             routes,
             targets,
+            paths,
         }
     }
 
-    /// The index (into [`AccessPlan::targets`]) of the target for a request path.
-    pub fn target_index(&self, path: &str) -> usize {
+    /// The index (into [`AccessPlan::targets`]) of the target for a canonical request path.
+    pub fn target_index(&self, path: &CanonicalPath) -> usize {
         self.routes.select(path).copied().unwrap_or(0)
     }
 
