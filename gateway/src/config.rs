@@ -11,6 +11,7 @@ use serde::Deserialize;
 pub use crate::access::Classification;
 use crate::access::{AccessConfig, RouteConfig, RuleConfig};
 use crate::path::PathOptions;
+use crate::proxy::headers::ForwardingConfig;
 use crate::revocation::RevocationConfig;
 use crate::steering::SteeringConfig;
 pub use crate::tls::TlsConfig;
@@ -168,6 +169,9 @@ pub struct ListenerConfig {
     /// Request path canonicalisation: `[listener.paths]` (strict by default).
     #[serde(default)]
     pub paths: PathOptions,
+    /// Trusted proxies for forwarding headers: `[listener.forwarding]` (none by default).
+    #[serde(default)]
+    pub forwarding: ForwardingConfig,
 }
 
 fn default_classification() -> Classification {
@@ -327,6 +331,12 @@ impl Config {
                     "listener {name}: ChaCha20-Poly1305 suites enabled (not AES-GCM)"
                 ));
             }
+            out.extend(
+                l.forwarding
+                    .relaxations()
+                    .into_iter()
+                    .map(|r| format!("listener {name}: {r}")),
+            );
             out.extend(
                 l.paths
                     .relaxations()

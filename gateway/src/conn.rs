@@ -38,7 +38,7 @@ impl ListenerRuntime {
     /// A worker's runtime for `plan`, with fresh backend pools.
     pub fn new(plan: Arc<ListenerPlan>, on_failure: Option<FailureHook>) -> Self {
         ListenerRuntime {
-            proxy: Proxy::with_plan(plan.access.clone()),
+            proxy: Proxy::with_plan(plan.access.clone(), plan.forwarding.clone()),
             plan,
             on_failure,
         }

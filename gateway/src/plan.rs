@@ -21,6 +21,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::access::{AccessPlan, Classification, ListenerAccess, RouteTable, Target};
 use crate::config::{Config, ConfigError, GlobalConfig, ListenerConfig};
+use crate::proxy::headers::ForwardingConfig;
 use crate::revocation::staple::{certified_key, StaplingResolver};
 use crate::revocation::status::status_factory;
 use crate::revocation::{CheckerError, RevocationCache, RevocationChecker};
@@ -83,6 +84,8 @@ pub struct ListenerPlan {
     pub status: Option<Arc<dyn StatusCheck>>,
     /// Access decision, routes and each target's upstream TLS client.
     pub access: Arc<AccessPlan>,
+    /// Which peers may make forwarding claims (`[listener.forwarding]`).
+    pub forwarding: Arc<ForwardingConfig>,
     /// Deadlines.
     pub limits: Limits,
 }
@@ -350,6 +353,7 @@ fn plan_listener(
         server_config,
         status,
         access: Arc::new(AccessPlan::new(access, routes, targets, l.paths)),
+        forwarding: Arc::new(l.forwarding.clone()),
         limits: Limits::default(),
     })
 }
