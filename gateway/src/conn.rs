@@ -9,41 +9,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::CertificateDer;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 
-use crate::config::Classification;
 use crate::lifetime::{Activity, ActivityIo};
 use crate::limits::Limits;
 use crate::metrics::{Metrics, Rejection, WorkerCounters};
 use crate::pki::identity::CertIdentity;
+use crate::plan::{ListenerKind, ListenerPlan};
 use crate::proxy::{ConnContext, Proxy};
-
-/// A boxed future, for object-safe async hooks.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// A check run after the handshake and before any byte reaches the backend, on every
-/// connection with a client certificate (full and resumed handshakes alike). Revocation
-/// status checking plugs in here.
-pub trait PostHandshakeCheck: Send + Sync + fmt::Debug {
-    /// Returns `Err(refusal)` to drop the connection.
-    fn check<'a>(
-        &'a self,
-        chain: &'a [CertificateDer<'static>],
-    ) -> BoxFuture<'a, Result<(), CheckRefusal>>;
-}
-
-/// Why a [`PostHandshakeCheck`] refused a connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckRefusal {
-    /// The reason, for the log.
-    pub reason: String,
-    /// Whether the client is at fault (e.g. its certificate is revoked), as opposed to the
-    /// gateway's sources (a revocation outage): only client faults count for abuse blocking.
-    pub client_fault: bool,
-}
+use crate::status::CertStatus;
 
 /// Called with the client's address when a failure is the client's fault (for abuse
 /// blocking): a bad, revoked or (on SENSITIVE listeners) missing certificate, or a TLS
@@ -52,34 +27,32 @@ pub struct CheckRefusal {
 /// time-outs, network errors, or revocation outages.
 pub type FailureHook = Arc<dyn Fn(std::net::IpAddr) + Send + Sync>;
 
-/// A listener's state as one worker sees it: the shared TLS configuration plus the worker's
-/// own backend connection pool.
+/// A listener as one worker serves it: the shared plan plus the worker's own backend
+/// connection pools. Rebuilt by the worker when a reload swaps the plan.
 pub struct ListenerRuntime {
-    /// Listener name for logs.
-    pub name: Arc<str>,
-    /// TLS acceptor with the listener's rustls config.
-    pub acceptor: TlsAcceptor,
-    /// The listener's classification.
-    pub classification: Classification,
-    /// The proxy (backend + this worker's pool).
+    /// The listener's plan (TLS acceptor, status check, access, routes, limits).
+    pub plan: Arc<ListenerPlan>,
+    /// The proxy (the plan's targets, each with this worker's pool).
     pub proxy: Proxy,
-    /// Deadline for the TLS handshake.
-    pub handshake_timeout: Duration,
-    /// Deadline for the post-handshake check.
-    pub check_timeout: Duration,
-    /// The listener's connection limits.
-    pub limits: Limits,
-    /// Post-handshake certificate status check.
-    pub post_check: Option<Arc<dyn PostHandshakeCheck>>,
     /// Failure hook (abuse blocking).
     pub on_failure: Option<FailureHook>,
+}
+
+impl ListenerRuntime {
+    /// A worker's runtime for `plan`, with fresh backend pools.
+    pub fn new(plan: Arc<ListenerPlan>, on_failure: Option<FailureHook>) -> Self {
+        ListenerRuntime {
+            proxy: Proxy::with_plan(plan.access.clone(), plan.forwarding.clone(), &plan.limits),
+            plan,
+            on_failure,
+        }
+    }
 }
 
 impl fmt::Debug for ListenerRuntime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ListenerRuntime")
-            .field("name", &self.name)
-            .field("classification", &self.classification)
+            .field("plan", &self.plan)
             .finish_non_exhaustive()
     }
 }
@@ -171,6 +144,34 @@ async fn linger_close(mut stream: TcpStream) {
     .await;
 }
 
+/// Checks a client chain's status within `timeout`: `None` when good, else the reason and
+/// whether it is the client's fault (revoked) rather than the status sources' (unavailable,
+/// deadline exceeded), for abuse blocking.
+async fn status_refusal(
+    check: &dyn crate::status::StatusCheck,
+    chain: &[rustls::pki_types::CertificateDer<'static>],
+    timeout: Duration,
+) -> Option<(String, bool)> {
+    match tokio::time::timeout(timeout, check.check_chain(chain)).await {
+        Ok(status) if !status.covers(chain.len()) => Some((
+            "the status check gave no answer for every certificate".to_string(),
+            false,
+        )),
+        // Revoked: the client's certificate is bad. Unavailable (unreachable, stale,
+        // unknown...) is the status sources' failure, not the client's.
+        Ok(status) => status.refusal().map(|r| {
+            (
+                r.to_string(),
+                matches!(r.status, CertStatus::Revoked { .. }),
+            )
+        }),
+        Err(_) => Some((
+            "certificate status check deadline exceeded".to_string(),
+            false,
+        )),
+    }
+}
+
 /// Serves one accepted TCP connection to completion.
 pub async fn serve_connection(
     stream: TcpStream,
@@ -181,9 +182,10 @@ pub async fn serve_connection(
     shutdown: watch::Receiver<bool>,
 ) {
     let counters: &WorkerCounters = metrics.worker(worker);
+    let plan = &rt.plan;
     let local = stream.local_addr();
-    let accept = rt.acceptor.accept(stream).into_fallible();
-    let tls = match tokio::time::timeout(rt.handshake_timeout, accept).await {
+    let accept = plan.acceptor.accept(stream).into_fallible();
+    let tls = match tokio::time::timeout(plan.limits.handshake_timeout, accept).await {
         Ok(Ok(tls)) => tls,
         Ok(Err((e, stream))) => {
             // Measured before the close; only read on this (rare) path.
@@ -192,7 +194,7 @@ pub async fn serve_connection(
             linger_close(stream).await;
             let (kind, reason) = classify(&e);
             counters.reject(kind);
-            tracing::info!(listener = %rt.name, %peer, %reason, "handshake rejected");
+            tracing::info!(listener = %plan.name, %peer, %reason, "handshake rejected");
             if let Some(hook) = &rt.on_failure {
                 if client_fault(&e, answered) {
                     hook(peer.ip());
@@ -202,7 +204,7 @@ pub async fn serve_connection(
         }
         Err(_) => {
             counters.reject(Rejection::HandshakeTimeout);
-            tracing::debug!(listener = %rt.name, %peer, "handshake timed out");
+            tracing::debug!(listener = %plan.name, %peer, "handshake timed out");
             return;
         }
     };
@@ -212,23 +214,11 @@ pub async fn serve_connection(
     }
     let identity = match session.peer_certificates() {
         Some(chain) if !chain.is_empty() => {
-            if let Some(check) = &rt.post_check {
-                let verdict = tokio::time::timeout(rt.check_timeout, check.check(chain)).await;
-                let refusal = match verdict {
-                    Ok(Ok(())) => None,
-                    Ok(Err(r)) => Some(r),
-                    Err(_) => Some(CheckRefusal {
-                        reason: "certificate status check deadline exceeded".to_string(),
-                        client_fault: false,
-                    }),
-                };
-                if let Some(CheckRefusal {
-                    reason,
-                    client_fault,
-                }) = refusal
-                {
+            if let Some(check) = &plan.status {
+                let refusal = status_refusal(check.as_ref(), chain, plan.limits.check_timeout).await;
+                if let Some((reason, client_fault)) = refusal {
                     counters.reject(Rejection::Status);
-                    tracing::warn!(listener = %rt.name, %peer, %reason, "connection refused after handshake");
+                    tracing::warn!(listener = %plan.name, %peer, %reason, "connection refused after handshake");
                     // A revoked certificate counts; a revocation outage never does (it
                     // would block genuine clients).
                     if let (Some(hook), true) = (&rt.on_failure, client_fault) {
@@ -241,7 +231,7 @@ pub async fn serve_connection(
                 Ok(id) => Some(Arc::new(id)),
                 Err(e) => {
                     counters.reject(Rejection::Certificate);
-                    tracing::warn!(listener = %rt.name, %peer, error = %e, "unreadable client certificate");
+                    tracing::warn!(listener = %plan.name, %peer, error = %e, "unreadable client certificate");
                     return;
                 }
             }
@@ -249,11 +239,11 @@ pub async fn serve_connection(
         _ => None,
     };
     WorkerCounters::inc(&counters.handshakes_ok);
-    let limits = rt.limits;
+    let limits = plan.limits;
     // A connection that may outlive the status refresh interval re-checks its certificate
     // (an h2 or tcp:// connection can live for hours after a revocation).
     let recheck_state = match (
-        &rt.post_check,
+        &plan.status,
         limits.status_recheck_interval,
         session.peer_certificates(),
     ) {
@@ -262,34 +252,39 @@ pub async fn serve_connection(
         {
             Some((
                 check.clone(),
-                Arc::<[CertificateDer<'static>]>::from(chain.to_vec()),
+                Arc::<[rustls::pki_types::CertificateDer<'static>]>::from(chain.to_vec()),
             ))
         }
         _ => None,
     };
-    let check_timeout = rt.check_timeout;
     let recheck = recheck_state.map(|(check, chain)| {
         move || {
             let (check, chain) = (check.clone(), chain.clone());
             async move {
-                match tokio::time::timeout(check_timeout, check.check(&chain)).await {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(r)) => Err(r.reason),
-                    Err(_) => Err("certificate status re-check deadline exceeded".to_string()),
+                match status_refusal(check.as_ref(), &chain, limits.check_timeout).await {
+                    None => Ok(()),
+                    Some((reason, _)) => Err(reason),
                 }
             }
         }
     });
 
-    if let (Some(backend), Ok(local)) = (rt.proxy.tcp_backend(), local) {
-        // Raw TCP mode: certificate + rules, then the stream with a PROXY v2 header.
-        let rules = rt.proxy.plan().map(|p| p.access.rules());
+    if let ListenerKind::Tcp { backend } = &plan.kind {
+        // Raw TCP mode: certificate + access decision, then the stream with a PROXY v2
+        // header.
+        let local = match local {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::info!(listener = %plan.name, %peer, error = %e, "tcp connection without a local address");
+                return;
+            }
+        };
         let res = crate::tcp_proxy::serve_tcp_connection(
             tls,
             peer,
             local,
             identity.as_deref(),
-            rules,
+            &plan.access.access,
             backend,
             crate::tcp_proxy::RelayLimits {
                 connect_timeout: limits.upstream_connect_timeout,
@@ -301,12 +296,12 @@ pub async fn serve_connection(
         )
         .await;
         if let Err(reason) = res {
-            tracing::info!(listener = %rt.name, %peer, %reason, "tcp connection refused or failed");
+            tracing::info!(listener = %plan.name, %peer, %reason, "tcp connection refused or failed");
         }
         return;
     }
 
-    let ctx = Arc::new(ConnContext::new(peer, identity, rt.classification));
+    let ctx = Arc::new(ConnContext::new(peer, identity));
     serve_http(
         tls,
         ctx,
@@ -315,7 +310,7 @@ pub async fn serve_connection(
         worker,
         &limits,
         recheck,
-        &rt.name,
+        &plan.name,
         shutdown,
     )
     .await;
