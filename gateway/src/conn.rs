@@ -215,7 +215,8 @@ pub async fn serve_connection(
     let identity = match session.peer_certificates() {
         Some(chain) if !chain.is_empty() => {
             if let Some(check) = &plan.status {
-                let refusal = status_refusal(check.as_ref(), chain, plan.limits.check_timeout).await;
+                let refusal =
+                    status_refusal(check.as_ref(), chain, plan.limits.check_timeout).await;
                 if let Some((reason, client_fault)) = refusal {
                     counters.reject(Rejection::Status);
                     tracing::warn!(listener = %plan.name, %peer, %reason, "connection refused after handshake");

@@ -193,7 +193,7 @@ async fn run_worker(
                             }
                             WorkerCounters::inc(&counters.accepted);
                             if open.load(std::sync::atomic::Ordering::Relaxed)
-                                >= rt.limits.max_connections_per_worker
+                                >= rt.plan.limits.max_connections_per_worker
                             {
                                 // Accept and close at once: the backlog drains instead of
                                 // filling, and the client sees a prompt close.

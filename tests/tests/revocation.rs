@@ -408,8 +408,7 @@ fn long_lived_connection_is_closed_when_its_certificate_is_revoked() {
     let ca_file = ca.write_cert(dir, "ca.pem");
     let server_ca = TestCa::new("Server CA");
     let server = server_ca.issue(dir, "server", &LeafSpec::server());
-    let body = Arc::new(Mutex::new(crl(&ca, &[])));
-    let crl_url = crl_server(body.clone());
+    let (crl_srv, crl_url) = CrlServer::start(crl(&ca, &[]));
     let serial = 0x10_4e_u64;
     let spec = LeafSpec {
         crl_urls: vec![crl_url],
@@ -448,7 +447,7 @@ fn long_lived_connection_is_closed_when_its_certificate_is_revoked() {
         );
         let hits = backend.hits();
 
-        *body.lock().expect("lock") = crl(&ca, &[serial]);
+        crl_srv.set(crl(&ca, &[serial]));
         // The refresh picks the CRL up within ~1 s; the connection's re-check within ~1 s more.
         let closed = tokio::time::timeout(Duration::from_secs(6), async {
             loop {

@@ -20,10 +20,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use crate::access::AccessPlan;
+use crate::limits::Limits;
 use crate::metrics::WorkerCounters;
 use crate::path::{CanonicalPath, PathError, PathOptions};
 use crate::pki::identity::CertIdentity;
-use crate::limits::Limits;
 use crate::upstream::{Backend, UpstreamConnector};
 use body::IdleTimeoutBody;
 use headers::{ForwardingConfig, IdentityHeaders};
