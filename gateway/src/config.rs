@@ -50,7 +50,7 @@ impl ConfigError {
 }
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Process-wide settings.
@@ -62,10 +62,13 @@ pub struct Config {
     /// One or more TLS listeners.
     #[serde(rename = "listener")]
     pub listeners: Vec<ListenerConfig>,
+    /// The admin listener (`/metrics`, `/healthz`, `/readyz`, `/config`); off when absent.
+    #[serde(default)]
+    pub admin: Option<crate::admin::AdminConfig>,
 }
 
 /// Process-wide settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GlobalConfig {
     /// Number of worker threads; 0 means one per CPU in the process's affinity mask.
@@ -100,7 +103,7 @@ impl Default for GlobalConfig {
 }
 
 /// Data classification of a listener (S.E.E. 14.2.14).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Classification {
     /// A valid client certificate is required; the handshake fails without one.
@@ -140,7 +143,7 @@ pub enum Backend {
 }
 
 /// One TLS listener.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     /// A name used in logs and metrics.
@@ -185,7 +188,7 @@ fn default_classification() -> Classification {
 }
 
 /// TLS parameters of a listener. The defaults are the strict policy.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     /// Protocol versions: any of `"1.2"`, `"1.3"`.
@@ -265,6 +268,9 @@ impl Config {
         if let Some(p) = &mut self.global.ticket_keys {
             fix(p);
         }
+        if let Some(a) = &mut self.admin {
+            a.resolve_paths(base);
+        }
         for l in &mut self.listeners {
             fix(&mut l.server_cert);
             fix(&mut l.server_key);
@@ -327,6 +333,10 @@ impl Config {
         self.steering
             .validate()
             .map_err(|(k, m)| ConfigError::invalid(format!("steering.{k}"), m))?;
+        if let Some(a) = &self.admin {
+            a.validate()
+                .map_err(|(k, m)| ConfigError::invalid(format!("admin.{k}"), m))?;
+        }
         Ok(())
     }
 
@@ -334,6 +344,9 @@ impl Config {
     /// logged as a warning at start-up.
     pub fn relaxations(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if let Some(a) = &self.admin {
+            out.extend(a.relaxations());
+        }
         for l in &self.listeners {
             let name = l.display_name();
             if l.classification == Classification::InConfidence {

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Classification;
-use crate::metrics::{Metrics, Rejection, WorkerCounters};
+use crate::metrics::{ListenerCounters, Metrics, Refusal, Rejection, WorkerCounters};
 use crate::pki::identity::CertIdentity;
 use crate::proxy::{ConnContext, Proxy};
 
@@ -26,11 +26,31 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// connection with a client certificate (full and resumed handshakes alike). Revocation
 /// status checking plugs in here.
 pub trait PostHandshakeCheck: Send + Sync + fmt::Debug {
-    /// Returns `Err(reason)` to drop the connection.
+    /// Returns `Err(refusal)` to drop the connection.
     fn check<'a>(
         &'a self,
         chain: &'a [CertificateDer<'static>],
-    ) -> BoxFuture<'a, Result<(), String>>;
+    ) -> BoxFuture<'a, Result<CheckPass, CheckRefusal>>;
+}
+
+/// What an accepting post-handshake check found (for the audit log).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckPass {
+    /// The source of the leaf's status (`CRL`, `OCSP`); `None` when not checked.
+    pub source: Option<&'static str>,
+    /// Until when that status is current (nextUpdate, Unix seconds).
+    pub valid_until: Option<i64>,
+    /// Answered from the cache.
+    pub cached: bool,
+}
+
+/// Why a post-handshake check refused the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckRefusal {
+    /// The refusal reason for metrics and the audit log.
+    pub reason: Refusal,
+    /// The full message for the log.
+    pub message: String,
 }
 
 /// Called with the client's address when its handshake or status check fails (for abuse
@@ -56,6 +76,8 @@ pub struct ListenerRuntime {
     pub post_check: Option<Arc<dyn PostHandshakeCheck>>,
     /// Failure hook (abuse blocking).
     pub on_failure: Option<FailureHook>,
+    /// This listener's counters in this worker (see [`Metrics::listener_slot`]).
+    pub counters: Arc<ListenerCounters>,
 }
 
 impl fmt::Debug for ListenerRuntime {
@@ -67,18 +89,58 @@ impl fmt::Debug for ListenerRuntime {
     }
 }
 
-fn classify(e: &std::io::Error) -> (Rejection, String) {
-    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-        Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))) => {
-            (Rejection::Certificate, o.0.to_string())
+fn classify(e: &std::io::Error) -> (Rejection, Refusal, String) {
+    use rustls::CertificateError as C;
+    let Some(err) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
+        return (Rejection::Handshake, Refusal::Protocol, e.to_string());
+    };
+    match err {
+        rustls::Error::InvalidCertificate(c) => {
+            let refusal = match c {
+                C::Revoked => Refusal::Revoked,
+                C::Expired | C::ExpiredContext { .. } => Refusal::Expired,
+                C::NotValidYet | C::NotValidYetContext { .. } => Refusal::NotYetValid,
+                C::UnknownIssuer => Refusal::Untrusted,
+                C::BadSignature | C::UnsupportedSignatureAlgorithmContext { .. } => {
+                    Refusal::BadSignature
+                }
+                C::InvalidPurpose | C::InvalidPurposeContext { .. } => Refusal::Eku,
+                C::Other(o) => {
+                    if let Some(r) = o.0.downcast_ref::<crate::revocation::RevocationError>() {
+                        if r.is_revoked() {
+                            Refusal::Revoked
+                        } else {
+                            Refusal::NoCurrentStatus
+                        }
+                    } else if o.0.is::<crate::pki::keypolicy::PolicyRejection>() {
+                        Refusal::KeyPolicy
+                    } else {
+                        Refusal::BadCertificate
+                    }
+                }
+                _ => Refusal::BadCertificate,
+            };
+            let text = match c {
+                C::Other(o) => o.0.to_string(),
+                c => format!("{c:?}"),
+            };
+            (Rejection::Certificate, refusal, text)
         }
-        Some(rustls::Error::InvalidCertificate(c)) => (Rejection::Certificate, format!("{c:?}")),
-        Some(rustls::Error::NoCertificatesPresented) => (
+        rustls::Error::NoCertificatesPresented => (
             Rejection::Handshake,
+            Refusal::NoCertificate,
             "no client certificate presented".into(),
         ),
-        Some(other) => (Rejection::Handshake, other.to_string()),
-        None => (Rejection::Handshake, e.to_string()),
+        other => (Rejection::Handshake, Refusal::Protocol, other.to_string()),
+    }
+}
+
+/// Counts the connection closed when dropped (however the connection task ends).
+struct ClosedGuard(Arc<ListenerCounters>);
+
+impl Drop for ClosedGuard {
+    fn drop(&mut self) {
+        WorkerCounters::inc(&self.0.closed);
     }
 }
 
@@ -111,14 +173,20 @@ pub async fn serve_connection(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let counters: &WorkerCounters = metrics.worker(worker);
+    let lc = &rt.counters;
+    WorkerCounters::inc(&lc.accepted);
+    let _closed = ClosedGuard(lc.clone());
+    let started = std::time::Instant::now();
     let local = stream.local_addr();
     let accept = rt.acceptor.accept(stream).into_fallible();
     let tls = match tokio::time::timeout(rt.handshake_timeout, accept).await {
         Ok(Ok(tls)) => tls,
         Ok(Err((e, stream))) => {
+            lc.handshake_seconds.observe(started.elapsed());
             linger_close(stream).await;
-            let (kind, reason) = classify(&e);
+            let (kind, refusal, reason) = classify(&e);
             counters.reject(kind);
+            lc.refuse(refusal);
             tracing::info!(listener = %rt.name, %peer, %reason, "handshake rejected");
             if let Some(hook) = &rt.on_failure {
                 hook(peer.ip());
@@ -127,12 +195,15 @@ pub async fn serve_connection(
         }
         Err(_) => {
             counters.reject(Rejection::HandshakeTimeout);
+            lc.refuse(Refusal::Timeout);
             tracing::debug!(listener = %rt.name, %peer, "handshake timed out");
             return;
         }
     };
+    lc.handshake_seconds.observe(started.elapsed());
     let (_, session) = tls.get_ref();
-    if session.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+    let resumed = session.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+    if resumed {
         WorkerCounters::inc(&counters.resumed);
     }
     let identity = match session.peer_certificates() {
@@ -140,12 +211,20 @@ pub async fn serve_connection(
             if let Some(check) = &rt.post_check {
                 let verdict = tokio::time::timeout(rt.check_timeout, check.check(chain)).await;
                 let refusal = match verdict {
-                    Ok(Ok(())) => None,
-                    Ok(Err(reason)) => Some(reason),
-                    Err(_) => Some("certificate status check deadline exceeded".to_string()),
+                    Ok(Ok(_pass)) => None,
+                    Ok(Err(r)) => Some(r),
+                    Err(_) => Some(CheckRefusal {
+                        reason: Refusal::NoCurrentStatus,
+                        message: "certificate status check deadline exceeded".to_string(),
+                    }),
                 };
-                if let Some(reason) = refusal {
+                if let Some(CheckRefusal {
+                    reason: refusal,
+                    message: reason,
+                }) = refusal
+                {
                     counters.reject(Rejection::Status);
+                    lc.refuse(refusal);
                     tracing::warn!(listener = %rt.name, %peer, %reason, "connection refused after handshake");
                     if let Some(hook) = &rt.on_failure {
                         hook(peer.ip());
@@ -157,6 +236,7 @@ pub async fn serve_connection(
                 Ok(id) => Some(Arc::new(id)),
                 Err(e) => {
                     counters.reject(Rejection::Certificate);
+                    lc.refuse(Refusal::BadCertificate);
                     tracing::warn!(listener = %rt.name, %peer, error = %e, "unreadable client certificate");
                     return;
                 }
@@ -165,6 +245,7 @@ pub async fn serve_connection(
         _ => None,
     };
     WorkerCounters::inc(&counters.handshakes_ok);
+    WorkerCounters::inc(if resumed { &lc.resumed } else { &lc.full });
 
     if let (Some(backend), Ok(local)) = (rt.proxy.tcp_backend(), local) {
         // Raw TCP mode: certificate + rules, then the stream with a PROXY v2 header.
@@ -192,7 +273,11 @@ pub async fn serve_connection(
         let proxy = proxy.clone();
         let metrics = metrics2.clone();
         async move {
-            Ok::<_, std::convert::Infallible>(proxy.handle(req, &ctx, metrics.worker(worker)).await)
+            let t0 = std::time::Instant::now();
+            let counters = metrics.worker(worker);
+            let resp = proxy.handle(req, &ctx, counters).await;
+            counters.response(resp.status().as_u16(), t0.elapsed());
+            Ok::<_, std::convert::Infallible>(resp)
         }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());

@@ -28,6 +28,9 @@ pub enum StartError {
     /// Required kernel steering is unavailable (or the groups are unusable).
     #[error(transparent)]
     Steering(#[from] crate::steering::SteeringError),
+    /// The admin listener cannot start.
+    #[error(transparent)]
+    Admin(#[from] crate::admin::AdminError),
 }
 
 /// Everything built from the configuration before serving.
@@ -152,9 +155,14 @@ pub struct RunningGateway {
     pub local_addrs: Vec<SocketAddr>,
     /// Data-path counters.
     pub metrics: Metrics,
+    /// The admin listener's address, when `[admin]` is configured.
+    pub admin_addr: Option<SocketAddr>,
+    /// What the admin endpoints read (metrics, readiness, reload outcomes).
+    pub admin_state: Arc<crate::admin::AdminState>,
     shutdown: watch::Sender<bool>,
     workers: Vec<std::thread::JoinHandle<()>>,
     steering: crate::steering::SteeringHandle,
+    admin: Option<crate::admin::AdminHandle>,
 }
 
 impl RunningGateway {
@@ -166,6 +174,7 @@ impl RunningGateway {
     /// Signals shutdown and waits for the workers to drain and stop.
     pub fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        drop(self.admin);
         for w in self.workers {
             let _ = w.join();
         }
@@ -180,6 +189,7 @@ impl RunningGateway {
 
     /// Waits for the workers to stop (after a shutdown signal).
     pub fn join(self) {
+        drop(self.admin);
         for w in self.workers {
             let _ = w.join();
         }
@@ -197,7 +207,7 @@ pub fn start(prepared: Prepared) -> Result<RunningGateway, StartError> {
         tls,
         access,
         revocation,
-        ..
+        revocation_cache,
     } = prepared;
     for r in config.relaxations() {
         tracing::warn!(relaxation = %r, "policy relaxed by configuration");
@@ -233,7 +243,7 @@ pub fn start(prepared: Prepared) -> Result<RunningGateway, StartError> {
             .bind_addr()
             .map_err(|m| ConfigError::invalid(format!("listener[{li}].bind"), m))?;
         let name: Arc<str> = Arc::from(l.display_name());
-        for slot in per_worker.iter_mut() {
+        for (wi, slot) in per_worker.iter_mut().enumerate() {
             let sock = reuseport_listener(addr, 4096)?;
             if addr.port() == 0 {
                 addr = sock
@@ -251,6 +261,7 @@ pub fn start(prepared: Prepared) -> Result<RunningGateway, StartError> {
                     .clone()
                     .map(|c| c as Arc<dyn crate::conn::PostHandshakeCheck>),
                 on_failure: on_failure.clone(),
+                counters: metrics.listener_slot(&name, wi),
             });
             slot.push((sock, rt));
         }
@@ -299,12 +310,38 @@ pub fn start(prepared: Prepared) -> Result<RunningGateway, StartError> {
         };
         workers.push(spawn_worker(plan, metrics.clone(), rx.clone(), grace)?);
     }
+    let admin_state = Arc::new(crate::admin::AdminState::new(
+        metrics.clone(),
+        Some(steering.control()),
+    ));
+    admin_state.live.store(Arc::new(crate::admin::LiveView {
+        revocation_cache,
+        checkers: revocation,
+        config: crate::admin::redacted_config(&config),
+    }));
+    let admin = match &config.admin {
+        Some(a) => Some(
+            crate::admin::start(a, &config.global.crypto_provider, admin_state.clone()).map_err(
+                |e| {
+                    let _ = tx.send(true);
+                    StartError::Admin(e)
+                },
+            )?,
+        ),
+        None => None,
+    };
+    admin_state
+        .listeners_bound
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     Ok(RunningGateway {
         local_addrs,
         metrics,
+        admin_addr: admin.as_ref().map(|a| a.local_addr),
+        admin_state,
         shutdown: tx,
         workers,
         steering,
+        admin,
     })
 }
 

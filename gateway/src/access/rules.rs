@@ -26,7 +26,7 @@ use crate::access::password::PasswordUser;
 use crate::pki::identity::CertIdentity;
 
 /// Whether a rule allows or denies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
     /// Let the request through.
@@ -36,7 +36,7 @@ pub enum Action {
 }
 
 /// Restricts a rule to one way of authenticating.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuthKind {
     /// Clients authenticated by certificate.
@@ -46,7 +46,7 @@ pub enum AuthKind {
 }
 
 /// One `[[listener.rule]]`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
     /// A name for logs (default `rule[N]`).
@@ -102,7 +102,7 @@ pub struct RuleConfig {
 }
 
 /// One `[[listener.route]]`: requests under `path` go to `backend`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// Path prefix (whole segments, like rules).
@@ -626,7 +626,7 @@ mod tests {
     }
 
     fn rules(toml_text: &str) -> RuleSet {
-        #[derive(Deserialize)]
+        #[derive(Deserialize, serde::Serialize)]
         struct W {
             rule: Vec<RuleConfig>,
         }

@@ -164,6 +164,25 @@ impl RevocationChecker {
         &self.cache
     }
 
+    /// The configured CRL files currently loaded (for `/metrics` and `/readyz`).
+    pub fn local_crls(&self) -> Vec<super::cache::CrlOverview> {
+        self.local
+            .load()
+            .iter()
+            .map(|l| super::cache::CrlOverview {
+                source: l.path.display().to_string(),
+                issuer: super::cert::name_string(&l.crl.issuer),
+                this_update: l.crl.this_update,
+                next_update: l.crl.next_update,
+            })
+            .collect()
+    }
+
+    /// The listener's name.
+    pub fn listener(&self) -> &str {
+        &self.listener
+    }
+
     /// Checks the status of a verified client chain now: answered from the cache when
     /// possible, else from OCSP/CRLs under the listener's order, awaited with the fetch
     /// deadline (fetches run on the cache's background runtime; the caller's thread never
@@ -618,15 +637,36 @@ impl crate::conn::PostHandshakeCheck for RevocationChecker {
     fn check<'a>(
         &'a self,
         chain: &'a [CertificateDer<'static>],
-    ) -> crate::conn::BoxFuture<'a, Result<(), String>> {
+    ) -> crate::conn::BoxFuture<'a, Result<crate::conn::CheckPass, crate::conn::CheckRefusal>> {
+        use crate::conn::{CheckPass, CheckRefusal};
+        use crate::metrics::Refusal;
         Box::pin(async move {
-            let (leaf, rest) = chain
-                .split_first()
-                .ok_or_else(|| "no client certificate".to_string())?;
-            RevocationChecker::check(self, leaf, rest)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+            let (leaf, rest) = chain.split_first().ok_or_else(|| CheckRefusal {
+                reason: Refusal::NoCertificate,
+                message: "no client certificate".to_string(),
+            })?;
+            match RevocationChecker::check(self, leaf, rest).await {
+                Ok(Verdict::NotChecked) => Ok(CheckPass::default()),
+                Ok(Verdict::Good(statuses)) => Ok(statuses
+                    .first()
+                    .map(|s| CheckPass {
+                        source: s.source.map(|src| match src {
+                            Source::Ocsp => "OCSP",
+                            Source::Crl => "CRL",
+                        }),
+                        valid_until: Some(s.valid_until),
+                        cached: s.cached,
+                    })
+                    .unwrap_or_default()),
+                Err(e) => Err(CheckRefusal {
+                    reason: if e.is_revoked() {
+                        Refusal::Revoked
+                    } else {
+                        Refusal::NoCurrentStatus
+                    },
+                    message: e.to_string(),
+                }),
+            }
         })
     }
 }
