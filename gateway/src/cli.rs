@@ -194,7 +194,21 @@ fn embedded_default(args: &ServeArgs) -> anyhow::Result<Config> {
     let dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
     let pki = DevPki::ensure(&dir)?;
     let cfg_path = dir.join("gateway.toml");
-    std::fs::write(&cfg_path, pki.default_config_toml(&args.bind))?;
+    let mut toml = pki.default_config_toml(&args.bind);
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        // Started as root on a development machine: the state directory is root's, so
+        // switching to another user would lock the gateway out of its own CRL file. Keep
+        // uid 0 (every capability is still dropped), as an explicit, logged relaxation.
+        toml = toml.replacen(
+            "[global]\n",
+            "[global]\n# Started as root: keep uid 0 after start-up (relaxation; capabilities are dropped).\n\
+             # For production, set user = \"gateway\" instead (a user that can read these files).\n\
+             allow_root = true\n",
+            1,
+        );
+    }
+    std::fs::write(&cfg_path, toml)?;
     let cfg = Config::load(&cfg_path)?;
     let port = cfg.listeners[0]
         .bind_addr()

@@ -31,6 +31,9 @@ pub enum StartError {
     /// The admin listener cannot start.
     #[error(transparent)]
     Admin(#[from] crate::admin::AdminError),
+    /// Privileges could not be dropped (or would not be: root without `global.user`).
+    #[error(transparent)]
+    Privileges(#[from] crate::privileges::PrivilegeError),
 }
 
 /// Everything built from the configuration before serving.
@@ -197,11 +200,28 @@ impl RunningGateway {
     }
 }
 
-/// Starts the workers for a prepared configuration.
+/// Starts the workers for a prepared configuration, keeping the process's privileges (for
+/// embedding and tests; `gateway serve` uses [`start_unprivileged`]).
 ///
 /// # Errors
 /// [`StartError`] if a socket cannot be bound or a worker cannot start.
 pub fn start(prepared: Prepared) -> Result<RunningGateway, StartError> {
+    start_inner(prepared, false)
+}
+
+/// Starts the workers like [`start`], but drops privileges once the sockets are bound and
+/// the eBPF programs attached, before any worker thread exists: switches to
+/// `global.user`/`global.group`, drops every capability on every thread, sets
+/// no_new_privs (see [`crate::privileges`]).
+///
+/// # Errors
+/// [`StartError`] as [`start`], and [`StartError::Privileges`] when the drop fails or the
+/// process would keep running as root without `global.allow_root`.
+pub fn start_unprivileged(prepared: Prepared) -> Result<RunningGateway, StartError> {
+    start_inner(prepared, true)
+}
+
+fn start_inner(prepared: Prepared, drop_privileges: bool) -> Result<RunningGateway, StartError> {
     let Prepared {
         config,
         tls,
@@ -294,6 +314,17 @@ pub fn start(prepared: Prepared) -> Result<RunningGateway, StartError> {
     };
     failures.connect(steering.control());
 
+    if drop_privileges {
+        let d = crate::privileges::drop_privileges(&config.global.privileges())?;
+        tracing::info!(
+            uid = d.uid,
+            gid = d.gid,
+            threads = d.threads,
+            bounding_set_cleared = d.bounding_cleared,
+            "privileges dropped: every capability cleared, no_new_privs set"
+        );
+    }
+
     let grace = Duration::from_secs(config.global.shutdown_grace_secs);
     let mut workers = Vec::with_capacity(n);
     for (index, sockets) in per_worker.into_iter().enumerate() {
@@ -352,7 +383,7 @@ pub fn start(prepared: Prepared) -> Result<RunningGateway, StartError> {
 pub fn run_until_signal(prepared: Prepared) -> Result<(), StartError> {
     let interval = prepared.config.global.metrics_interval_secs;
     let revocation_cache = prepared.revocation_cache.clone();
-    let running = start(prepared)?;
+    let running = start_unprivileged(prepared)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

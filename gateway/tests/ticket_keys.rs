@@ -40,7 +40,7 @@ fn start(dir: &Path, tag: &str, ticket_keys: Option<&Path>) -> Gw {
         .map(|k| format!("ticket_keys = {:?}\n", k.display().to_string()))
         .unwrap_or_default();
     let text = format!(
-        "[global]\nworkers = 1\nmetrics_interval_secs = 0\nshutdown_grace_secs = 1\n{keys}\n\
+        "[global]\nworkers = 1\nmetrics_interval_secs = 0\nshutdown_grace_secs = 1\nallow_root = true\n{keys}\n\
          [[listener]]\nname = \"edge\"\nbind = \"127.0.0.1:{port}\"\nbackend = \"builtin:identity\"\n\
          server_cert = {}\nserver_key = {}\ntrusted_cas = [{}]\n\
          [listener.revocation]\norder = \"crl-only\"\ncrl_files = [{}]\n",

@@ -642,8 +642,9 @@ impl crate::conn::PostHandshakeCheck for RevocationChecker {
         use crate::metrics::Refusal;
         Box::pin(async move {
             let (leaf, rest) = chain.split_first().ok_or_else(|| CheckRefusal {
-                reason: Refusal::NoCertificate,
-                message: "no client certificate".to_string(),
+                reason: "no client certificate".to_string(),
+                refusal: Refusal::NoCertificate,
+                client_fault: true,
             })?;
             match RevocationChecker::check(self, leaf, rest).await {
                 Ok(Verdict::NotChecked) => Ok(CheckPass::default()),
@@ -659,12 +660,15 @@ impl crate::conn::PostHandshakeCheck for RevocationChecker {
                     })
                     .unwrap_or_default()),
                 Err(e) => Err(CheckRefusal {
-                    reason: if e.is_revoked() {
+                    refusal: if e.is_revoked() {
                         Refusal::Revoked
                     } else {
                         Refusal::NoCurrentStatus
                     },
-                    message: e.to_string(),
+                    // Revoked: the client's certificate is bad. Anything else (unreachable,
+                    // stale, unknown...) is the status sources' failure, not the client's.
+                    client_fault: e.is_revoked(),
+                    reason: e.to_string(),
                 }),
             }
         })
