@@ -206,6 +206,9 @@ pub struct ListenerConfig {
     /// Request path canonicalisation: `[listener.paths]` (strict by default).
     #[serde(default)]
     pub paths: crate::proxy::path::PathOptions,
+    /// Trusted proxies for forwarding headers: `[listener.forwarding]` (none by default).
+    #[serde(default)]
+    pub forwarding: crate::proxy::headers::ForwardingConfig,
 }
 
 fn default_classification() -> Classification {
@@ -402,6 +405,12 @@ impl Config {
                     "listener {name}: ChaCha20-Poly1305 suites enabled (not AES-GCM)"
                 ));
             }
+            out.extend(
+                l.forwarding
+                    .relaxations()
+                    .into_iter()
+                    .map(|r| format!("listener {name}: {r}")),
+            );
             out.extend(
                 l.paths
                     .relaxations()

@@ -28,6 +28,8 @@ pub struct AccessPlan {
     targets: Vec<Target>,
     /// How request paths are canonicalised before rules, routes and forwarding.
     pub paths: crate::proxy::path::PathOptions,
+    /// Which peers may make forwarding claims.
+    pub forwarding: crate::proxy::headers::ForwardingConfig,
 }
 
 impl AccessPlan {
@@ -111,5 +113,6 @@ pub fn build_plan(
         routes,
         targets,
         paths: l.paths,
+        forwarding: l.forwarding.clone(),
     })
 }

@@ -38,6 +38,8 @@ pub struct ConnContext {
     pub identity_headers: Option<IdentityHeaders>,
     /// Listener classification.
     pub classification: Classification,
+    /// The client address as an `X-Forwarded-For` value, computed once per connection.
+    pub forwarded_for: HeaderValue,
 }
 
 impl ConnContext {
@@ -53,6 +55,7 @@ impl ConnContext {
             identity,
             identity_headers,
             classification,
+            forwarded_for: headers::forwarded_for_value(peer.ip()),
         }
     }
 }
@@ -213,6 +216,16 @@ impl Proxy {
                 return owned_text_response(StatusCode::BAD_REQUEST, format!("{e}\n"));
             }
         };
+        // One host: a single valid Host (HTTP/1.1), equal to :authority (HTTP/2).
+        let version = req.version();
+        let authority = req.uri().authority().cloned();
+        let host = match headers::check_host(req.headers_mut(), version, authority.as_ref()) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::info!(peer = %ctx.peer, reason = %e, "request refused: ambiguous host");
+                return owned_text_response(StatusCode::BAD_REQUEST, format!("{e}\n"));
+            }
+        };
         // Access decision: certificate alone if one was verified; else (IN CONFIDENCE)
         // Basic credentials; then the rules. SENSITIVE listeners never look at passwords.
         let mut password_user = None;
@@ -246,15 +259,21 @@ impl Proxy {
                 return r;
             }
         };
+        // Identity hygiene: the backend learns who the client is from the gateway only.
+        let trusted_proxy = self
+            .plan
+            .as_ref()
+            .is_some_and(|p| p.forwarding.is_trusted(ctx.peer.ip()));
         let h = req.headers_mut();
         headers::strip_hop_by_hop(h);
-        headers::strip_identity(h);
-        if password_user.is_some() {
-            // The backend gets the user name, never the password.
-            h.remove(http::header::AUTHORIZATION);
+        // Also `Authorization`: a password user's credentials never reach the backend, and
+        // a certificate client is judged by its certificate alone.
+        let stripped = headers::strip_client_claims(h, trusted_proxy);
+        if stripped > 0 {
+            tracing::debug!(peer = %ctx.peer, stripped, "client identity/forwarding headers removed");
         }
         id_headers.apply(h);
-        headers::set_forwarded(h, ctx.peer.ip());
+        headers::set_forwarded(h, &ctx.forwarded_for, host, trusted_proxy);
 
         let index = self
             .plan
@@ -264,33 +283,29 @@ impl Proxy {
         let Some(target) = self.targets.get(index) else {
             return text_response(StatusCode::INTERNAL_SERVER_ERROR, "no backend\n");
         };
-        let (scheme, authority) = match (&target.backend, &target.base) {
-            (Backend::BuiltinIdentity, _) => return builtin::identity_response(&req),
-            (_, Some(base)) => base.clone(),
-            (_, None) => {
-                return text_response(StatusCode::INTERNAL_SERVER_ERROR, "no http backend\n")
-            }
-        };
-        if !req.headers().contains_key(http::header::HOST) {
-            if let Some(a) = req.uri().authority().cloned() {
-                if let Ok(v) = HeaderValue::from_str(a.as_str()) {
-                    req.headers_mut().insert(http::header::HOST, v);
-                }
-            }
-        }
         // Exactly the path the rules matched, then the client's query as sent.
         let mut pq = path.into_string();
         if let Some(q) = req.uri().query() {
             pq.push('?');
             pq.push_str(q);
         }
+        let Ok(pq) = PathAndQuery::from_maybe_shared(Bytes::from(pq)) else {
+            return text_response(StatusCode::BAD_REQUEST, "bad request target\n");
+        };
+        let (scheme, authority) = match (&target.backend, &target.base) {
+            (Backend::BuiltinIdentity, _) => {
+                *req.uri_mut() = Uri::from(pq);
+                return builtin::identity_response(&req);
+            }
+            (_, Some(base)) => base.clone(),
+            (_, None) => {
+                return text_response(StatusCode::INTERNAL_SERVER_ERROR, "no http backend\n")
+            }
+        };
         let mut parts = http::uri::Parts::default();
         parts.scheme = Some(scheme);
         parts.authority = Some(authority);
-        parts.path_and_query = match PathAndQuery::from_maybe_shared(Bytes::from(pq)) {
-            Ok(pq) => Some(pq),
-            Err(_) => return text_response(StatusCode::BAD_REQUEST, "bad request target\n"),
-        };
+        parts.path_and_query = Some(pq);
         *req.uri_mut() = match Uri::from_parts(parts) {
             Ok(u) => u,
             Err(_) => return text_response(StatusCode::BAD_REQUEST, "bad request target\n"),
