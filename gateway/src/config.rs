@@ -50,6 +50,9 @@ impl ConfigError {
 }
 
 /// The whole configuration file.
+///
+/// Every type in it derives `serde::Serialize` too: the admin listener's `/config` shows the
+/// effective configuration (defaults filled in, secrets redacted).
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
