@@ -309,8 +309,8 @@ impl Collector for GatewayCollector {
         )?;
 
         // Revocation.
-        let live = st.live.load();
-        if let Some(cache) = &live.revocation_cache {
+        let plan = st.plan.load();
+        if let Some(cache) = &plan.revocation_cache {
             let m = cache.metrics();
             counter_family(
                 &mut enc,
@@ -401,7 +401,7 @@ impl Collector for GatewayCollector {
             )?;
         }
         let now = now_unix();
-        let crl_rows: Vec<_> = super::all_crls(&live)
+        let crl_rows: Vec<_> = super::all_crls(&plan)
             .into_iter()
             .map(|c| {
                 (

@@ -9,114 +9,19 @@
 pub mod exposition;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
-use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{AdminConfig, AdminTlsConfig, ConfigError};
 use crate::metrics::Metrics;
+use crate::plan::{GatewayPlan, SharedPlan};
 use crate::revocation::cache::CrlOverview;
-use crate::revocation::{RevocationCache, RevocationChecker};
-
-/// `[admin]`: the admin listener.
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct AdminConfig {
-    /// Address to listen on. Not loopback: a relaxation (logged); use `[admin.tls]` then.
-    pub bind: String,
-    /// Mutual TLS for the admin listener.
-    #[serde(default)]
-    pub tls: Option<AdminTlsConfig>,
-}
-
-/// `[admin.tls]`: the admin listener's own certificate and the CA its clients must chain to.
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct AdminTlsConfig {
-    /// PEM chain, leaf first.
-    pub server_cert: PathBuf,
-    /// PEM private key.
-    pub server_key: PathBuf,
-    /// PEM files (or directories) of the CAs admin clients' certificates must chain to.
-    pub client_cas: Vec<PathBuf>,
-}
-
-impl AdminConfig {
-    /// The parsed bind address.
-    ///
-    /// # Errors
-    /// A message saying what is wrong.
-    pub fn bind_addr(&self) -> Result<SocketAddr, String> {
-        self.bind
-            .parse()
-            .map_err(|e| format!("{:?} is not an IP:port socket address ({e})", self.bind))
-    }
-
-    /// Checks the shape (address parses, TLS lists a CA).
-    ///
-    /// # Errors
-    /// `(key, message)`.
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        self.bind_addr().map_err(|m| ("bind".to_string(), m))?;
-        if let Some(t) = &self.tls {
-            if t.client_cas.is_empty() {
-                return Err((
-                    "tls.client_cas".into(),
-                    "at least one CA for admin clients is required".into(),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// Relaxations: a non-loopback bind (without or with mTLS).
-    pub fn relaxations(&self) -> Vec<String> {
-        match self.bind_addr() {
-            Ok(a) if !a.ip().is_loopback() => vec![format!(
-                "admin.bind = {:?} is not loopback: metrics and configuration reachable from the network{}",
-                self.bind,
-                if self.tls.is_some() {
-                    " (mutual TLS required)"
-                } else {
-                    " WITHOUT authentication"
-                }
-            )],
-            _ => Vec::new(),
-        }
-    }
-
-    pub(crate) fn resolve_paths(&mut self, base: &Path) {
-        if let Some(t) = &mut self.tls {
-            for p in std::iter::once(&mut t.server_cert)
-                .chain(std::iter::once(&mut t.server_key))
-                .chain(t.client_cas.iter_mut())
-            {
-                if p.is_relative() {
-                    *p = base.join(&*p);
-                }
-            }
-        }
-    }
-}
-
-/// What can change on reload, swapped as a whole.
-#[derive(Debug, Default)]
-pub struct LiveView {
-    /// The process-wide revocation cache.
-    pub revocation_cache: Option<Arc<RevocationCache>>,
-    /// Each listener's revocation checker.
-    pub checkers: Vec<Option<Arc<RevocationChecker>>>,
-    /// The effective configuration, redacted, as JSON.
-    pub config: serde_json::Value,
-}
 
 /// Reload outcomes.
 #[derive(Debug, Default)]
@@ -138,8 +43,8 @@ pub struct AdminState {
     pub metrics: Metrics,
     /// Kernel steering state.
     pub steering: Option<crate::steering::SteeringControl>,
-    /// The current configuration's view.
-    pub live: ArcSwap<LiveView>,
+    /// The plan being served (swapped by a reload).
+    pub plan: SharedPlan,
     /// Reload outcomes.
     pub reloads: ReloadStats,
     /// Set once every listener socket is bound and the workers run.
@@ -147,12 +52,16 @@ pub struct AdminState {
 }
 
 impl AdminState {
-    /// A state for `metrics`, not ready yet.
-    pub fn new(metrics: Metrics, steering: Option<crate::steering::SteeringControl>) -> Self {
+    /// A state for `metrics` and `plan`, not ready yet.
+    pub fn new(
+        metrics: Metrics,
+        steering: Option<crate::steering::SteeringControl>,
+        plan: SharedPlan,
+    ) -> Self {
         let st = AdminState {
             metrics,
             steering,
-            live: ArcSwap::from_pointee(LiveView::default()),
+            plan,
             reloads: ReloadStats::default(),
             listeners_bound: AtomicBool::new(false),
         };
@@ -168,14 +77,14 @@ fn now_unix() -> i64 {
 }
 
 /// Every CRL the gateway holds: configured files of each listener and downloaded ones.
-pub fn all_crls(live: &LiveView) -> Vec<CrlOverview> {
-    let mut out: Vec<CrlOverview> = live
-        .checkers
+pub fn all_crls(plan: &GatewayPlan) -> Vec<CrlOverview> {
+    let mut out: Vec<CrlOverview> = plan
+        .listeners
         .iter()
-        .flatten()
+        .filter_map(|l| l.revocation.as_ref())
         .flat_map(|c| c.local_crls())
         .collect();
-    if let Some(cache) = &live.revocation_cache {
+    if let Some(cache) = &plan.revocation_cache {
         out.extend(cache.crls());
     }
     out.sort_by(|a, b| a.source.cmp(&b.source));
@@ -193,7 +102,7 @@ pub fn readiness(st: &AdminState) -> Result<(), String> {
         problems.push("listeners not bound yet".to_string());
     }
     let now = now_unix();
-    for c in all_crls(&st.live.load()) {
+    for c in all_crls(&st.plan.load()) {
         if c.next_update < now {
             problems.push(format!(
                 "CRL {} (issuer {}) expired {} s ago: its clients are refused until a current one is had",
@@ -208,36 +117,6 @@ pub fn readiness(st: &AdminState) -> Result<(), String> {
     } else {
         Err(problems.join("\n"))
     }
-}
-
-/// The configuration as JSON with secrets redacted (keys naming a password, secret or token
-/// that hold an inline value; file paths are kept).
-pub fn redacted_config(cfg: &Config) -> serde_json::Value {
-    fn walk(v: &mut serde_json::Value) {
-        match v {
-            serde_json::Value::Object(m) => {
-                for (k, val) in m.iter_mut() {
-                    let k = k.to_ascii_lowercase();
-                    let secret =
-                        (k.contains("password") || k.contains("secret") || k.contains("token"))
-                            && !k.ends_with("_file")
-                            && !k.ends_with("_files");
-                    if secret && !val.is_null() && !val.is_boolean() && !val.is_number() {
-                        *val = serde_json::Value::String("<redacted>".into());
-                    } else {
-                        walk(val);
-                    }
-                }
-            }
-            serde_json::Value::Array(a) => a.iter_mut().for_each(walk),
-            _ => {}
-        }
-    }
-    let mut v = serde_json::to_value(cfg).unwrap_or_else(
-        |e| serde_json::json!({ "error": format!("configuration not serialisable: {e}") }),
-    );
-    walk(&mut v);
-    v
 }
 
 /// Errors starting the admin listener.
@@ -436,7 +315,7 @@ fn route(req: &Request<hyper::body::Incoming>, st: &Arc<AdminState>) -> Response
             ),
         },
         "/config" => {
-            let body = serde_json::to_string_pretty(&st.live.load().config)
+            let body = serde_json::to_string_pretty(&st.plan.load().effective_config)
                 .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
             text(StatusCode::OK, "application/json", body + "\n")
         }

@@ -36,23 +36,7 @@ impl RevocationOrder {
     }
 }
 
-/// A status source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Source {
-    /// An OCSP responder.
-    Ocsp,
-    /// A CRL (fetched from a distribution point or a configured file).
-    Crl,
-}
-
-impl std::fmt::Display for Source {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Source::Ocsp => "OCSP",
-            Source::Crl => "CRL",
-        })
-    }
-}
+pub use crate::status::Source;
 
 /// Hash algorithm of the OCSP CertID.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
