@@ -39,7 +39,7 @@ pub struct AccessConfig {
     /// a check beyond it is answered at once with 503 and `Retry-After` (a flood never
     /// queues unbounded argon2 work or holds connections for long). At least 1.
     pub max_queued_checks: usize,
-    /// Seconds a successful password check is remembered (keyed hash of the credentials),
+    /// Seconds a successful password check is remembered (HMAC of the credentials),
     /// so a browser re-sending Basic credentials does not cost an argon2 check per request;
     /// 0 disables.
     pub login_cache_secs: u64,

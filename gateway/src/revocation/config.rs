@@ -92,7 +92,9 @@ pub struct RevocationConfig {
     pub ocsp_get: bool,
     /// Accept a certificate whose status cannot be had. A relaxation, logged at start-up.
     pub soft_fail: bool,
-    /// Upper bound on per-certificate cache entries.
+    /// Upper bound on per-certificate status cache entries. The cache is process-wide
+    /// (shared by every listener and upstream checker): with several listeners the smallest
+    /// value among those that check status bounds it for all.
     pub cache_max_entries: usize,
     /// Staple OCSP responses for the listener's own server certificate (fetched from its
     /// AIA responder, refreshed ahead of nextUpdate, stapled only while current and good).

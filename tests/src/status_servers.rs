@@ -211,13 +211,16 @@ pub fn serve(handler: Handler) -> SocketAddr {
     addr
 }
 
-/// A CRL server: the current CRL bytes can be replaced; counts requests; ETag support.
+/// The one CRL test server: the current CRL bytes can be replaced; counts requests; ETag
+/// support; an optional status to answer instead and an optional delay before each answer
+/// (so concurrent fetches really overlap).
 #[derive(Clone, Default)]
 pub struct CrlServer {
     pub body: Arc<Mutex<Vec<u8>>>,
     pub requests: Arc<AtomicUsize>,
     pub not_modified: Arc<AtomicUsize>,
     pub status: Arc<Mutex<Option<StatusCode>>>,
+    pub delay: Arc<Mutex<Duration>>,
 }
 
 impl CrlServer {
@@ -257,7 +260,7 @@ impl CrlServer {
                     ("content-type", "application/pkix-crl".into()),
                 ],
                 body,
-                delay: Duration::ZERO,
+                delay: *st.delay.lock().unwrap(),
             }
         }));
         (s, format!("http://{addr}/ca.crl"))
@@ -417,13 +420,6 @@ impl Drop for OpensslResponder {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-pub fn openssl_available() -> bool {
-    std::process::Command::new("openssl")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success())
 }
 
 pub fn start_openssl_ocsp(ca: &Ca, entries: &[(u64, bool)]) -> OpensslResponder {
