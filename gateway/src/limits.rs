@@ -29,7 +29,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 /// `[listener.limits]` as written in the configuration (seconds and counts).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// TCP accept to completed TLS handshake.

@@ -76,6 +76,25 @@ pub struct RevocationChecker {
 }
 
 impl RevocationChecker {
+    /// The configured CRL files currently loaded (for `/metrics` and `/readyz`).
+    pub fn local_crls(&self) -> Vec<super::cache::CrlOverview> {
+        self.local
+            .load()
+            .iter()
+            .map(|l| super::cache::CrlOverview {
+                source: l.path.display().to_string(),
+                issuer: super::cert::name_string(&l.crl.issuer),
+                this_update: l.crl.this_update,
+                next_update: l.crl.next_update,
+            })
+            .collect()
+    }
+
+    /// The listener's name.
+    pub fn listener(&self) -> &str {
+        &self.listener
+    }
+
     /// Builds the checker of listener `listener` trusting `anchors` (the listener's trusted
     /// CAs: a leaf's issuer may be a trust anchor the client does not send).
     ///
