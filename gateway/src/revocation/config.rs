@@ -85,7 +85,8 @@ pub struct RevocationConfig {
     pub enabled: bool,
     /// `ocsp-first` (default), `crl-first`, `ocsp-only` or `crl-only`.
     pub order: RevocationOrder,
-    /// Also check the intermediates of the client chain (default: the leaf only).
+    /// Also check the intermediates of the chain (default `true`: every certificate of the
+    /// validated path but the trust anchor; `false` checks the leaf only, a relaxation).
     pub check_intermediates: bool,
     /// CRL files (DER or PEM) consulted in addition to the distribution points.
     pub crl_files: Vec<PathBuf>,
@@ -120,7 +121,7 @@ impl Default for RevocationConfig {
         RevocationConfig {
             enabled: true,
             order: RevocationOrder::OcspFirst,
-            check_intermediates: false,
+            check_intermediates: true,
             crl_files: Vec::new(),
             ocsp_responders: Vec::new(),
             fetch_timeout_ms: 3000,
@@ -217,6 +218,12 @@ impl RevocationConfig {
         if self.soft_fail {
             out.push(
                 "revocation.soft_fail = true: certificates are accepted when no current CRL or OCSP status can be had"
+                    .to_string(),
+            );
+        }
+        if !self.check_intermediates {
+            out.push(
+                "revocation.check_intermediates = false: a revoked intermediate CA is not noticed (only the leaf's status is checked)"
                     .to_string(),
             );
         }

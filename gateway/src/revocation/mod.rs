@@ -13,6 +13,7 @@ pub mod cert;
 pub mod checker;
 pub mod config;
 pub mod crl;
+pub mod crl_status;
 pub mod der;
 pub mod error;
 pub mod fetch;
@@ -70,6 +71,7 @@ pub fn checker_for_listener(
         CheckerError::File { key: k, message } => {
             ConfigError::invalid(key(&format!("revocation.{k}")), message)
         }
+        CheckerError::Anchors { message } => ConfigError::invalid(key("trusted_cas"), message),
     })
 }
 

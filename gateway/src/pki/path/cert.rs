@@ -55,6 +55,107 @@ impl DpName {
     }
 }
 
+/// The nameRelativeToCRLIssuer of a DistributionPoint or IssuingDistributionPoint, given
+/// the SEQUENCE contents (x509-parser drops this form, so it is read here).
+pub fn relative_name_in(seq_contents: &[u8]) -> Option<NormName> {
+    let mut r = Reader::new(seq_contents);
+    let field = r.expect(0xa0)?;
+    let choice = Reader::new(field.value).expect(0xa1)?;
+    let set = tlv(0x31, choice.value);
+    NormName::from_der(&tlv(0x30, &set))
+}
+
+fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let n = content.len();
+    if n < 0x80 {
+        out.push(n as u8);
+    } else {
+        let bytes = n.to_be_bytes();
+        let skip = bytes.iter().take_while(|&&b| b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// Parses a cRLDistributionPoints extension value.
+pub fn parse_cdp(value: &[u8]) -> Option<Vec<DistPoint>> {
+    let seq = Reader::new(value).expect(0x30)?;
+    let mut r = Reader::new(seq.value);
+    let mut out = Vec::new();
+    while !r.is_empty() {
+        let dp = r.expect(0x30)?;
+        let mut f = Reader::new(dp.value);
+        let mut point = DistPoint {
+            name: None,
+            reasons: None,
+            crl_issuer: Vec::new(),
+        };
+        if let Some(n) = f.expect(0xa0) {
+            point.name = Some(parse_dp_name(n.value)?);
+        }
+        if let Some(bits) = f.expect(0x81) {
+            point.reasons = Some(reason_flags(bits.value));
+        }
+        if let Some(iss) = f.expect(0xa2) {
+            point.crl_issuer = general_names(iss.value)?;
+        }
+        if !f.is_empty() {
+            return None;
+        }
+        out.push(point);
+    }
+    Some(out)
+}
+
+/// A DistributionPointName (the CHOICE inside the [0] field).
+pub fn parse_dp_name(field: &[u8]) -> Option<DpName> {
+    let mut r = Reader::new(field);
+    match r.peek_tag()? {
+        0xa0 => Some(DpName::Full(general_names(r.next()?.value)?)),
+        0xa1 => {
+            let choice = r.next()?;
+            let set = tlv(0x31, choice.value);
+            NormName::from_der(&tlv(0x30, &set)).map(DpName::Relative)
+        }
+        _ => None,
+    }
+}
+
+/// ReasonFlags BIT STRING contents to x509-parser's layout (bit n = reason n).
+pub fn reason_flags(bits: &[u8]) -> u16 {
+    let mut flags = 0u16;
+    for (i, byte) in bits.iter().skip(1).take(2).enumerate() {
+        for j in 0..8 {
+            if byte & (0x80 >> j) != 0 {
+                flags |= 1 << (i * 8 + j);
+            }
+        }
+    }
+    flags
+}
+
+/// GeneralNames contents to comparable names.
+pub fn general_names(contents: &[u8]) -> Option<Vec<GenName>> {
+    let mut r = Reader::new(contents);
+    let mut out = Vec::new();
+    while !r.is_empty() {
+        let g = r.next()?;
+        let text = || std::str::from_utf8(g.value).ok().map(str::to_string);
+        out.push(match g.tag {
+            0x81 => GenName::Email(text()?),
+            0x82 => GenName::Dns(text()?),
+            0x86 => GenName::Uri(text()?),
+            0x87 => GenName::Ip(g.value.to_vec()),
+            0xa4 => GenName::Dir(NormName::from_der(g.value)?),
+            t => GenName::Other(t & 0x1f),
+        });
+    }
+    Some(out)
+}
+
 /// keyUsage bits in x509-parser's layout.
 pub mod ku {
     /// digitalSignature.
@@ -116,17 +217,17 @@ pub struct ParsedCert {
 
 /// Extensions processed by path validation (or harmless when critical).
 const KNOWN: &[&str] = &[
-    "2.5.29.15", // keyUsage
-    "2.5.29.19", // basicConstraints
-    "2.5.29.17", // subjectAltName
-    "2.5.29.30", // nameConstraints
-    "2.5.29.37", // extKeyUsage (checked on the leaf by the key policy)
-    "2.5.29.32", // certificatePolicies (initial policy set anyPolicy, no explicit policy)
-    "2.5.29.35", // authorityKeyIdentifier
-    "2.5.29.14", // subjectKeyIdentifier
-    "2.5.29.31", // cRLDistributionPoints
+    "2.5.29.15",         // keyUsage
+    "2.5.29.19",         // basicConstraints
+    "2.5.29.17",         // subjectAltName
+    "2.5.29.30",         // nameConstraints
+    "2.5.29.37",         // extKeyUsage (checked on the leaf by the key policy)
+    "2.5.29.32",         // certificatePolicies (initial policy set anyPolicy, no explicit policy)
+    "2.5.29.35",         // authorityKeyIdentifier
+    "2.5.29.14",         // subjectKeyIdentifier
+    "2.5.29.31",         // cRLDistributionPoints
     "1.3.6.1.5.5.7.1.1", // authorityInfoAccess
-    "2.5.29.18", // issuerAltName
+    "2.5.29.18",         // issuerAltName
 ];
 
 fn malformed(what: &str) -> PathError {
@@ -144,30 +245,46 @@ impl ParsedCert {
         Self::parse_with_digest(Arc::from(der), digest)
     }
 
-    pub(crate) fn parse_with_digest(der: Arc<[u8]>, digest: [u8; 32]) -> Result<ParsedCert, PathError> {
+    pub(crate) fn parse_with_digest(
+        der: Arc<[u8]>,
+        digest: [u8; 32],
+    ) -> Result<ParsedCert, PathError> {
         let d: &[u8] = &der;
         let mut top = Reader::new(d);
-        let cert = top.expect(0x30).ok_or_else(|| malformed("not a DER SEQUENCE"))?;
+        let cert = top
+            .expect(0x30)
+            .ok_or_else(|| malformed("not a DER SEQUENCE"))?;
         if !top.is_empty() {
             return Err(malformed("trailing data after the certificate"));
         }
         let mut outer = Reader::new(cert.value);
-        let tbs = outer.expect(0x30).ok_or_else(|| malformed("tbsCertificate"))?;
-        let sig_alg = outer.expect(0x30).ok_or_else(|| malformed("signatureAlgorithm"))?;
-        let sig = outer.expect(0x03).ok_or_else(|| malformed("signatureValue"))?;
+        let tbs = outer
+            .expect(0x30)
+            .ok_or_else(|| malformed("tbsCertificate"))?;
+        let sig_alg = outer
+            .expect(0x30)
+            .ok_or_else(|| malformed("signatureAlgorithm"))?;
+        let sig = outer
+            .expect(0x03)
+            .ok_or_else(|| malformed("signatureValue"))?;
         if sig.value.first() != Some(&0) {
             return Err(malformed("signature BIT STRING has unused bits"));
         }
-        let (_, x) = X509Certificate::from_der(d)
-            .map_err(|e| malformed(&format!("does not parse: {e}")))?;
+        let (_, x) =
+            X509Certificate::from_der(d).map_err(|e| malformed(&format!("does not parse: {e}")))?;
         let spki = x.public_key();
         let spki_raw = spki.raw;
         let mut s = Reader::new(spki_raw);
-        let spki_seq = s.expect(0x30).ok_or_else(|| malformed("subjectPublicKeyInfo"))?;
+        let spki_seq = s
+            .expect(0x30)
+            .ok_or_else(|| malformed("subjectPublicKeyInfo"))?;
         let mut s = Reader::new(spki_seq.value);
         let spki_alg = s.expect(0x30).ok_or_else(|| malformed("SPKI algorithm"))?;
         let key_bits = s.expect(0x03).ok_or_else(|| malformed("SPKI key"))?;
-        let key = key_bits.value.get(1..).ok_or_else(|| malformed("SPKI key"))?;
+        let key = key_bits
+            .value
+            .get(1..)
+            .ok_or_else(|| malformed("SPKI key"))?;
 
         let mut c = ParsedCert {
             tbs: range_in(d, tbs.raw),
@@ -211,9 +328,10 @@ impl ParsedCert {
                 ParsedExtension::KeyUsage(k) => c.key_usage = Some(k.flags),
                 ParsedExtension::NameConstraints(nc) => {
                     c.name_constraints = Some(NameConstraints {
-                        permitted: nc.permitted_subtrees.as_ref().map(|v| {
-                            v.iter().map(|s| GenName::from_x509(&s.base)).collect()
-                        }),
+                        permitted: nc
+                            .permitted_subtrees
+                            .as_ref()
+                            .map(|v| v.iter().map(|s| GenName::from_x509(&s.base)).collect()),
                         excluded: nc
                             .excluded_subtrees
                             .as_ref()
@@ -224,17 +342,12 @@ impl ParsedCert {
                 ParsedExtension::SubjectAlternativeName(san) => {
                     c.san = san.general_names.iter().map(GenName::from_x509).collect();
                 }
-                ParsedExtension::CRLDistributionPoints(cdp) => {
-                    for p in &cdp.points {
-                        let dp = DistPoint {
-                            name: p.distribution_point.as_ref().map(DpName::from_x509),
-                            reasons: p.reasons.as_ref().map(|r| r.flags),
-                            crl_issuer: p
-                                .crl_issuer
-                                .as_ref()
-                                .map(|v| v.iter().map(GenName::from_x509).collect())
-                                .unwrap_or_default(),
-                        };
+                ParsedExtension::CRLDistributionPoints(_) => {
+                    // Read by hand: x509-parser drops nameRelativeToCRLIssuer (and with it the
+                    // rest of the distribution point).
+                    c.cdp = parse_cdp(ext.value)
+                        .ok_or_else(|| malformed("cRLDistributionPoints does not parse"))?;
+                    for dp in &c.cdp {
                         if let Some(DpName::Full(names)) = &dp.name {
                             for n in names {
                                 if let GenName::Uri(u) = n {
@@ -244,7 +357,6 @@ impl ParsedCert {
                                 }
                             }
                         }
-                        c.cdp.push(dp);
                     }
                 }
                 ParsedExtension::AuthorityKeyIdentifier(aki) => {
@@ -252,7 +364,9 @@ impl ParsedCert {
                 }
                 ParsedExtension::SubjectKeyIdentifier(k) => c.ski = Some(k.0.to_vec()),
                 ParsedExtension::ParseError { error } => {
-                    return Err(malformed(&format!("extension {oid} does not parse: {error}")));
+                    return Err(malformed(&format!(
+                        "extension {oid} does not parse: {error}"
+                    )));
                 }
                 _ => {}
             }

@@ -4,6 +4,7 @@
 /// One TLV: its tag, the whole encoding and the contents.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Tlv<'a> {
+    #[allow(dead_code)]
     pub tag: u8,
     pub raw: &'a [u8],
     pub value: &'a [u8],

@@ -74,9 +74,9 @@ pub fn validate_path(
     time: i64,
     policy: &PathPolicy,
 ) -> Result<ValidatedPath, PathError> {
-    let (target, rest) = chain.split_first().ok_or_else(|| {
-        PathError::new(Step::Malformed, "chain", "no certificate presented")
-    })?;
+    let (target, rest) = chain
+        .split_first()
+        .ok_or_else(|| PathError::new(Step::Malformed, "chain", "no certificate presented"))?;
     let target = parse_cached(target)?;
     let mut pool = Vec::with_capacity(rest.len());
     for (i, c) in rest.iter().enumerate() {

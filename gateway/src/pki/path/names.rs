@@ -121,7 +121,10 @@ impl ConstraintState {
                     }
                     _ => {
                         if !same_form.iter().any(|b| within(&name, b)) {
-                            return Err(format!("{} is outside the permitted subtrees", show(&name)));
+                            return Err(format!(
+                                "{} is outside the permitted subtrees",
+                                show(&name)
+                            ));
                         }
                     }
                 }
@@ -236,7 +239,10 @@ mod tests {
         assert!(!email_within("u@a.example.com", "example.com"));
         assert!(email_within("u@example.com", "u@example.com"));
         assert!(!email_within("v@example.com", "u@example.com"));
-        assert_eq!(uri_host("http://user@Host.example:8080/x").as_deref(), Some("Host.example"));
+        assert_eq!(
+            uri_host("http://user@Host.example:8080/x").as_deref(),
+            Some("Host.example")
+        );
         assert!(host_within("a.example.com", ".example.com"));
         assert!(!host_within("a.example.com", "example.com"));
         let ip = GenName::Ip(vec![10, 1, 2, 3]);

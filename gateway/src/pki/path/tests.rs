@@ -102,7 +102,9 @@ fn intermediate_without_key_cert_sign_is_refused() {
 #[test]
 fn intermediate_that_is_not_a_ca_is_refused() {
     let root = ca("Root", None, |_| {});
-    let int = ca("Intermediate", Some(&root), |p| p.is_ca = IsCa::ExplicitNoCa);
+    let int = ca("Intermediate", Some(&root), |p| {
+        p.is_ca = IsCa::ExplicitNoCa
+    });
     let l = leaf("alice", &int, |_| {});
     let e = check(&[l, int.der.clone()], &root).expect_err("not a CA");
     assert_eq!(e.step, Step::BasicConstraints, "{e}");
@@ -130,14 +132,20 @@ fn expired_and_ca_leaf_and_unknown_critical_refused() {
         p.not_before = rcgen::date_time_ymd(2001, 1, 1);
         p.not_after = rcgen::date_time_ymd(2002, 1, 1);
     });
-    assert_eq!(check(&[l], &root).expect_err("expired").step, Step::Validity);
+    assert_eq!(
+        check(&[l], &root).expect_err("expired").step,
+        Step::Validity
+    );
     let sub = ca("Sub", Some(&root), |_| {});
     assert_eq!(
-        check(&[sub.der.clone()], &root).expect_err("CA leaf").step,
+        check(std::slice::from_ref(&sub.der), &root)
+            .expect_err("CA leaf")
+            .step,
         Step::EndEntityIsCa
     );
     let l = leaf("crit", &root, |p| {
-        let mut ext = rcgen::CustomExtension::from_oid_content(&[1, 3, 6, 1, 4, 1, 99999, 1], vec![5, 0]);
+        let mut ext =
+            rcgen::CustomExtension::from_oid_content(&[1, 3, 6, 1, 4, 1, 99999, 1], vec![5, 0]);
         ext.set_criticality(true);
         p.custom_extensions = vec![ext];
     });
@@ -178,11 +186,15 @@ fn name_constraints_apply_to_subject_and_san() {
         })
     });
     let good = leaf("alice", &int, |p| {
-        p.subject_alt_names = vec![rcgen::SanType::DnsName("a.example.com".try_into().expect("dns"))]
+        p.subject_alt_names = vec![rcgen::SanType::DnsName(
+            "a.example.com".try_into().expect("dns"),
+        )]
     });
     check(&[good, int.der.clone()], &root).expect("permitted");
     let bad = leaf("mallory", &int, |p| {
-        p.subject_alt_names = vec![rcgen::SanType::DnsName("example.org".try_into().expect("dns"))]
+        p.subject_alt_names = vec![rcgen::SanType::DnsName(
+            "example.org".try_into().expect("dns"),
+        )]
     });
     let e = check(&[bad, int.der.clone()], &root).expect_err("outside");
     assert_eq!(e.step, Step::NameConstraints, "{e}");

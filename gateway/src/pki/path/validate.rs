@@ -78,6 +78,8 @@ pub enum Target {
     EndEntity,
     /// A CRL signer (RFC 5280 6.3.3 (f)): may be a CA; must allow cRLSign.
     CrlSigner,
+    /// Any certificate (status checking of a chain the verifier has accepted).
+    Any,
 }
 
 /// The rules a path is validated under.
@@ -135,9 +137,7 @@ impl Search<'_> {
 
     /// Depth-first: `chain` holds the target and the intermediates chosen so far.
     fn run(&mut self, chain: &mut Vec<Arc<ParsedCert>>) -> Option<ValidatedPath> {
-        let Some(cur) = chain.last().cloned() else {
-            return None;
-        };
+        let cur = chain.last().cloned()?;
         let depth = chain.len();
         // Anchors first: the shortest path wins.
         let anchors: Vec<Arc<ParsedCert>> = self
@@ -302,10 +302,7 @@ fn process(path: &ValidatedPath, time: i64, policy: &PathPolicy) -> Result<(), P
             return Err(PathError::new(
                 Step::Validity,
                 who(),
-                format!(
-                    "expired (notAfter {})",
-                    super::fmt_time(cert.not_after)
-                ),
+                format!("expired (notAfter {})", super::fmt_time(cert.not_after)),
             ));
         }
         // (a)(4) name chaining.
