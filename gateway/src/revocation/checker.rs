@@ -13,7 +13,7 @@ use super::cache::{crl_key, status_key, FetchCtx, OcspTarget, RevocationCache, S
 use super::cert::CertInfo;
 use super::config::{RevocationConfig, Source};
 use super::crl::Crl;
-use super::crl_status::{crl_status, CrlContext, CrlStatus};
+use super::crl_status::{crl_status, CrlContext, CrlStatus, Problem};
 use super::der::normalize_serial;
 use super::error::{Reason, RevocationError};
 use super::fetch::Fetcher;
@@ -220,7 +220,11 @@ impl RevocationChecker {
                     Err(_) => ("?".into(), "?".into()),
                 };
                 let e = RevocationError {
-                    reason: Reason::Path { why: e.to_string() },
+                    reason: if e.step == crate::pki::path::Step::NameChaining {
+                        Reason::IssuerNotFound
+                    } else {
+                        Reason::Path { why: e.to_string() }
+                    },
                     issuer,
                     serial,
                 };
@@ -419,9 +423,15 @@ impl RevocationChecker {
                             );
                             return Err(err(revoked_by(Source::Crl)));
                         }
-                        CrlStatus::Undetermined(why) => failures.push(Reason::Unavailable {
-                            why: format!("CRL: {why}"),
-                        }),
+                        CrlStatus::Undetermined(why, problem) => {
+                            let why = format!("CRL: {why}");
+                            failures.push(match problem {
+                                Problem::Stale => Reason::Stale { why },
+                                Problem::BadSignature => Reason::BadSignature { why },
+                                Problem::Malformed => Reason::Malformed { why },
+                                Problem::NoCrl => Reason::Unavailable { why },
+                            })
+                        }
                     }
                 }
             }
@@ -458,17 +468,18 @@ impl RevocationChecker {
         let cert = &path.certs[i];
         let issuer = path.issuer_of(i);
         let mut crls: Vec<Arc<Crl>> = local::usable(&self.local.load());
-        let mut fetch_notes = Vec::new();
+        let mut fetch_failures: Vec<Reason> = Vec::new();
         if !self.offline {
             for url in &cert.crl_urls {
                 match self.fetch_crl(url, issuer, now).await {
                     Ok(c) => crls.push(c),
-                    Err(r) => fetch_notes.push(r.to_string()),
+                    Err(r) => fetch_failures.push(r),
                 }
             }
         } else if !cert.crl_urls.is_empty() && self.local.load().is_empty() {
-            fetch_notes
-                .push("distribution points are not fetched offline (use --online)".to_string());
+            fetch_failures.push(Reason::Unavailable {
+                why: "CRL: distribution points are not fetched offline (use --online)".into(),
+            });
         }
         let ctx = CrlContext {
             crls: &crls,
@@ -484,8 +495,23 @@ impl RevocationChecker {
             depth: 0,
         };
         match crl_status(cert, issuer, &ctx) {
-            CrlStatus::Undetermined(why) if !fetch_notes.is_empty() => {
-                CrlStatus::Undetermined(format!("{why}; {}", fetch_notes.join("; ")))
+            // Nothing fetched or configured could be used: the fetch failure is the reason.
+            CrlStatus::Undetermined(..) if crls.is_empty() && fetch_failures.len() == 1 => {
+                let r = fetch_failures.remove(0);
+                let why = r.to_string();
+                CrlStatus::Undetermined(
+                    why,
+                    match r {
+                        Reason::Stale { .. } => Problem::Stale,
+                        Reason::BadSignature { .. } => Problem::BadSignature,
+                        Reason::Malformed { .. } => Problem::Malformed,
+                        _ => Problem::NoCrl,
+                    },
+                )
+            }
+            CrlStatus::Undetermined(why, p) if !fetch_failures.is_empty() => {
+                let more: Vec<String> = fetch_failures.iter().map(|r| r.to_string()).collect();
+                CrlStatus::Undetermined(format!("{why}; {}", more.join("; ")), p)
             }
             v => v,
         }

@@ -38,8 +38,22 @@ pub enum CrlStatus {
         /// Which CRL (issuer, thisUpdate).
         by: String,
     },
-    /// No determination: why (each CRL considered and what was wrong with it).
-    Undetermined(String),
+    /// No determination: why (each CRL considered and what was wrong with it), and the
+    /// kind of problem when all CRLs considered failed the same way.
+    Undetermined(String, Problem),
+}
+
+/// The kind of problem that left a certificate's status undetermined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Problem {
+    /// No CRL in scope (or several different problems).
+    NoCrl,
+    /// CRLs in scope, but stale or not yet valid.
+    Stale,
+    /// CRLs in scope, but not signed by an acceptable key.
+    BadSignature,
+    /// CRLs in scope, but malformed or using unsupported features.
+    Malformed,
 }
 
 /// Everything CRL processing needs besides the certificate.
@@ -78,12 +92,14 @@ pub fn crl_status(cert: &ParsedCert, issuer: &Arc<ParsedCert>, ctx: &CrlContext<
     let mut mask = 0u16;
     let mut until = i64::MAX;
     let mut notes: Vec<String> = Vec::new();
+    let mut problems: Vec<Problem> = Vec::new();
     for dp in dps {
         for crl in ctx.crls {
             match in_scope(cert, dp, crl) {
                 Scope::Other => continue,
                 Scope::No(why) => {
                     notes.push(describe(crl, &why));
+                    problems.push(Problem::NoCrl);
                     continue;
                 }
                 Scope::Yes(interim) => {
@@ -97,10 +113,12 @@ pub fn crl_status(cert: &ParsedCert, issuer: &Arc<ParsedCert>, ctx: &CrlContext<
                             )
                         };
                         notes.push(describe(crl, &why));
+                        problems.push(Problem::Stale);
                         continue;
                     }
                     if crl.delta {
                         notes.push(describe(crl, "a delta CRL: only complete CRLs are applied"));
+                        problems.push(Problem::Malformed);
                         continue;
                     }
                     if let Some(oid) = &crl.unsupported {
@@ -108,12 +126,14 @@ pub fn crl_status(cert: &ParsedCert, issuer: &Arc<ParsedCert>, ctx: &CrlContext<
                             crl,
                             &format!("unrecognized critical extension {oid}"),
                         ));
+                        problems.push(Problem::Malformed);
                         continue;
                     }
                     let signer = match crl_signer(crl, cert, issuer, ctx) {
                         Ok(s) => s,
                         Err(why) => {
                             notes.push(describe(crl, &why));
+                            problems.push(Problem::BadSignature);
                             continue;
                         }
                     };
@@ -121,6 +141,10 @@ pub fn crl_status(cert: &ParsedCert, issuer: &Arc<ParsedCert>, ctx: &CrlContext<
                         Ok(e) => e,
                         Err(e) => {
                             notes.push(describe(crl, &e.to_string()));
+                            problems.push(match e {
+                                super::crl::CrlError::BadSignature(_) => Problem::BadSignature,
+                                _ => Problem::Malformed,
+                            });
                             continue;
                         }
                     };
@@ -143,10 +167,14 @@ pub fn crl_status(cert: &ParsedCert, issuer: &Arc<ParsedCert>, ctx: &CrlContext<
     } else {
         format!("the usable CRLs cover only some revocation reasons (mask {mask:#05x})")
     };
+    let problem = match problems.split_first() {
+        Some((first, rest)) if mask == 0 && rest.iter().all(|p| p == first) => *first,
+        _ => Problem::NoCrl,
+    };
     if notes.is_empty() {
-        CrlStatus::Undetermined(covered)
+        CrlStatus::Undetermined(covered, problem)
     } else {
-        CrlStatus::Undetermined(format!("{covered}; {}", notes.join("; ")))
+        CrlStatus::Undetermined(format!("{covered}; {}", notes.join("; ")), problem)
     }
 }
 
@@ -311,7 +339,7 @@ fn crl_signer(
                     ));
                     break;
                 }
-                CrlStatus::Undetermined(w) => {
+                CrlStatus::Undetermined(w, _) => {
                     bad = Some(format!(
                         "status of CRL signer {} unknown: {w}",
                         c.subject_string()

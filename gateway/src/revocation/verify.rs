@@ -214,7 +214,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<bool> {
     match &path {
         Ok(p) => r.line(
             true,
-            "path",
+            "trust",
             format!(
                 "RFC 5280 6.1: {} certificate(s) to the trusted CA {} ({} trusted)",
                 p.certs.len(),
@@ -223,7 +223,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<bool> {
             ),
         ),
         Err(e) => {
-            r.line(false, "path", e.to_string());
+            r.line(false, "trust", e.to_string());
             println!("       failed step: {}", e.step.rfc());
         }
     }

@@ -222,7 +222,7 @@ fn crl_signed_by_a_key_without_crl_sign_is_not_used() {
     let cert = leaf(&a, &[9], None);
     let c = crl(&a, 1, &[], None);
     match status(&a, &cert, vec![c]) {
-        CrlStatus::Undetermined(why) => assert!(why.contains("cRLSign"), "{why}"),
+        CrlStatus::Undetermined(why, _) => assert!(why.contains("cRLSign"), "{why}"),
         other => panic!("{other:?}"),
     }
 }
