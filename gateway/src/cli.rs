@@ -53,6 +53,23 @@ pub enum Command {
     Passwd(crate::access::password::PasswdArgs),
     /// Check a TLS server against the S.E.E. client policy; exits 1 on any failure.
     Probe(crate::probe::ProbeArgs),
+    /// Manage the fleet's session-ticket key file (`[global] ticket_keys`).
+    #[command(subcommand)]
+    TicketKeys(TicketKeysCommand),
+}
+
+/// `gateway ticket-keys ...`
+#[derive(Debug, Subcommand)]
+pub enum TicketKeysCommand {
+    /// Write a new current key (atomically, mode 0600), keeping the previous current key and
+    /// at most KEEP keys behind it; creates the file when missing. Then reload the gateways.
+    Rotate {
+        /// The ticket-key file.
+        file: PathBuf,
+        /// How many previous keys still decrypt tickets (rotation overlap).
+        #[arg(long, default_value_t = 2)]
+        keep: usize,
+    },
 }
 
 /// Arguments of `gateway serve`.
@@ -139,6 +156,18 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 1
             })
         }
+        Command::TicketKeys(TicketKeysCommand::Rotate { file, keep }) => {
+            let keys = crate::tls::tickets::TicketKeys::rotate(&file, keep)?;
+            let ids = keys.ids();
+            println!(
+                "{}: new current key {} ({} previous: {})",
+                file.display(),
+                ids[0],
+                ids.len() - 1,
+                ids[1..].join(", ")
+            );
+            Ok(0)
+        }
         Command::Verify(args) => Ok(if crate::revocation::verify::run(args)? {
             0
         } else {
@@ -165,7 +194,21 @@ fn embedded_default(args: &ServeArgs) -> anyhow::Result<Config> {
     let dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
     let pki = DevPki::ensure(&dir)?;
     let cfg_path = dir.join("gateway.toml");
-    std::fs::write(&cfg_path, pki.default_config_toml(&args.bind))?;
+    let mut toml = pki.default_config_toml(&args.bind);
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        // Started as root on a development machine: the state directory is root's, so
+        // switching to another user would lock the gateway out of its own CRL file. Keep
+        // uid 0 (every capability is still dropped), as an explicit, logged relaxation.
+        toml = toml.replacen(
+            "[global]\n",
+            "[global]\n# Started as root: keep uid 0 after start-up (relaxation; capabilities are dropped).\n\
+             # For production, set user = \"gateway\" instead (a user that can read these files).\n\
+             allow_root = true\n",
+            1,
+        );
+    }
+    std::fs::write(&cfg_path, toml)?;
     let cfg = Config::load(&cfg_path)?;
     let port = cfg.listeners[0]
         .bind_addr()

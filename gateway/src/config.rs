@@ -78,6 +78,30 @@ pub struct GlobalConfig {
     pub shutdown_grace_secs: u64,
     /// Seconds between metrics log lines (0 = off).
     pub metrics_interval_secs: u64,
+    /// User to switch to after binding, attaching eBPF and reading keys (`gateway serve`);
+    /// every capability is dropped too. Required when started as root unless `allow_root`.
+    pub user: Option<String>,
+    /// Group to switch to (default: the user's primary group).
+    pub group: Option<String>,
+    /// Keep uid 0 after start-up when started as root without `user` (relaxation, logged;
+    /// capabilities are dropped all the same).
+    pub allow_root: bool,
+    /// Session-ticket key file shared by a fleet (see [`crate::tls::tickets`]); `None`: a
+    /// random key per process (and per reload).
+    pub ticket_keys: Option<PathBuf>,
+    /// Lifetime hint of the tickets issued, in seconds (at most 7 days, RFC 8446).
+    pub ticket_lifetime_secs: u32,
+}
+
+impl GlobalConfig {
+    /// The privilege settings of `gateway serve`.
+    pub fn privileges(&self) -> crate::privileges::PrivilegeConfig {
+        crate::privileges::PrivilegeConfig {
+            user: self.user.clone(),
+            group: self.group.clone(),
+            allow_root: self.allow_root,
+        }
+    }
 }
 
 impl Default for GlobalConfig {
@@ -88,6 +112,11 @@ impl Default for GlobalConfig {
             crypto_provider: crate::tls::policy::DEFAULT_PROVIDER.into(),
             shutdown_grace_secs: 10,
             metrics_interval_secs: 60,
+            user: None,
+            group: None,
+            allow_root: false,
+            ticket_keys: None,
+            ticket_lifetime_secs: 6 * 3600,
         }
     }
 }
@@ -171,6 +200,12 @@ pub struct ListenerConfig {
     /// TLS settings when `backend` is `https://`: `[listener.upstream]`.
     #[serde(default)]
     pub upstream: Option<crate::upstream::UpstreamTlsConfig>,
+    /// Request path canonicalisation: `[listener.paths]` (strict by default).
+    #[serde(default)]
+    pub paths: crate::proxy::path::PathOptions,
+    /// Trusted proxies for forwarding headers: `[listener.forwarding]` (none by default).
+    #[serde(default)]
+    pub forwarding: crate::proxy::headers::ForwardingConfig,
 }
 
 fn default_classification() -> Classification {
@@ -255,6 +290,9 @@ impl Config {
                 *p = base.join(&*p);
             }
         };
+        if let Some(p) = &mut self.global.ticket_keys {
+            fix(p);
+        }
         for l in &mut self.listeners {
             fix(&mut l.server_cert);
             fix(&mut l.server_key);
@@ -280,6 +318,22 @@ impl Config {
                     format!("unknown provider {other:?}; use \"aws-lc-rs\" or \"ring\""),
                 ))
             }
+        }
+        self.global.privileges().validate().map_err(|e| {
+            let key = match e {
+                crate::privileges::PrivilegeError::NoGroup(_) => "global.group",
+                _ => "global.user",
+            };
+            ConfigError::invalid(key, e.to_string())
+        })?;
+        if !(1..=604_800).contains(&self.global.ticket_lifetime_secs) {
+            return Err(ConfigError::invalid(
+                "global.ticket_lifetime_secs",
+                format!(
+                    "{} is out of range: 1 to 604800 seconds (7 days)",
+                    self.global.ticket_lifetime_secs
+                ),
+            ));
         }
         for (i, l) in self.listeners.iter().enumerate() {
             let key = |k: &str| format!("listener[{i}].{k}");
@@ -315,6 +369,12 @@ impl Config {
     /// logged as a warning at start-up.
     pub fn relaxations(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if self.global.allow_root {
+            out.push(
+                "global.allow_root = true: when started as root without global.user, the process keeps uid 0 after start-up (capabilities are still dropped)"
+                    .to_string(),
+            );
+        }
         for l in &self.listeners {
             let name = l.display_name();
             if l.classification == Classification::InConfidence {
@@ -332,6 +392,18 @@ impl Config {
                     "listener {name}: ChaCha20-Poly1305 suites enabled (not AES-GCM)"
                 ));
             }
+            out.extend(
+                l.forwarding
+                    .relaxations()
+                    .into_iter()
+                    .map(|r| format!("listener {name}: {r}")),
+            );
+            out.extend(
+                l.paths
+                    .relaxations()
+                    .into_iter()
+                    .map(|r| format!("listener {name}: {r}")),
+            );
             out.extend(
                 crate::access::relaxations(l)
                     .into_iter()

@@ -26,15 +26,28 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// connection with a client certificate (full and resumed handshakes alike). Revocation
 /// status checking plugs in here.
 pub trait PostHandshakeCheck: Send + Sync + fmt::Debug {
-    /// Returns `Err(reason)` to drop the connection.
+    /// Returns `Err(refusal)` to drop the connection.
     fn check<'a>(
         &'a self,
         chain: &'a [CertificateDer<'static>],
-    ) -> BoxFuture<'a, Result<(), String>>;
+    ) -> BoxFuture<'a, Result<(), CheckRefusal>>;
 }
 
-/// Called with the client's address when its handshake or status check fails (for abuse
-/// blocking).
+/// Why a [`PostHandshakeCheck`] refused a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckRefusal {
+    /// The reason, for the log.
+    pub reason: String,
+    /// Whether the client is at fault (e.g. its certificate is revoked), as opposed to the
+    /// gateway's sources (a revocation outage): only client faults count for abuse blocking.
+    pub client_fault: bool,
+}
+
+/// Called with the client's address when a failure is the client's fault (for abuse
+/// blocking): a bad, revoked or (on SENSITIVE listeners) missing certificate, or a TLS
+/// protocol error after the gateway answered its ClientHello. Never called for empty
+/// connections (connect-then-close health checks, scanners that send nothing or no TLS),
+/// time-outs, network errors, or revocation outages.
 pub type FailureHook = Arc<dyn Fn(std::net::IpAddr) + Send + Sync>;
 
 /// A listener's state as one worker sees it: the shared TLS configuration plus the worker's
@@ -66,6 +79,59 @@ impl fmt::Debug for ListenerRuntime {
             .finish_non_exhaustive()
     }
 }
+
+/// Whether a failed handshake is the client's fault, for abuse blocking.
+///
+/// `answered`: whether the gateway had answered a ClientHello (sent more than one alert's
+/// worth of bytes) before the failure: protocol errors count only then, so garbage, plain
+/// HTTP or a half ClientHello from a scanner or a health check never blocks its source.
+fn client_fault(e: &std::io::Error, answered: bool) -> bool {
+    let Some(err) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
+        // EOF, reset, time-out: empty or broken connections, not evidence of abuse.
+        return false;
+    };
+    match err {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o)) => {
+            // A certificate whose status could not be had is not the client's fault.
+            o.0.downcast_ref::<crate::revocation::RevocationError>()
+                .is_none_or(|r| r.is_revoked())
+        }
+        rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => true,
+        // The client refusing *our* certificate, or the peer's stack not speaking our
+        // versions or suites: not an attack on the gateway.
+        rustls::Error::AlertReceived(_) | rustls::Error::PeerIncompatible(_) => false,
+        _ => answered,
+    }
+}
+
+/// Bytes the kernel has sent or queued on `stream` (Linux `TCP_INFO`: `tcpi_bytes_sent` +
+/// `tcpi_notsent_bytes`); `None` when the kernel does not report them.
+fn bytes_sent(stream: &TcpStream) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    // struct tcp_info, append-only: tcpi_notsent_bytes at byte 144 (u32), tcpi_bytes_sent
+    // at byte 200 (u64, Linux 4.19+).
+    let mut buf = [0u8; 256];
+    let mut len = buf.len() as libc::socklen_t;
+    // SAFETY: getsockopt into a buffer of `len` bytes on a socket we own.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            buf.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 || (len as usize) < 208 {
+        return None;
+    }
+    let notsent = u32::from_ne_bytes(buf[144..148].try_into().ok()?);
+    let sent = u64::from_ne_bytes(buf[200..208].try_into().ok()?);
+    Some(sent + u64::from(notsent))
+}
+
+/// A plaintext TLS alert record is 7 bytes: more than that means a ServerHello went out.
+const ONE_ALERT: u64 = 7;
 
 fn classify(e: &std::io::Error) -> (Rejection, String) {
     match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
@@ -116,12 +182,17 @@ pub async fn serve_connection(
     let tls = match tokio::time::timeout(rt.handshake_timeout, accept).await {
         Ok(Ok(tls)) => tls,
         Ok(Err((e, stream))) => {
+            // Measured before the close; only read on this (rare) path.
+            let answered =
+                rt.on_failure.is_some() && bytes_sent(&stream).is_none_or(|n| n > ONE_ALERT);
             linger_close(stream).await;
             let (kind, reason) = classify(&e);
             counters.reject(kind);
             tracing::info!(listener = %rt.name, %peer, %reason, "handshake rejected");
             if let Some(hook) = &rt.on_failure {
-                hook(peer.ip());
+                if client_fault(&e, answered) {
+                    hook(peer.ip());
+                }
             }
             return;
         }
@@ -141,13 +212,22 @@ pub async fn serve_connection(
                 let verdict = tokio::time::timeout(rt.check_timeout, check.check(chain)).await;
                 let refusal = match verdict {
                     Ok(Ok(())) => None,
-                    Ok(Err(reason)) => Some(reason),
-                    Err(_) => Some("certificate status check deadline exceeded".to_string()),
+                    Ok(Err(r)) => Some(r),
+                    Err(_) => Some(CheckRefusal {
+                        reason: "certificate status check deadline exceeded".to_string(),
+                        client_fault: false,
+                    }),
                 };
-                if let Some(reason) = refusal {
+                if let Some(CheckRefusal {
+                    reason,
+                    client_fault,
+                }) = refusal
+                {
                     counters.reject(Rejection::Status);
                     tracing::warn!(listener = %rt.name, %peer, %reason, "connection refused after handshake");
-                    if let Some(hook) = &rt.on_failure {
+                    // A revoked certificate counts; a revocation outage never does (it
+                    // would block genuine clients).
+                    if let (Some(hook), true) = (&rt.on_failure, client_fault) {
                         hook(peer.ip());
                     }
                     return;

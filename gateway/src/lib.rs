@@ -10,6 +10,7 @@ pub mod config;
 pub mod conn;
 pub mod metrics;
 pub mod pki;
+pub mod privileges;
 pub mod probe;
 pub mod proxy;
 pub mod revocation;

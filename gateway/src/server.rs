@@ -28,6 +28,9 @@ pub enum StartError {
     /// Required kernel steering is unavailable (or the groups are unusable).
     #[error(transparent)]
     Steering(#[from] crate::steering::SteeringError),
+    /// Privileges could not be dropped (or would not be: root without `global.user`).
+    #[error(transparent)]
+    Privileges(#[from] crate::privileges::PrivilegeError),
 }
 
 /// Everything built from the configuration before serving.
@@ -73,6 +76,15 @@ pub fn prepare(config: Config) -> Result<Prepared, ConfigError> {
     } else {
         None
     };
+    let ticket_keys = match &config.global.ticket_keys {
+        Some(path) => {
+            let keys = crate::tls::tickets::TicketKeys::load(path)
+                .map_err(|e| ConfigError::invalid("global.ticket_keys", e.to_string()))?;
+            tracing::info!(file = %path.display(), keys = ?keys.ids(), "session-ticket keys loaded");
+            Some(keys)
+        }
+        None => None,
+    };
     for (i, l) in config.listeners.iter().enumerate() {
         let checker = match &revocation_cache {
             Some(cache) => crate::revocation::checker_for_listener(
@@ -103,6 +115,9 @@ pub fn prepare(config: Config) -> Result<Prepared, ConfigError> {
                 sc.cert_resolver = resolver;
                 t.server_config = Arc::new(sc);
             }
+        }
+        if let Some(keys) = &ticket_keys {
+            crate::tls::apply_ticket_keys(&mut t, i, l, keys, config.global.ticket_lifetime_secs)?;
         }
         tls.push(t);
         revocation.push(checker);
@@ -175,11 +190,28 @@ impl RunningGateway {
     }
 }
 
-/// Starts the workers for a prepared configuration.
+/// Starts the workers for a prepared configuration, keeping the process's privileges (for
+/// embedding and tests; `gateway serve` uses [`start_unprivileged`]).
 ///
 /// # Errors
 /// [`StartError`] if a socket cannot be bound or a worker cannot start.
 pub fn start(prepared: Prepared) -> Result<RunningGateway, StartError> {
+    start_inner(prepared, false)
+}
+
+/// Starts the workers like [`start`], but drops privileges once the sockets are bound and
+/// the eBPF programs attached, before any worker thread exists: switches to
+/// `global.user`/`global.group`, drops every capability on every thread, sets
+/// no_new_privs (see [`crate::privileges`]).
+///
+/// # Errors
+/// [`StartError`] as [`start`], and [`StartError::Privileges`] when the drop fails or the
+/// process would keep running as root without `global.allow_root`.
+pub fn start_unprivileged(prepared: Prepared) -> Result<RunningGateway, StartError> {
+    start_inner(prepared, true)
+}
+
+fn start_inner(prepared: Prepared, drop_privileges: bool) -> Result<RunningGateway, StartError> {
     let Prepared {
         config,
         tls,
@@ -271,6 +303,17 @@ pub fn start(prepared: Prepared) -> Result<RunningGateway, StartError> {
     };
     failures.connect(steering.control());
 
+    if drop_privileges {
+        let d = crate::privileges::drop_privileges(&config.global.privileges())?;
+        tracing::info!(
+            uid = d.uid,
+            gid = d.gid,
+            threads = d.threads,
+            bounding_set_cleared = d.bounding_cleared,
+            "privileges dropped: every capability cleared, no_new_privs set"
+        );
+    }
+
     let grace = Duration::from_secs(config.global.shutdown_grace_secs);
     let mut workers = Vec::with_capacity(n);
     for (index, sockets) in per_worker.into_iter().enumerate() {
@@ -303,7 +346,7 @@ pub fn start(prepared: Prepared) -> Result<RunningGateway, StartError> {
 pub fn run_until_signal(prepared: Prepared) -> Result<(), StartError> {
     let interval = prepared.config.global.metrics_interval_secs;
     let revocation_cache = prepared.revocation_cache.clone();
-    let running = start(prepared)?;
+    let running = start_unprivileged(prepared)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

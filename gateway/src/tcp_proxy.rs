@@ -257,9 +257,10 @@ pub async fn serve_tcp_connection(
 ) -> Result<(u64, u64), TcpRefusal> {
     let id = identity.ok_or(TcpRefusal::NoCertificate)?;
     if let Some(rules) = rules {
-        if let crate::access::rules::Decision::Deny { log_reason, .. } =
-            rules.evaluate(crate::access::rules::Principal::Certificate(id), "/")
-        {
+        if let crate::access::rules::Decision::Deny { log_reason, .. } = rules.evaluate(
+            crate::access::rules::Principal::Certificate(id),
+            &crate::proxy::path::CanonicalPath::root(),
+        ) {
             return Err(TcpRefusal::Denied(log_reason));
         }
     }

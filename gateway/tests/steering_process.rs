@@ -83,7 +83,7 @@ fn config(dir: &Path) -> std::path::PathBuf {
     assert!(st.success());
     let p = |f: &str| format!("{:?}", dir.join(f).display().to_string());
     let text = format!(
-        "[global]\nmetrics_interval_secs = 0\nshutdown_grace_secs = 1\n\n[[listener]]\n\
+        "[global]\nmetrics_interval_secs = 0\nshutdown_grace_secs = 1\nuser = \"nobody\"\n\n[[listener]]\n\
          bind = \"127.0.0.1:8443\"\nclassification = \"sensitive\"\nbackend = \"builtin:identity\"\n\
          server_cert = {}\nserver_key = {}\ntrusted_cas = [{}]\n\n[steering]\nmode = \"xdp\"\n\
          required = true\ninterfaces = [\"lo\"]\nxdp_attach = \"generic\"\n",

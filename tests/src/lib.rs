@@ -6,6 +6,7 @@ pub mod backend;
 pub mod clients;
 pub mod gw;
 pub mod pki;
+pub mod raw;
 
 /// Whether we run under CI (`CI=true`): tests that need a tool must not skip there.
 pub fn in_ci() -> bool {

@@ -61,7 +61,7 @@ fn start_gateway(
     std::fs::write(
         &cfg,
         format!(
-            "[global]\nmetrics_interval_secs = 0\n[[listener]]\nbind = \"127.0.0.1:{port}\"\nbackend = \"builtin:identity\"\nserver_cert = \"server.pem\"\nserver_key = \"server.key\"\ntrusted_cas = [\"ca.pem\"]\n{tls}[listener.revocation]\norder = \"crl-only\"\ncrl_files = [\"ca.crl.pem\"]\n"
+            "[global]\nmetrics_interval_secs = 0\nallow_root = true\n[[listener]]\nbind = \"127.0.0.1:{port}\"\nbackend = \"builtin:identity\"\nserver_cert = \"server.pem\"\nserver_key = \"server.key\"\ntrusted_cas = [\"ca.pem\"]\n{tls}[listener.revocation]\norder = \"crl-only\"\ncrl_files = [\"ca.crl.pem\"]\n"
         ),
     )?;
     let child = Command::new(bin)

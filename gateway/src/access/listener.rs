@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,10 @@ pub struct AccessConfig {
     /// Password checks running at once (each argon2id check uses ~19 MiB for ~20-50 ms);
     /// 0 means the number of CPUs.
     pub max_concurrent_checks: usize,
+    /// Password checks allowed to wait for one of those slots, from all sources together;
+    /// a check beyond it is answered at once with 503 and `Retry-After` (a flood never
+    /// queues unbounded argon2 work or holds connections for long). At least 1.
+    pub max_queued_checks: usize,
     /// Seconds a successful password check is remembered (keyed hash of the credentials),
     /// so a browser re-sending Basic credentials does not cost an argon2 check per request;
     /// 0 disables.
@@ -47,6 +52,7 @@ impl Default for AccessConfig {
             realm: "S.E.E. gateway".into(),
             rate_limit: RateLimitConfig::default(),
             max_concurrent_checks: 0,
+            max_queued_checks: 64,
             login_cache_secs: 300,
         }
     }
@@ -86,6 +92,12 @@ impl AccessConfig {
                 "must be non-empty, without quotes, backslashes or control characters".into(),
             ));
         }
+        if self.max_queued_checks == 0 {
+            return Err((
+                "access.max_queued_checks".into(),
+                "must be at least 1".into(),
+            ));
+        }
         self.rate_limit
             .validate()
             .map_err(|(k, m)| (format!("access.rate_limit.{k}"), m))
@@ -115,7 +127,19 @@ pub struct ListenerAccess {
     limiter: FailureLimiter,
     rules: RuleSet,
     checks: Arc<Semaphore>,
+    /// Checks waiting for a slot of `checks` now, and the most allowed to wait.
+    queued: Arc<AtomicUsize>,
+    max_queued: usize,
     logins: LoginCache,
+}
+
+/// Counts one check waiting for a slot until dropped.
+struct Queued(Arc<AtomicUsize>);
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// A request that passed.
@@ -180,7 +204,11 @@ impl ListenerAccess {
         cfg.validate(classification)
             .map_err(|(k, m)| AccessError::Config(format!("{k}: {m}")))?;
         let passwords = match &cfg.password_file {
-            Some(p) => Some(arc_swap::ArcSwap::from_pointee(PasswordFile::load(p)?)),
+            Some(p) => {
+                let file = PasswordFile::load(p)?;
+                warn_nonuniform(p, &file);
+                Some(arc_swap::ArcSwap::from_pointee(file))
+            }
             None => None,
         };
         let n = if cfg.max_concurrent_checks == 0 {
@@ -197,6 +225,8 @@ impl ListenerAccess {
             limiter: FailureLimiter::new(&cfg.rate_limit),
             rules: RuleSet::compile(rules)?,
             checks: Arc::new(Semaphore::new(n)),
+            queued: Arc::new(AtomicUsize::new(0)),
+            max_queued: cfg.max_queued_checks,
             logins: LoginCache::new(Duration::from_secs(cfg.login_cache_secs), 10_000),
         })
     }
@@ -232,7 +262,7 @@ impl ListenerAccess {
         &self,
         peer: IpAddr,
         cert: Option<&CertIdentity>,
-        path: &str,
+        path: &crate::proxy::path::CanonicalPath,
         request_headers: &HeaderMap,
     ) -> Result<Granted, Box<Refused>> {
         let (method, user) = match cert {
@@ -330,18 +360,32 @@ impl ListenerAccess {
                 ),
             );
         }
-        let permit =
-            match tokio::time::timeout(Duration::from_secs(5), self.checks.clone().acquire_owned())
-                .await
-            {
-                Ok(Ok(p)) => p,
-                _ => {
+        let permit = match self.checks.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                // Every slot busy: wait in a bounded queue, or answer 503 at once.
+                let waiting = Queued(self.queued.clone());
+                if self.queued.fetch_add(1, Ordering::AcqRel) >= self.max_queued {
                     return refuse(
-                        plain(StatusCode::SERVICE_UNAVAILABLE, "busy, try again\n".into()),
-                        "password check queue full for 5s".into(),
-                    )
+                        busy(),
+                        format!(
+                            "password check queue full ({} waiting), refused at once",
+                            self.max_queued
+                        ),
+                    );
                 }
-            };
+                let p = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    self.checks.clone().acquire_owned(),
+                )
+                .await;
+                drop(waiting);
+                match p {
+                    Ok(Ok(p)) => p,
+                    _ => return refuse(busy(), "password check queue waited 5s".into()),
+                }
+            }
+        };
         let file = passwords.load_full();
         let user = creds.user.clone();
         let verified = tokio::task::spawn_blocking(move || {
@@ -365,6 +409,26 @@ impl ListenerAccess {
             }
         }
     }
+}
+
+fn warn_nonuniform(path: &Path, file: &PasswordFile) {
+    let users = file.nonuniform_users();
+    if !users.is_empty() {
+        tracing::warn!(
+            file = %path.display(),
+            users = ?users,
+            "password file: these users' argon2id parameters differ from the floor \
+             (m=19456,t=2,p=1) that unknown users are checked with, so the time of a check tells \
+             that they exist; re-set their passwords with `gateway passwd`"
+        );
+    }
+}
+
+fn busy() -> Response<Full<Bytes>> {
+    let mut r = plain(StatusCode::SERVICE_UNAVAILABLE, "busy, try again\n".into());
+    r.headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
 }
 
 fn too_many(retry_after: Duration) -> Response<Full<Bytes>> {
@@ -411,6 +475,8 @@ mod tests {
             rate_limit: RateLimitConfig {
                 per_source_burst: 3,
                 per_source_per_minute: 1,
+                per_ipv6_48_burst: 3,
+                per_ipv6_48_per_minute: 1,
                 per_user_burst: 2,
                 per_user_per_minute: 1,
                 max_tracked: 1024,
@@ -435,7 +501,12 @@ mod tests {
         let (_d, a) = setup(Classification::InConfidence);
         let ip: IpAddr = "192.0.2.1".parse().expect("ip");
         let g = a
-            .authorize(ip, None, "/", &basic("alice", "alice password"))
+            .authorize(
+                ip,
+                None,
+                &crate::proxy::path::CanonicalPath::root(),
+                &basic("alice", "alice password"),
+            )
             .await
             .expect("granted");
         assert_eq!(g.method, AuthMethod::Password);
@@ -446,7 +517,12 @@ mod tests {
             .any(|(k, v)| k == headers::AUTH_METHOD && v == "password"));
 
         let r = a
-            .authorize(ip, None, "/", &HeaderMap::new())
+            .authorize(
+                ip,
+                None,
+                &crate::proxy::path::CanonicalPath::root(),
+                &HeaderMap::new(),
+            )
             .await
             .expect_err("no creds");
         assert_eq!(r.response.status(), StatusCode::UNAUTHORIZED);
@@ -456,12 +532,22 @@ mod tests {
             .contains_key(http::header::WWW_AUTHENTICATE));
 
         let r = a
-            .authorize(ip, None, "/", &basic("alice", "wrong"))
+            .authorize(
+                ip,
+                None,
+                &crate::proxy::path::CanonicalPath::root(),
+                &basic("alice", "wrong"),
+            )
             .await
             .expect_err("wrong");
         assert_eq!(r.response.status(), StatusCode::UNAUTHORIZED);
         let r = a
-            .authorize(ip, None, "/", &basic("alice", "wrong"))
+            .authorize(
+                ip,
+                None,
+                &crate::proxy::path::CanonicalPath::root(),
+                &basic("alice", "wrong"),
+            )
             .await
             .expect_err("wrong 2");
         assert_eq!(r.response.status(), StatusCode::UNAUTHORIZED);
@@ -470,7 +556,7 @@ mod tests {
             .authorize(
                 "192.0.2.99".parse().expect("ip"),
                 None,
-                "/",
+                &crate::proxy::path::CanonicalPath::root(),
                 &basic("alice", "alice password"),
             )
             .await
@@ -484,7 +570,7 @@ mod tests {
         let (d, a) = setup_with(Classification::InConfidence, 300);
         let ip: IpAddr = "192.0.2.1".parse().expect("ip");
         let good = basic("alice", "alice password");
-        a.authorize(ip, None, "/", &good)
+        a.authorize(ip, None, &crate::proxy::path::CanonicalPath::root(), &good)
             .await
             .expect("first login");
         assert_eq!(a.logins.len(), 1);
@@ -492,24 +578,103 @@ mod tests {
         // verified a moment ago with exactly these credentials.
         for _ in 0..3 {
             let r = a
-                .authorize(ip, None, "/", &basic("alice", "guess"))
+                .authorize(
+                    ip,
+                    None,
+                    &crate::proxy::path::CanonicalPath::root(),
+                    &basic("alice", "guess"),
+                )
                 .await
                 .expect_err("wrong");
             assert_ne!(r.response.status(), StatusCode::OK);
         }
-        a.authorize("192.0.2.9".parse().expect("ip"), None, "/", &good)
-            .await
-            .expect("cached login");
+        a.authorize(
+            "192.0.2.9".parse().expect("ip"),
+            None,
+            &crate::proxy::path::CanonicalPath::root(),
+            &good,
+        )
+        .await
+        .expect("cached login");
         // A new password file empties the cache: the old password no longer works.
         let p = d.path().join("users");
         set_password(&p, "alice", "new alice password", None).expect("passwd");
         a.replace_passwords(PasswordFile::load(&p).expect("load"));
         assert_eq!(a.logins.len(), 0);
         let r = a
-            .authorize("192.0.2.10".parse().expect("ip"), None, "/", &good)
+            .authorize(
+                "192.0.2.10".parse().expect("ip"),
+                None,
+                &crate::proxy::path::CanonicalPath::root(),
+                &good,
+            )
             .await
             .expect_err("old password");
         assert_ne!(r.response.status(), StatusCode::OK);
+    }
+
+    /// A flood of password attempts from many sources (each within its own rate limit)
+    /// must not queue unbounded argon2 work: beyond `max_queued_checks` waiting checks the
+    /// answer is 503 at once, and no more than `max_concurrent_checks` run at a time.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn flood_beyond_the_queue_is_refused_early() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("users");
+        set_password(&p, "alice", "alice password", None).expect("passwd");
+        let cfg = AccessConfig {
+            password_file: Some(p),
+            max_concurrent_checks: 1,
+            max_queued_checks: 2,
+            login_cache_secs: 0,
+            ..AccessConfig::default()
+        };
+        let a =
+            Arc::new(ListenerAccess::new(Classification::InConfidence, &cfg, &[]).expect("access"));
+        let n = 24u8;
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..n)
+            .map(|i| {
+                let a = a.clone();
+                tokio::spawn(async move {
+                    let ip = IpAddr::from([198, 51, 100, i]);
+                    let t = Instant::now();
+                    let r = a
+                        .authorize(
+                            ip,
+                            None,
+                            &crate::proxy::path::CanonicalPath::root(),
+                            &basic(&format!("user{i}"), "guess"),
+                        )
+                        .await
+                        .expect_err("wrong password");
+                    (
+                        r.response.status(),
+                        r.response.headers().clone(),
+                        t.elapsed(),
+                    )
+                })
+            })
+            .collect();
+        let mut busy = 0;
+        let mut checked = 0;
+        for t in tasks {
+            let (status, headers, took) = t.await.expect("task");
+            match status {
+                StatusCode::SERVICE_UNAVAILABLE => {
+                    busy += 1;
+                    assert!(headers.contains_key(http::header::RETRY_AFTER));
+                    assert!(took < Duration::from_millis(500), "refused late: {took:?}");
+                }
+                StatusCode::UNAUTHORIZED => checked += 1,
+                other => panic!("unexpected {other}"),
+            }
+        }
+        // One running plus two waiting at the moment of the flood; a few more may have
+        // found a free slot as the first checks finished.
+        assert!(busy >= usize::from(n) / 2, "busy {busy} checked {checked}");
+        assert!(checked >= 3, "busy {busy} checked {checked}");
+        assert_eq!(a.queued.load(Ordering::Acquire), 0, "queue drained");
+        assert!(started.elapsed() < Duration::from_secs(10));
     }
 
     #[tokio::test]
@@ -519,7 +684,7 @@ mod tests {
             .authorize(
                 "192.0.2.1".parse().expect("ip"),
                 None,
-                "/",
+                &crate::proxy::path::CanonicalPath::root(),
                 &basic("alice", "alice password"),
             )
             .await

@@ -26,11 +26,15 @@ pub struct AccessPlan {
     routes: RouteTable<usize>,
     /// `targets[0]` is the listener's own backend, `targets[i + 1]` route `i`'s.
     targets: Vec<Target>,
+    /// How request paths are canonicalised before rules, routes and forwarding.
+    pub paths: crate::proxy::path::PathOptions,
+    /// Which peers may make forwarding claims.
+    pub forwarding: crate::proxy::headers::ForwardingConfig,
 }
 
 impl AccessPlan {
-    /// The index (into [`AccessPlan::targets`]) of the target for a request path.
-    pub fn target_index(&self, path: &str) -> usize {
+    /// The index (into [`AccessPlan::targets`]) of the target for a canonical request path.
+    pub fn target_index(&self, path: &crate::proxy::path::CanonicalPath) -> usize {
         self.routes.select(path).copied().unwrap_or(0)
     }
 
@@ -108,5 +112,7 @@ pub fn build_plan(
         access,
         routes,
         targets,
+        paths: l.paths,
+        forwarding: l.forwarding.clone(),
     })
 }

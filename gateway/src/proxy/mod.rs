@@ -3,12 +3,14 @@
 
 pub mod builtin;
 pub mod headers;
+pub mod path;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -20,6 +22,7 @@ use crate::metrics::WorkerCounters;
 use crate::pki::identity::CertIdentity;
 use crate::upstream::UpstreamConnector;
 use headers::IdentityHeaders;
+use path::{CanonicalPath, PathError, PathOptions};
 
 /// Response body type of the proxy.
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
@@ -35,6 +38,8 @@ pub struct ConnContext {
     pub identity_headers: Option<IdentityHeaders>,
     /// Listener classification.
     pub classification: Classification,
+    /// The client address as an `X-Forwarded-For` value, computed once per connection.
+    pub forwarded_for: HeaderValue,
 }
 
 impl ConnContext {
@@ -50,6 +55,7 @@ impl ConnContext {
             identity,
             identity_headers,
             classification,
+            forwarded_for: headers::forwarded_for_value(peer.ip()),
         }
     }
 }
@@ -60,7 +66,68 @@ pub struct Proxy {
     /// Access decision and routes (None: certificate clients only, one backend).
     plan: Option<Arc<AccessPlan>>,
     /// One backend and pool per target: `[0]` the listener's backend, then the routes'.
-    targets: Vec<(Backend, Client<UpstreamConnector, Incoming>)>,
+    targets: Vec<ProxyTarget>,
+}
+
+/// One backend as a worker uses it: where, how (scheme + authority parsed once) and its pool.
+#[derive(Clone, Debug)]
+struct ProxyTarget {
+    backend: Backend,
+    /// Scheme and authority of forwarded request URIs (None for builtin/tcp backends).
+    base: Option<(Scheme, Authority)>,
+    client: Client<UpstreamConnector, Incoming>,
+}
+
+impl ProxyTarget {
+    fn new(backend: Backend, connector: UpstreamConnector) -> Self {
+        let base = match &backend {
+            Backend::Http { authority, .. } => Authority::try_from(authority.as_str())
+                .ok()
+                .map(|a| (Scheme::HTTP, a)),
+            Backend::Https { authority, .. } => Authority::try_from(authority.as_str())
+                .ok()
+                .map(|a| (Scheme::HTTPS, a)),
+            Backend::BuiltinIdentity | Backend::Tcp { .. } => None,
+        };
+        ProxyTarget {
+            backend,
+            base,
+            client: Proxy::client(connector),
+        }
+    }
+}
+
+/// Why a request target was refused before any rule ran (answered with 400).
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// `CONNECT` (authority-form): the gateway is not a forward proxy.
+    #[error("CONNECT is not supported")]
+    Connect,
+    /// An HTTP/1 request in absolute-form (`GET https://host/path`): its host could differ
+    /// from `Host`, and the gateway is not a forward proxy.
+    #[error("absolute-form request targets are not accepted; send the path and a Host header")]
+    AbsoluteForm,
+    /// The path is ambiguous (see [`path`]).
+    #[error("bad request path: {0}")]
+    Path(#[from] PathError),
+}
+
+/// The canonical path of a request, or why its target is refused.
+///
+/// # Errors
+/// [`TargetError`] for CONNECT, an HTTP/1 absolute-form target or an ambiguous path.
+pub fn request_path<B>(req: &Request<B>, opts: &PathOptions) -> Result<CanonicalPath, TargetError> {
+    if req.method() == Method::CONNECT {
+        return Err(TargetError::Connect);
+    }
+    // HTTP/2 requests always carry :scheme and :authority, which hyper puts in the URI; an
+    // HTTP/1 origin-form target has neither.
+    if req.version() < Version::HTTP_2
+        && (req.uri().scheme().is_some() || req.uri().authority().is_some())
+    {
+        return Err(TargetError::AbsoluteForm);
+    }
+    Ok(path::canonicalize(req.uri().path(), opts)?)
 }
 
 /// A small text response.
@@ -78,12 +145,19 @@ pub fn text_response(status: StatusCode, body: &'static str) -> Response<ProxyBo
     r
 }
 
+/// A small text response with a computed body (error paths only).
+fn owned_text_response(status: StatusCode, body: String) -> Response<ProxyBody> {
+    let mut r = text_response(status, "");
+    *r.body_mut() = Full::new(Bytes::from(body)).map_err(|n| match n {}).boxed();
+    r
+}
+
 impl Proxy {
     /// A proxy to `backend` with a fresh connection pool.
     pub fn new(backend: Backend) -> Self {
         Proxy {
             plan: None,
-            targets: vec![(backend, Self::client(UpstreamConnector::new(None)))],
+            targets: vec![ProxyTarget::new(backend, UpstreamConnector::new(None))],
         }
     }
 
@@ -94,8 +168,10 @@ impl Proxy {
             .targets()
             .iter()
             .map(|t| {
-                let c = Self::client(UpstreamConnector::new(t.upstream.clone()));
-                (t.backend.clone(), c)
+                ProxyTarget::new(
+                    t.backend.clone(),
+                    UpstreamConnector::new(t.upstream.clone()),
+                )
             })
             .collect();
         Proxy {
@@ -112,8 +188,8 @@ impl Proxy {
 
     /// The `host:port` of a `tcp://` listener backend (raw TCP mode), if it is one.
     pub fn tcp_backend(&self) -> Option<&str> {
-        match self.targets.first() {
-            Some((Backend::Tcp { authority }, _)) => Some(authority),
+        match self.targets.first().map(|t| &t.backend) {
+            Some(Backend::Tcp { authority }) => Some(authority),
             _ => None,
         }
     }
@@ -131,7 +207,25 @@ impl Proxy {
         counters: &WorkerCounters,
     ) -> Response<ProxyBody> {
         WorkerCounters::inc(&counters.requests);
-        let path = req.uri().path().to_owned();
+        // One canonical path: the rules and routes match it, the backend receives it.
+        let opts = self.plan.as_ref().map_or(PathOptions::STRICT, |p| p.paths);
+        let path = match request_path(&req, &opts) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::info!(peer = %ctx.peer, target = %req.uri(), reason = %e, "request refused: ambiguous target");
+                return owned_text_response(StatusCode::BAD_REQUEST, format!("{e}\n"));
+            }
+        };
+        // One host: a single valid Host (HTTP/1.1), equal to :authority (HTTP/2).
+        let version = req.version();
+        let authority = req.uri().authority().cloned();
+        let host = match headers::check_host(req.headers_mut(), version, authority.as_ref()) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::info!(peer = %ctx.peer, reason = %e, "request refused: ambiguous host");
+                return owned_text_response(StatusCode::BAD_REQUEST, format!("{e}\n"));
+            }
+        };
         // Access decision: certificate alone if one was verified; else (IN CONFIDENCE)
         // Basic credentials; then the rules. SENSITIVE listeners never look at passwords.
         let mut password_user = None;
@@ -143,7 +237,7 @@ impl Proxy {
             {
                 Ok(granted) => password_user = granted.user,
                 Err(refused) => {
-                    tracing::info!(peer = %ctx.peer, %path, status = refused.response.status().as_u16(), reason = %refused.log_reason, "request refused");
+                    tracing::info!(peer = %ctx.peer, path = path.as_str(), status = refused.response.status().as_u16(), reason = %refused.log_reason, "request refused");
                     return refused.response.map(|b| b.map_err(|n| match n {}).boxed());
                 }
             }
@@ -165,51 +259,59 @@ impl Proxy {
                 return r;
             }
         };
+        // Identity hygiene: the backend learns who the client is from the gateway only.
+        let trusted_proxy = self
+            .plan
+            .as_ref()
+            .is_some_and(|p| p.forwarding.is_trusted(ctx.peer.ip()));
         let h = req.headers_mut();
         headers::strip_hop_by_hop(h);
-        headers::strip_identity(h);
-        if password_user.is_some() {
-            // The backend gets the user name, never the password.
-            h.remove(http::header::AUTHORIZATION);
+        // Also `Authorization`: a password user's credentials never reach the backend, and
+        // a certificate client is judged by its certificate alone.
+        let stripped = headers::strip_client_claims(h, trusted_proxy);
+        if stripped > 0 {
+            tracing::debug!(peer = %ctx.peer, stripped, "client identity/forwarding headers removed");
         }
         id_headers.apply(h);
-        headers::set_forwarded(h, ctx.peer.ip());
+        headers::set_forwarded(h, &ctx.forwarded_for, host, trusted_proxy);
 
         let index = self
             .plan
             .as_ref()
             .map(|p| p.target_index(&path))
             .unwrap_or(0);
-        let Some((backend, client)) = self.targets.get(index) else {
+        let Some(target) = self.targets.get(index) else {
             return text_response(StatusCode::INTERNAL_SERVER_ERROR, "no backend\n");
         };
-        let (scheme, authority) = match backend {
-            Backend::BuiltinIdentity => return builtin::identity_response(&req),
-            Backend::Tcp { .. } => {
-                return text_response(StatusCode::INTERNAL_SERVER_ERROR, "tcp backend\n")
-            }
-            Backend::Http { authority, .. } => ("http", authority),
-            Backend::Https { authority, .. } => ("https", authority),
-        };
-        if !req.headers().contains_key(http::header::HOST) {
-            if let Some(a) = req.uri().authority().cloned() {
-                if let Ok(v) = HeaderValue::from_str(a.as_str()) {
-                    req.headers_mut().insert(http::header::HOST, v);
-                }
-            }
+        // Exactly the path the rules matched, then the client's query as sent.
+        let mut pq = path.into_string();
+        if let Some(q) = req.uri().query() {
+            pq.push('?');
+            pq.push_str(q);
         }
-        let pq = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        let uri: Uri = match format!("{scheme}://{authority}{pq}").parse() {
+        let Ok(pq) = PathAndQuery::from_maybe_shared(Bytes::from(pq)) else {
+            return text_response(StatusCode::BAD_REQUEST, "bad request target\n");
+        };
+        let (scheme, authority) = match (&target.backend, &target.base) {
+            (Backend::BuiltinIdentity, _) => {
+                *req.uri_mut() = Uri::from(pq);
+                return builtin::identity_response(&req);
+            }
+            (_, Some(base)) => base.clone(),
+            (_, None) => {
+                return text_response(StatusCode::INTERNAL_SERVER_ERROR, "no http backend\n")
+            }
+        };
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(scheme);
+        parts.authority = Some(authority);
+        parts.path_and_query = Some(pq);
+        *req.uri_mut() = match Uri::from_parts(parts) {
             Ok(u) => u,
             Err(_) => return text_response(StatusCode::BAD_REQUEST, "bad request target\n"),
         };
-        *req.uri_mut() = uri;
         *req.version_mut() = Version::HTTP_11;
-        match client.request(req).await {
+        match target.client.request(req).await {
             Ok(resp) => {
                 let (mut parts, body) = resp.into_parts();
                 headers::strip_hop_by_hop(&mut parts.headers);
@@ -218,7 +320,7 @@ impl Proxy {
             Err(e) => {
                 WorkerCounters::inc(&counters.backend_errors);
                 let error = crate::upstream::error_chain(&e);
-                tracing::warn!(backend = %authority, %error, "backend request failed");
+                tracing::warn!(backend = ?target.backend, %error, "backend request failed");
                 text_response(StatusCode::BAD_GATEWAY, "backend unavailable\n")
             }
         }

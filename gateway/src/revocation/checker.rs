@@ -719,15 +719,23 @@ impl crate::conn::PostHandshakeCheck for RevocationChecker {
     fn check<'a>(
         &'a self,
         chain: &'a [CertificateDer<'static>],
-    ) -> crate::conn::BoxFuture<'a, Result<(), String>> {
+    ) -> crate::conn::BoxFuture<'a, Result<(), crate::conn::CheckRefusal>> {
         Box::pin(async move {
             let (leaf, rest) = chain
                 .split_first()
-                .ok_or_else(|| "no client certificate".to_string())?;
+                .ok_or_else(|| crate::conn::CheckRefusal {
+                    reason: "no client certificate".to_string(),
+                    client_fault: true,
+                })?;
             RevocationChecker::check(self, leaf, rest)
                 .await
                 .map(|_| ())
-                .map_err(|e| e.to_string())
+                .map_err(|e| crate::conn::CheckRefusal {
+                    // Revoked: the client's certificate is bad. Anything else (unreachable,
+                    // stale, unknown...) is the status sources' failure, not the client's.
+                    client_fault: e.is_revoked(),
+                    reason: e.to_string(),
+                })
         })
     }
 }

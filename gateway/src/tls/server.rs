@@ -140,3 +140,49 @@ fn check_server_cert_validity(der: &[u8]) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Replaces the listener's per-process random ticketer with one over the fleet's ticket-key
+/// file (`[global] ticket_keys`), derived for this listener's ticket context: its name and
+/// client-authentication policy (trusted CAs, classification, key policy, EKU), so a ticket
+/// resumes only on a listener with the same name and policy, on any host.
+///
+/// Does nothing when the listener has `session_resumption = false`.
+///
+/// # Errors
+/// A [`ConfigError::Invalid`] naming `listener[i].trusted_cas` when the CAs cannot be read.
+pub fn apply_ticket_keys(
+    t: &mut ListenerTls,
+    index: usize,
+    l: &ListenerConfig,
+    keys: &crate::tls::tickets::TicketKeys,
+    lifetime_secs: u32,
+) -> Result<(), ConfigError> {
+    use sha2::{Digest, Sha256};
+    if !l.tls.session_resumption {
+        return Ok(());
+    }
+    let cas = load_ca_bundle(&l.trusted_cas).map_err(|e| {
+        ConfigError::invalid(format!("listener[{index}].trusted_cas"), e.to_string())
+    })?;
+    let mut der: Vec<&[u8]> = cas.iter().map(|c| c.as_ref()).collect();
+    der.sort_unstable();
+    let mut h = Sha256::new();
+    h.update(b"listener\0");
+    h.update(l.display_name().as_bytes());
+    h.update(format!(
+        "\0{:?}\0{}\0{}\0",
+        l.classification, l.tls.min_rsa_bits, l.tls.require_client_auth_eku
+    ));
+    for d in der {
+        h.update((d.len() as u64).to_be_bytes());
+        h.update(d);
+    }
+    let context = h.finalize();
+    let ticketer = keys
+        .ticketer(&context, lifetime_secs)
+        .map_err(|e| ConfigError::invalid("global.ticket_keys", e.to_string()))?;
+    let mut sc = (*t.server_config).clone();
+    sc.ticketer = ticketer;
+    t.server_config = Arc::new(sc);
+    Ok(())
+}
