@@ -738,3 +738,63 @@ impl OcspStateForFuzz {
         })
     }
 }
+
+#[tokio::test]
+async fn replayed_older_crl_does_not_unrevoke() {
+    let ca = Ca::new("Test CA");
+    let (crl, crl_url) = CrlServer::start(ca.crl(&[27], -30, 3600));
+    let leaf = ca.leaf(27, Some(&crl_url), None);
+    let mut cf = cfg(RevocationOrder::CrlOnly);
+    cf.refresh_interval_secs = 1;
+    let c = checker(cf, &ca);
+    assert!(check(&c, &leaf).await.unwrap_err().is_revoked());
+    // The server now hands out an older CRL (thisUpdate earlier) that does not list it.
+    crl.set(ca.crl(&[], -600, 3600));
+    let before = crl.requests.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        crl.requests.load(Ordering::SeqCst) > before,
+        "the CRL was not refreshed"
+    );
+    let e = check(&c, &leaf).await.unwrap_err();
+    assert!(e.is_revoked(), "an older CRL replaced the newer one: {e}");
+}
+
+#[tokio::test]
+async fn status_check_refuses_a_certificate_expired_since_the_session_began() {
+    // Resumed sessions are not validated again by the handshake: the awaited status check
+    // validates the path at the time of the connection.
+    let ca = Ca::new("Test CA");
+    let (_crl, crl_url) = CrlServer::start(ca.crl(&[], -60, 3600));
+    let leaf = ca.leaf(28, Some(&crl_url), None);
+    let c = checker(cfg(RevocationOrder::CrlOnly), &ca);
+    assert!(check(&c, &leaf).await.is_ok());
+    let year_4100 = 67_300_000_000;
+    let e = c.check_at(&leaf.cert, &[], year_4100).await.unwrap_err();
+    assert!(matches!(e.reason, Reason::Path { .. }), "{e}");
+    assert!(e.to_string().contains("6.1.3 (a)(2)"), "{e}");
+    assert!(
+        gateway::pki::path::leaf_valid_at(std::slice::from_ref(&leaf.cert), year_4100).is_err()
+    );
+}
+
+#[tokio::test]
+async fn unusable_crl_file_is_a_status_failure_not_a_configuration_error() {
+    let ca = Ca::new("Test CA");
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.crl");
+    std::fs::write(&bad, b"not a CRL at all").unwrap();
+    let leaf = ca.leaf(29, None, None);
+    let mut cf = cfg(RevocationOrder::CrlOnly);
+    cf.crl_files = vec![bad];
+    let c = checker(cf, &ca);
+    let e = check(&c, &leaf).await.unwrap_err();
+    assert!(!e.is_revoked(), "{e}");
+    // A good file next to it answers.
+    let good = dir.path().join("good.crl");
+    std::fs::write(&good, ca.crl(&[], -60, 3600)).unwrap();
+    let mut cf = cfg(RevocationOrder::CrlOnly);
+    cf.crl_files = vec![dir.path().join("bad.crl"), good];
+    let c = checker(cf, &ca);
+    assert!(check(&c, &leaf).await.is_ok());
+}

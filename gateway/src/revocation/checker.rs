@@ -731,9 +731,11 @@ impl crate::conn::PostHandshakeCheck for RevocationChecker {
                 .await
                 .map(|_| ())
                 .map_err(|e| crate::conn::CheckRefusal {
-                    // Revoked: the client's certificate is bad. Anything else (unreachable,
-                    // stale, unknown...) is the status sources' failure, not the client's.
-                    client_fault: e.is_revoked(),
+                    // Revoked, or a path no longer valid (expired since the session began):
+                    // the client's certificate is bad. Anything else (unreachable, stale,
+                    // unknown...) is the status sources' failure, not the client's.
+                    client_fault: e.is_revoked()
+                        || matches!(e.reason, Reason::Path { .. } | Reason::IssuerNotFound),
                     reason: e.to_string(),
                 })
         })

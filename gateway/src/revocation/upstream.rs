@@ -49,9 +49,13 @@ impl ChainStatusCheck for RevocationChecker {
                                     if s.cached { ", cached" } else { "" }
                                 ),
                             ),
-                            // Not checked under the listener's policy (a root sent along, or
-                            // `check_intermediates = false`).
-                            None => (Status::Good, "not checked by policy".into(), String::new()),
+                            // Not part of the validated path (a root or an unrelated
+                            // certificate sent along): no status is needed for it.
+                            None => (
+                                Status::Good,
+                                "not part of the validated path".into(),
+                                String::new(),
+                            ),
                         },
                         Ok(Verdict::NotChecked) => (
                             Status::Unknown {
@@ -108,7 +112,10 @@ pub fn status_factory(
     }
     let cache = cache?.clone();
     let provider = Arc::new(crate::tls::policy::base_provider(provider_name).ok()?);
-    let cfg = cfg.clone();
+    // `require` means the whole chain: every certificate of the validated path, whatever
+    // the listener's `check_intermediates` says about client chains.
+    let mut cfg = cfg.clone();
+    cfg.check_intermediates = true;
     let name = name.to_string();
     Some(Box::new(move |anchors: &[CertificateDer<'static>]| {
         RevocationChecker::new(&cfg, &name, anchors, provider.clone(), cache.clone())

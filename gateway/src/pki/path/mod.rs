@@ -88,6 +88,31 @@ pub fn validate_path(
     validate::build(target, &pool, anchors, None, time, policy)
 }
 
+/// Whether the end-entity certificate of `chain` is within its validity period at `time`:
+/// for resumed sessions, whose chain is not validated again by the handshake (the status
+/// check validates the whole path again when revocation checking is on).
+///
+/// # Errors
+/// [`Step::Validity`] or [`Step::Malformed`].
+pub fn leaf_valid_at(chain: &[CertificateDer<'_>], time: i64) -> Result<(), PathError> {
+    let leaf = chain
+        .first()
+        .ok_or_else(|| PathError::new(Step::Malformed, "chain", "no certificate"))?;
+    let c = parse_cached(leaf)?;
+    if time < c.not_before || time > c.not_after {
+        return Err(PathError::new(
+            Step::Validity,
+            c.subject_string(),
+            format!(
+                "outside its validity period {} .. {}",
+                fmt_time(c.not_before),
+                fmt_time(c.not_after)
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// RFC 3339 UTC for messages.
 pub(crate) fn fmt_time(secs: i64) -> String {
     // Civil date from days since the epoch (Howard Hinnant's algorithm).
