@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use gateway::revocation::{
     Reason, RevocationCache, RevocationChecker, RevocationConfig, RevocationOrder, Source, Verdict,
 };
-use gateway::tls::client_verifier::HandshakeStatusCheck;
+use gateway::status::{CertStatus, StatusCheck};
 use rustls::pki_types::{CertificateDer, UnixTime};
 use support::*;
 
@@ -99,13 +99,8 @@ async fn revoked_by_ocsp_only_after_the_last_crl() {
         "{e}"
     );
     // Now cached: the handshake-time check refuses it without a fetch.
-    let r = HandshakeStatusCheck::check(&*c, &leaf.cert, &[], UnixTime::now());
-    assert!(matches!(
-        r,
-        Err(rustls::Error::InvalidCertificate(
-            rustls::CertificateError::Revoked
-        ))
-    ));
+    let r = c.in_handshake(&leaf.cert, &[], UnixTime::now());
+    assert!(matches!(r, CertStatus::Revoked { .. }), "{r:?}");
     assert_eq!(ocsp.requests.load(Ordering::SeqCst), 1);
 }
 
@@ -126,7 +121,10 @@ async fn good_by_ocsp_and_then_from_cache() {
     assert_eq!((m.hits, m.misses, m.ocsp_fetches), (1, 1, 1));
     // A cache miss in the handshake is left to the awaited check.
     let other = ca.leaf(10, None, Some(&ocsp_url));
-    assert!(HandshakeStatusCheck::check(&*c, &other.cert, &[], UnixTime::now()).is_ok());
+    assert!(matches!(
+        c.in_handshake(&other.cert, &[], UnixTime::now()),
+        CertStatus::Unavailable { .. }
+    ));
 }
 
 #[tokio::test]
@@ -450,7 +448,10 @@ async fn configured_crl_file_and_responder_override() {
         Some(Source::Ocsp)
     );
     // The verified CRL file also answers inside the handshake.
-    assert!(HandshakeStatusCheck::check(&*c, &revoked.cert, &[], UnixTime::now()).is_err());
+    assert!(matches!(
+        c.in_handshake(&revoked.cert, &[], UnixTime::now()),
+        CertStatus::Revoked { .. }
+    ));
 }
 
 #[tokio::test]
@@ -622,7 +623,10 @@ async fn hot_ocsp_answers_are_refreshed_in_the_background() {
     // Without any request-path fetch, the cache-only handshake check learns of it.
     let t0 = Instant::now();
     loop {
-        if HandshakeStatusCheck::check(&*c, &leaf.cert, &[], UnixTime::now()).is_err() {
+        if matches!(
+            c.in_handshake(&leaf.cert, &[], UnixTime::now()),
+            CertStatus::Revoked { .. }
+        ) {
             break;
         }
         assert!(
@@ -669,7 +673,10 @@ async fn replaced_crl_file_takes_effect_without_restart() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // And inside the handshake, too.
-    assert!(HandshakeStatusCheck::check(&*c, &leaf.cert, &[], UnixTime::now()).is_err());
+    assert!(matches!(
+        c.in_handshake(&leaf.cert, &[], UnixTime::now()),
+        CertStatus::Revoked { .. }
+    ));
 }
 
 #[test]

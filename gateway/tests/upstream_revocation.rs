@@ -44,10 +44,12 @@ async fn revoked_backend_is_refused_good_one_connects() {
         ..RevocationConfig::default()
     };
     let cache = RevocationCache::new(1000).expect("cache");
-    let factory = gateway::revocation::upstream::status_factory(
+    let factory = gateway::revocation::status::status_factory(
         &rcfg,
         "test upstream",
-        gateway::tls::policy::DEFAULT_PROVIDER,
+        Arc::new(
+            gateway::tls::base_provider(gateway::tls::policy::DEFAULT_PROVIDER).expect("provider"),
+        ),
         Some(&cache),
     )
     .expect("factory");

@@ -31,8 +31,8 @@ impl TestGateway {
         let path = dir.join("gateway.toml");
         std::fs::write(&path, toml).map_err(|e| e.to_string())?;
         let cfg = Config::load(&path).map_err(|e| e.to_string())?;
-        let prepared = server::prepare(cfg).map_err(|e| e.to_string())?;
-        let running = server::start(prepared).map_err(|e| e.to_string())?;
+        let plan = gateway::plan::plan(&cfg).map_err(|e| e.to_string())?;
+        let running = server::start(plan).map_err(|e| e.to_string())?;
         Ok(TestGateway {
             addrs: running.local_addrs.clone(),
             running: Some(running),

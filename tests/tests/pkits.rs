@@ -14,7 +14,8 @@ use std::sync::Arc;
 
 use gateway::pki::keypolicy::{KeyPolicy, RequiredEku};
 use gateway::revocation::{RevocationCache, RevocationChecker, RevocationConfig, RevocationOrder};
-use gateway::tls::client_verifier::{HandshakeStatusCheck, SeeClientVerifier};
+use gateway::status::StatusCheck;
+use gateway::tls::client_verifier::SeeClientVerifier;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::ClientCertVerifier;
 
@@ -111,7 +112,7 @@ async fn run(dir: &Path, case: &Case) -> Result<(), String> {
         true,
         KeyPolicy { min_rsa_bits: 2048 },
         RequiredEku::None,
-        Some(checker.clone() as Arc<dyn HandshakeStatusCheck>),
+        Some(checker.clone() as Arc<dyn StatusCheck>),
     )
     .map_err(|e| format!("configuration error: {e}"))?;
     let (leaf, rest) = chain.split_first().ok_or("empty chain")?;

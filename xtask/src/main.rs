@@ -34,7 +34,7 @@ fn main() -> Result<()> {
                  commands:\n  \
                  test           install test peers, then fmt/clippy and every test (what CI runs)\n  \
                  install-peers  install curl, openssl and the other test peers from Debian\n  \
-                 lint           cargo fmt --check and clippy -D warnings\n  \
+                 lint           cargo fmt --check, clippy -D warnings, no module import cycle\n  \
                  install-tools  rust-src for nightly and bpf-linker into ./.tools (idempotent)\n  \
                  build-ebpf     install-tools, then build the eBPF programs into target/ebpf\n  \
                  compare [SECS] gateway vs nginx, HAProxy, Caddy under the same loadgen runs"
@@ -69,7 +69,9 @@ fn lint() -> Result<()> {
         "--",
         "-D",
         "warnings",
-    ]))
+    ]))?;
+    // The modules of gateway/src import each other top-down only (ARCHITECTURE.md).
+    run(cargo().args(["test", "-p", "gateway", "--test", "module_cycles"]))
 }
 
 fn test(extra: &[String]) -> Result<()> {

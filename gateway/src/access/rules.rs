@@ -14,7 +14,7 @@
 //!   anything no rule allowed is denied (default deny).
 //! * Path prefixes match whole segments: `/admin` covers `/admin` and `/admin/x`, not
 //!   `/administrator`. Rules and routes match the request's canonical path
-//!   ([`crate::proxy::path`]: unreserved escapes decoded, `//` merged, `.` and `..`
+//!   ([`crate::path`]: unreserved escapes decoded, `//` merged, `.` and `..`
 //!   resolved, ambiguous input refused before any rule runs), so `/%61dmin` is `/admin`; the
 //!   backend receives exactly that canonical path. With `[listener.paths] case_insensitive`,
 //!   prefixes compare ignoring ASCII case.
@@ -26,8 +26,8 @@
 use serde::Deserialize;
 
 use crate::access::password::PasswordUser;
+use crate::path::{canonicalize, CanonicalPath, PathOptions};
 use crate::pki::identity::CertIdentity;
-use crate::proxy::path::{canonicalize, CanonicalPath, PathOptions};
 
 /// Whether a rule allows or denies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -3,7 +3,9 @@
 
 pub mod builtin;
 pub mod headers;
-pub mod path;
+
+/// Request path canonicalisation (the top-level `path` module, below `access`).
+pub use crate::path;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,12 +19,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use crate::access::AccessPlan;
-use crate::config::{Backend, Classification};
 use crate::metrics::WorkerCounters;
+use crate::path::{CanonicalPath, PathError, PathOptions};
 use crate::pki::identity::CertIdentity;
-use crate::upstream::UpstreamConnector;
-use headers::IdentityHeaders;
-use path::{CanonicalPath, PathError, PathOptions};
+use crate::upstream::{Backend, UpstreamConnector};
+use headers::{ForwardingConfig, IdentityHeaders};
 
 /// Response body type of the proxy.
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
@@ -36,25 +37,18 @@ pub struct ConnContext {
     pub identity: Option<Arc<CertIdentity>>,
     /// Identity headers, computed once per connection.
     pub identity_headers: Option<IdentityHeaders>,
-    /// Listener classification.
-    pub classification: Classification,
     /// The client address as an `X-Forwarded-For` value, computed once per connection.
     pub forwarded_for: HeaderValue,
 }
 
 impl ConnContext {
     /// Context for a connection; precomputes the identity headers.
-    pub fn new(
-        peer: SocketAddr,
-        identity: Option<Arc<CertIdentity>>,
-        classification: Classification,
-    ) -> Self {
+    pub fn new(peer: SocketAddr, identity: Option<Arc<CertIdentity>>) -> Self {
         let identity_headers = identity.as_deref().map(IdentityHeaders::for_certificate);
         ConnContext {
             peer,
             identity,
             identity_headers,
-            classification,
             forwarded_for: headers::forwarded_for_value(peer.ip()),
         }
     }
@@ -63,8 +57,10 @@ impl ConnContext {
 /// A worker's proxy for one listener (its own backend connection pools).
 #[derive(Clone, Debug)]
 pub struct Proxy {
-    /// Access decision and routes (None: certificate clients only, one backend).
-    plan: Option<Arc<AccessPlan>>,
+    /// Access decision and routes.
+    plan: Arc<AccessPlan>,
+    /// Which peers may make forwarding claims.
+    forwarding: Arc<ForwardingConfig>,
     /// One backend and pool per target: `[0]` the listener's backend, then the routes'.
     targets: Vec<ProxyTarget>,
 }
@@ -153,17 +149,9 @@ fn owned_text_response(status: StatusCode, body: String) -> Response<ProxyBody> 
 }
 
 impl Proxy {
-    /// A proxy to `backend` with a fresh connection pool.
-    pub fn new(backend: Backend) -> Self {
-        Proxy {
-            plan: None,
-            targets: vec![ProxyTarget::new(backend, UpstreamConnector::new(None))],
-        }
-    }
-
-    /// A proxy applying `plan` (password fallback, rules, routes, upstream TLS), with fresh
-    /// connection pools for each of its targets.
-    pub fn with_plan(plan: Arc<AccessPlan>) -> Self {
+    /// A proxy applying `plan` (password fallback, rules, routes, upstream TLS) and the
+    /// listener's trusted proxies, with fresh connection pools for each of its targets.
+    pub fn with_plan(plan: Arc<AccessPlan>, forwarding: Arc<ForwardingConfig>) -> Self {
         let targets = plan
             .targets()
             .iter()
@@ -175,7 +163,8 @@ impl Proxy {
             })
             .collect();
         Proxy {
-            plan: Some(plan),
+            plan,
+            forwarding,
             targets,
         }
     }
@@ -184,19 +173,6 @@ impl Proxy {
         Client::builder(TokioExecutor::new())
             .pool_idle_timeout(std::time::Duration::from_secs(60))
             .build(connector)
-    }
-
-    /// The `host:port` of a `tcp://` listener backend (raw TCP mode), if it is one.
-    pub fn tcp_backend(&self) -> Option<&str> {
-        match self.targets.first().map(|t| &t.backend) {
-            Some(Backend::Tcp { authority }) => Some(authority),
-            _ => None,
-        }
-    }
-
-    /// The access plan, if any.
-    pub fn plan(&self) -> Option<&Arc<AccessPlan>> {
-        self.plan.as_ref()
     }
 
     /// Handles one request: authentication gate, header rewrite, forward.
@@ -208,8 +184,7 @@ impl Proxy {
     ) -> Response<ProxyBody> {
         WorkerCounters::inc(&counters.requests);
         // One canonical path: the rules and routes match it, the backend receives it.
-        let opts = self.plan.as_ref().map_or(PathOptions::STRICT, |p| p.paths);
-        let path = match request_path(&req, &opts) {
+        let path = match request_path(&req, &self.plan.paths) {
             Ok(p) => p,
             Err(e) => {
                 tracing::info!(peer = %ctx.peer, target = %req.uri(), reason = %e, "request refused: ambiguous target");
@@ -228,20 +203,19 @@ impl Proxy {
         };
         // Access decision: certificate alone if one was verified; else (IN CONFIDENCE)
         // Basic credentials; then the rules. SENSITIVE listeners never look at passwords.
-        let mut password_user = None;
-        if let Some(plan) = &self.plan {
-            match plan
-                .access
-                .authorize(ctx.peer.ip(), ctx.identity.as_deref(), &path, req.headers())
-                .await
-            {
-                Ok(granted) => password_user = granted.user,
-                Err(refused) => {
-                    tracing::info!(peer = %ctx.peer, path = path.as_str(), status = refused.response.status().as_u16(), reason = %refused.log_reason, "request refused");
-                    return refused.response.map(|b| b.map_err(|n| match n {}).boxed());
-                }
+        let password_user = match self
+            .plan
+            .access
+            .authorize(ctx.peer.ip(), ctx.identity.as_deref(), &path, req.headers())
+            .await
+        {
+            Ok(granted) => granted.user,
+            Err(refused) => {
+                tracing::info!(peer = %ctx.peer, path = path.as_str(), status = refused.response.status().as_u16(), reason = %refused.log_reason, "request refused");
+                return refused.response.map(|b| b.map_err(|n| match n {}).boxed());
             }
-        }
+        };
+        // `authorize` grants a request only with a certificate or a password user.
         let pw_headers;
         let id_headers = match (&ctx.identity_headers, &password_user) {
             (Some(h), _) => h,
@@ -250,20 +224,12 @@ impl Proxy {
                 &pw_headers
             }
             (None, None) => {
-                // Only IN CONFIDENCE listeners complete a handshake without a certificate.
-                let mut r = text_response(StatusCode::UNAUTHORIZED, "authentication required\n");
-                r.headers_mut().insert(
-                    http::header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Basic realm=\"gateway\", charset=\"UTF-8\""),
-                );
-                return r;
+                tracing::error!(peer = %ctx.peer, path = path.as_str(), "request granted without an identity");
+                return text_response(StatusCode::INTERNAL_SERVER_ERROR, "no identity\n");
             }
         };
         // Identity hygiene: the backend learns who the client is from the gateway only.
-        let trusted_proxy = self
-            .plan
-            .as_ref()
-            .is_some_and(|p| p.forwarding.is_trusted(ctx.peer.ip()));
+        let trusted_proxy = self.forwarding.is_trusted(ctx.peer.ip());
         let h = req.headers_mut();
         headers::strip_hop_by_hop(h);
         // Also `Authorization`: a password user's credentials never reach the backend, and
@@ -275,11 +241,7 @@ impl Proxy {
         id_headers.apply(h);
         headers::set_forwarded(h, &ctx.forwarded_for, host, trusted_proxy);
 
-        let index = self
-            .plan
-            .as_ref()
-            .map(|p| p.target_index(&path))
-            .unwrap_or(0);
+        let index = self.plan.target_index(&path);
         let Some(target) = self.targets.get(index) else {
             return text_response(StatusCode::INTERNAL_SERVER_ERROR, "no backend\n");
         };

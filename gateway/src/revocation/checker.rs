@@ -23,7 +23,7 @@ use super::now_secs;
 use super::ocsp::OcspStatus;
 use crate::pki::path::validate::{PathPolicy, Target, TrustAnchors, ValidatedPath};
 use crate::pki::path::ParsedCert;
-use crate::tls::client_verifier::HandshakeStatusCheck;
+use crate::status::{BoxFuture, CertStatus, ChainStatus, StatusCheck};
 
 /// Errors building a checker.
 #[derive(Debug, thiserror::Error)]
@@ -44,9 +44,10 @@ pub enum CheckerError {
     },
 }
 
-/// The status of one checked certificate.
+/// The status of one certificate the checker accepted, with its provenance (the
+/// [`StatusCheck`] reports it as [`CertStatus::Good`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertStatus {
+pub struct CheckedCert {
     /// Serial, hex.
     pub serial: String,
     /// The source of the `good` answer; `None` when accepted by soft-fail.
@@ -65,7 +66,7 @@ pub enum Verdict {
     /// Revocation checking is disabled for this listener (`enabled = false`).
     NotChecked,
     /// Every checked certificate (leaf first) is not revoked.
-    Good(Vec<CertStatus>),
+    Good(Vec<CheckedCert>),
 }
 
 /// Checks certificate status under one listener's policy. Shared (`Arc`) by all workers.
@@ -259,7 +260,7 @@ impl RevocationChecker {
                             listener = %self.listener, issuer = %e.issuer, serial = %e.serial,
                             reason = %e.reason, "revocation status unavailable; accepted by soft_fail"
                         );
-                        out.push(CertStatus {
+                        out.push(CheckedCert {
                             serial: e.serial,
                             source: None,
                             valid_until: now,
@@ -309,7 +310,7 @@ impl RevocationChecker {
         pool: &[Arc<ParsedCert>],
         i: usize,
         now: i64,
-    ) -> Result<CertStatus, RevocationError> {
+    ) -> Result<CheckedCert, RevocationError> {
         let cert = &path.certs[i];
         let issuer_cert = path.issuer_of(i);
         let serial_hex = hex::encode(normalize_serial(cert.serial()));
@@ -342,7 +343,7 @@ impl RevocationChecker {
             if let Some(r) = &e.revoked {
                 return Err(err(r.clone()));
             }
-            return Ok(CertStatus {
+            return Ok(CheckedCert {
                 serial: serial_hex.clone(),
                 source: Some(e.source),
                 valid_until: e.valid_until,
@@ -358,7 +359,7 @@ impl RevocationChecker {
             .map_err(|e| err(Reason::Malformed { why: e.to_string() }))?;
 
         let mut failures: Vec<Reason> = Vec::new();
-        let good = |source, valid_until| CertStatus {
+        let good = |source, valid_until| CheckedCert {
             serial: serial_hex.clone(),
             source: Some(source),
             valid_until,
@@ -654,17 +655,17 @@ fn combine(mut failures: Vec<Reason>) -> Reason {
     }
 }
 
-impl HandshakeStatusCheck for RevocationChecker {
-    /// Cache-only: refuses a certificate whose revocation is already known (alert
-    /// `certificate_revoked`); a miss is left to [`RevocationChecker::check`].
-    fn check(
+impl StatusCheck for RevocationChecker {
+    /// Cache-only: reports a certificate whose revocation is already known (the verifier
+    /// sends alert `certificate_revoked`); a miss is left to [`StatusCheck::check_chain`].
+    fn in_handshake(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
-    ) -> Result<(), rustls::Error> {
+    ) -> CertStatus {
         if !self.cfg.enabled {
-            return Ok(());
+            return CertStatus::Good { source: None };
         }
         let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
         let n = if self.cfg.check_intermediates {
@@ -672,8 +673,11 @@ impl HandshakeStatusCheck for RevocationChecker {
         } else {
             0
         };
+        let mut known_good = None;
+        let mut all_known = true;
         for der in std::iter::once(end_entity).chain(intermediates.iter().take(n)) {
             let Ok(cert) = crate::pki::path::parse_cached(der) else {
+                all_known = false;
                 continue;
             };
             let revoked = match local::listing(
@@ -687,15 +691,26 @@ impl HandshakeStatusCheck for RevocationChecker {
                     at: None,
                     code: None,
                 }),
-                LocalListing::Unverified => None,
-                LocalListing::Clear => self
-                    .cache
-                    .lookup(
+                LocalListing::Unverified => {
+                    all_known = false;
+                    None
+                }
+                LocalListing::Clear => {
+                    match self.cache.lookup(
                         &status_key(cert.issuer_raw(), cert.serial()),
                         now,
                         self.cfg.order,
-                    )
-                    .and_then(|e| e.revoked.clone()),
+                    ) {
+                        Some(e) => {
+                            known_good = Some(e.source);
+                            e.revoked.clone()
+                        }
+                        None => {
+                            all_known = false;
+                            None
+                        }
+                    }
+                }
             };
             if let Some(r) = revoked {
                 self.cache.metrics.hit();
@@ -704,40 +719,25 @@ impl HandshakeStatusCheck for RevocationChecker {
                     listener = %self.listener, issuer = %cert.issuer_string(), serial = %hex::encode(normalize_serial(cert.serial())),
                     reason = %r, "client certificate refused in handshake: revoked"
                 );
-                return Err(rustls::Error::InvalidCertificate(
-                    rustls::CertificateError::Revoked,
-                ));
+                return super::status::reason_status(&r);
             }
         }
-        Ok(())
+        match (all_known, known_good) {
+            (true, Some(source)) => CertStatus::Good {
+                source: Some(source),
+            },
+            _ => CertStatus::Unavailable {
+                reason: "not known yet: checked after the handshake".into(),
+            },
+        }
     }
-}
 
-impl crate::conn::PostHandshakeCheck for RevocationChecker {
-    /// The awaited check of every connection (full or resumed handshake) before any byte is
-    /// forwarded: `chain` is the peer's certificates, leaf first.
-    fn check<'a>(
+    /// The awaited check of a chain (leaf first): every client connection (full or resumed
+    /// handshake) before any byte is forwarded, upstream backends, `gateway probe`.
+    fn check_chain<'a>(
         &'a self,
         chain: &'a [CertificateDer<'static>],
-    ) -> crate::conn::BoxFuture<'a, Result<(), crate::conn::CheckRefusal>> {
-        Box::pin(async move {
-            let (leaf, rest) = chain
-                .split_first()
-                .ok_or_else(|| crate::conn::CheckRefusal {
-                    reason: "no client certificate".to_string(),
-                    client_fault: true,
-                })?;
-            RevocationChecker::check(self, leaf, rest)
-                .await
-                .map(|_| ())
-                .map_err(|e| crate::conn::CheckRefusal {
-                    // Revoked, or a path no longer valid (expired since the session began):
-                    // the client's certificate is bad. Anything else (unreachable, stale,
-                    // unknown...) is the status sources' failure, not the client's.
-                    client_fault: e.is_revoked()
-                        || matches!(e.reason, Reason::Path { .. } | Reason::IssuerNotFound),
-                    reason: e.to_string(),
-                })
-        })
+    ) -> BoxFuture<'a, ChainStatus> {
+        Box::pin(super::status::chain_status(self, chain))
     }
 }

@@ -36,23 +36,7 @@ impl RevocationOrder {
     }
 }
 
-/// A status source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Source {
-    /// An OCSP responder.
-    Ocsp,
-    /// A CRL (fetched from a distribution point or a configured file).
-    Crl,
-}
-
-impl std::fmt::Display for Source {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Source::Ocsp => "OCSP",
-            Source::Crl => "CRL",
-        })
-    }
-}
+pub use crate::status::Source;
 
 /// Hash algorithm of the OCSP CertID.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -109,7 +93,9 @@ pub struct RevocationConfig {
     pub ocsp_get: bool,
     /// Accept a certificate whose status cannot be had. A relaxation, logged at start-up.
     pub soft_fail: bool,
-    /// Upper bound on per-certificate cache entries.
+    /// Upper bound on per-certificate status cache entries. The cache is process-wide
+    /// (shared by every listener and upstream checker): with several listeners the smallest
+    /// value among those that check status bounds it for all.
     pub cache_max_entries: usize,
     /// Staple OCSP responses for the listener's own server certificate (fetched from its
     /// AIA responder, refreshed ahead of nextUpdate, stapled only while current and good).

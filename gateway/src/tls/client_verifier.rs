@@ -1,10 +1,9 @@
 //! The client-certificate verifier: RFC 5280 path validation ([`crate::pki::path`]: trust,
 //! validity, signatures, name chaining, basicConstraints, keyUsage, name constraints,
 //! critical extensions) under the S.E.E. key policy and clientAuth, plus an optional
-//! status check. rustls' webpki verifier is kept only for the CA hints of the
+//! in-handshake status check. rustls' webpki verifier is kept only for the CA hints of the
 //! CertificateRequest and the handshake signatures.
 
-use std::fmt;
 use std::sync::Arc;
 
 use rustls::client::danger::HandshakeSignatureValid;
@@ -15,23 +14,7 @@ use rustls::{DigitallySignedStruct, DistinguishedName, Error, RootCertStore, Sig
 
 use crate::pki::keypolicy::{KeyPolicy, RequiredEku};
 use crate::pki::path::{validate_path, PathPolicy, Target, TrustAnchors};
-
-/// A synchronous status check run inside the handshake after the chain has been verified.
-///
-/// It must not block: it answers from a cache. A definite failure (revoked, or a known
-/// unavailable status under fail-closed) is returned as an error and becomes a TLS alert.
-pub trait HandshakeStatusCheck: Send + Sync + fmt::Debug {
-    /// Checks `end_entity` (and its presented `intermediates`) at `now`.
-    ///
-    /// # Errors
-    /// The rustls error to fail the handshake with (e.g. `CertificateError::Revoked`).
-    fn check(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<(), Error>;
-}
+use crate::status::{CertStatus, StatusCheck};
 
 /// Verifies client certificates under the listener's policy.
 #[derive(Debug)]
@@ -41,7 +24,7 @@ pub struct SeeClientVerifier {
     provider: Arc<rustls::crypto::CryptoProvider>,
     policy: KeyPolicy,
     eku: RequiredEku,
-    status: Option<Arc<dyn HandshakeStatusCheck>>,
+    status: Option<Arc<dyn StatusCheck>>,
 }
 
 /// Errors building the verifier.
@@ -74,7 +57,7 @@ impl SeeClientVerifier {
         required: bool,
         policy: KeyPolicy,
         eku: RequiredEku,
-        status: Option<Arc<dyn HandshakeStatusCheck>>,
+        status: Option<Arc<dyn StatusCheck>>,
     ) -> Result<Self, VerifierError> {
         let mut roots = RootCertStore::empty();
         for (index, ca) in cas.iter().enumerate() {
@@ -200,7 +183,12 @@ impl SeeClientVerifier {
         let at = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
         validate_path(&chain, &self.trust, at, &policy).map_err(|e| e.to_rustls())?;
         if let Some(status) = &self.status {
-            status.check(end_entity, intermediates, now)?;
+            // Cache only: a known revocation fails the handshake; anything not yet known is
+            // decided after it (see `StatusCheck::check_chain`).
+            if let CertStatus::Revoked { .. } = status.in_handshake(end_entity, intermediates, now)
+            {
+                return Err(Error::InvalidCertificate(rustls::CertificateError::Revoked));
+            }
         }
         Ok(ClientCertVerified::assertion())
     }
