@@ -805,3 +805,18 @@ async fn unusable_crl_file_is_a_status_failure_not_a_configuration_error() {
     let c = checker(cf, &ca);
     assert!(check(&c, &leaf).await.is_ok());
 }
+
+#[tokio::test]
+async fn configured_file_saying_good_does_not_hide_a_distribution_point_saying_revoked() {
+    let ca = Ca::new("Test CA");
+    let (_crl, crl_url) = CrlServer::start(ca.crl(&[30], -30, 3600));
+    let leaf = ca.leaf(30, Some(&crl_url), None);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ca.crl");
+    std::fs::write(&file, ca.crl(&[], -60, 3600)).unwrap();
+    let mut cf = cfg(RevocationOrder::CrlOnly);
+    cf.crl_files = vec![file];
+    let c = checker(cf, &ca);
+    let e = check(&c, &leaf).await.unwrap_err();
+    assert!(e.is_revoked(), "{e}");
+}

@@ -231,6 +231,10 @@ mod tests {
     fn default_is_strict() {
         let c = RevocationConfig::default();
         assert!(c.enabled && !c.soft_fail);
+        assert!(
+            c.check_intermediates,
+            "intermediates are checked by default"
+        );
         assert_eq!(c.order, RevocationOrder::OcspFirst);
         assert!(c.relaxations().is_empty());
         assert!(c.validate().is_ok());
