@@ -56,7 +56,10 @@ impl ConfigError {
 }
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize)]
+///
+/// Every type in it derives `serde::Serialize` too: the admin listener's `/config` shows the
+/// effective configuration (defaults filled in, secrets redacted).
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Process-wide settings.
@@ -68,10 +71,13 @@ pub struct Config {
     /// One or more TLS listeners.
     #[serde(rename = "listener")]
     pub listeners: Vec<ListenerConfig>,
+    /// The admin listener (`/metrics`, `/healthz`, `/readyz`, `/config`); off when absent.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
 }
 
 /// Process-wide settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GlobalConfig {
     /// Number of worker threads; 0 means one per CPU in the process's affinity mask.
@@ -128,7 +134,7 @@ impl Default for GlobalConfig {
 }
 
 /// One TLS listener.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     /// A name used in logs and metrics.
@@ -224,6 +230,9 @@ impl Config {
         if let Some(p) = &mut self.global.ticket_keys {
             fix(p);
         }
+        if let Some(a) = &mut self.admin {
+            a.resolve_paths(base);
+        }
         for l in &mut self.listeners {
             fix(&mut l.server_cert);
             fix(&mut l.server_key);
@@ -301,6 +310,10 @@ impl Config {
         self.steering
             .validate()
             .map_err(|(k, m)| ConfigError::invalid(format!("steering.{k}"), m))?;
+        if let Some(a) = &self.admin {
+            a.validate()
+                .map_err(|(k, m)| ConfigError::invalid(format!("admin.{k}"), m))?;
+        }
         Ok(())
     }
 
@@ -308,6 +321,9 @@ impl Config {
     /// logged as a warning at start-up.
     pub fn relaxations(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if let Some(a) = &self.admin {
+            out.extend(a.relaxations());
+        }
         if self.global.allow_root {
             out.push(
                 "global.allow_root = true: when started as root without global.user, the process keeps uid 0 after start-up (capabilities are still dropped)"
@@ -481,6 +497,117 @@ fn check_upstream(
         )),
         (_, None) => Ok(()),
     }
+}
+
+/// `[admin]`: the admin listener.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address to listen on. Not loopback: a relaxation (logged); use `[admin.tls]` then.
+    pub bind: String,
+    /// Mutual TLS for the admin listener.
+    #[serde(default)]
+    pub tls: Option<AdminTlsConfig>,
+}
+
+/// `[admin.tls]`: the admin listener's own certificate and the CA its clients must chain to.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminTlsConfig {
+    /// PEM chain, leaf first.
+    pub server_cert: PathBuf,
+    /// PEM private key.
+    pub server_key: PathBuf,
+    /// PEM files (or directories) of the CAs admin clients' certificates must chain to.
+    pub client_cas: Vec<PathBuf>,
+}
+
+impl AdminConfig {
+    /// The parsed bind address.
+    ///
+    /// # Errors
+    /// A message saying what is wrong.
+    pub fn bind_addr(&self) -> Result<SocketAddr, String> {
+        self.bind
+            .parse()
+            .map_err(|e| format!("{:?} is not an IP:port socket address ({e})", self.bind))
+    }
+
+    /// Checks the shape (address parses, TLS lists a CA).
+    ///
+    /// # Errors
+    /// `(key, message)`.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        self.bind_addr().map_err(|m| ("bind".to_string(), m))?;
+        if let Some(t) = &self.tls {
+            if t.client_cas.is_empty() {
+                return Err((
+                    "tls.client_cas".into(),
+                    "at least one CA for admin clients is required".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Relaxations: a non-loopback bind (without or with mTLS).
+    pub fn relaxations(&self) -> Vec<String> {
+        match self.bind_addr() {
+            Ok(a) if !a.ip().is_loopback() => vec![format!(
+                "admin.bind = {:?} is not loopback: metrics and configuration reachable from the network{}",
+                self.bind,
+                if self.tls.is_some() {
+                    " (mutual TLS required)"
+                } else {
+                    " WITHOUT authentication"
+                }
+            )],
+            _ => Vec::new(),
+        }
+    }
+
+    pub(crate) fn resolve_paths(&mut self, base: &Path) {
+        if let Some(t) = &mut self.tls {
+            for p in std::iter::once(&mut t.server_cert)
+                .chain(std::iter::once(&mut t.server_key))
+                .chain(t.client_cas.iter_mut())
+            {
+                if p.is_relative() {
+                    *p = base.join(&*p);
+                }
+            }
+        }
+    }
+}
+
+/// The configuration as JSON with secrets redacted (keys naming a password, secret or token
+/// that hold an inline value; file paths are kept).
+pub fn redacted_json(cfg: &Config) -> serde_json::Value {
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, val) in m.iter_mut() {
+                    let k = k.to_ascii_lowercase();
+                    let secret =
+                        (k.contains("password") || k.contains("secret") || k.contains("token"))
+                            && !k.ends_with("_file")
+                            && !k.ends_with("_files");
+                    if secret && !val.is_null() && !val.is_boolean() && !val.is_number() {
+                        *val = serde_json::Value::String("<redacted>".into());
+                    } else {
+                        walk(val);
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut v = serde_json::to_value(cfg).unwrap_or_else(
+        |e| serde_json::json!({ "error": format!("configuration not serialisable: {e}") }),
+    );
+    walk(&mut v);
+    v
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::metrics::{Metrics, Rejection, WorkerCounters};
+use crate::metrics::{ListenerCounters, Metrics, Refusal, Rejection, WorkerCounters};
 use crate::pki::identity::CertIdentity;
 use crate::plan::{ListenerKind, ListenerPlan};
 use crate::proxy::{ConnContext, Proxy};
@@ -32,15 +32,22 @@ pub struct ListenerRuntime {
     pub proxy: Proxy,
     /// Failure hook (abuse blocking).
     pub on_failure: Option<FailureHook>,
+    /// This listener's counters in this worker (see [`Metrics::listener_slot`]).
+    pub counters: Arc<ListenerCounters>,
 }
 
 impl ListenerRuntime {
-    /// A worker's runtime for `plan`, with fresh backend pools.
-    pub fn new(plan: Arc<ListenerPlan>, on_failure: Option<FailureHook>) -> Self {
+    /// A worker's runtime for `plan`, with fresh backend pools, counting into `counters`.
+    pub fn new(
+        plan: Arc<ListenerPlan>,
+        on_failure: Option<FailureHook>,
+        counters: Arc<ListenerCounters>,
+    ) -> Self {
         ListenerRuntime {
             proxy: Proxy::with_plan(plan.access.clone(), plan.forwarding.clone()),
             plan,
             on_failure,
+            counters,
         }
     }
 }
@@ -106,18 +113,58 @@ fn bytes_sent(stream: &TcpStream) -> Option<u64> {
 /// A plaintext TLS alert record is 7 bytes: more than that means a ServerHello went out.
 const ONE_ALERT: u64 = 7;
 
-fn classify(e: &std::io::Error) -> (Rejection, String) {
-    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-        Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))) => {
-            (Rejection::Certificate, o.0.to_string())
+fn classify(e: &std::io::Error) -> (Rejection, Refusal, String) {
+    use rustls::CertificateError as C;
+    let Some(err) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
+        return (Rejection::Handshake, Refusal::Protocol, e.to_string());
+    };
+    match err {
+        rustls::Error::InvalidCertificate(c) => {
+            let refusal = match c {
+                C::Revoked => Refusal::Revoked,
+                C::Expired | C::ExpiredContext { .. } => Refusal::Expired,
+                C::NotValidYet | C::NotValidYetContext { .. } => Refusal::NotYetValid,
+                C::UnknownIssuer => Refusal::Untrusted,
+                C::BadSignature | C::UnsupportedSignatureAlgorithmContext { .. } => {
+                    Refusal::BadSignature
+                }
+                C::InvalidPurpose | C::InvalidPurposeContext { .. } => Refusal::Eku,
+                C::Other(o) => {
+                    if let Some(r) = o.0.downcast_ref::<crate::revocation::RevocationError>() {
+                        if r.is_revoked() {
+                            Refusal::Revoked
+                        } else {
+                            Refusal::NoCurrentStatus
+                        }
+                    } else if o.0.is::<crate::pki::keypolicy::PolicyRejection>() {
+                        Refusal::KeyPolicy
+                    } else {
+                        Refusal::BadCertificate
+                    }
+                }
+                _ => Refusal::BadCertificate,
+            };
+            let text = match c {
+                C::Other(o) => o.0.to_string(),
+                c => format!("{c:?}"),
+            };
+            (Rejection::Certificate, refusal, text)
         }
-        Some(rustls::Error::InvalidCertificate(c)) => (Rejection::Certificate, format!("{c:?}")),
-        Some(rustls::Error::NoCertificatesPresented) => (
+        rustls::Error::NoCertificatesPresented => (
             Rejection::Handshake,
+            Refusal::NoCertificate,
             "no client certificate presented".into(),
         ),
-        Some(other) => (Rejection::Handshake, other.to_string()),
-        None => (Rejection::Handshake, e.to_string()),
+        other => (Rejection::Handshake, Refusal::Protocol, other.to_string()),
+    }
+}
+
+/// Counts the connection closed when dropped (however the connection task ends).
+struct ClosedGuard(Arc<ListenerCounters>);
+
+impl Drop for ClosedGuard {
+    fn drop(&mut self) {
+        WorkerCounters::inc(&self.0.closed);
     }
 }
 
@@ -151,17 +198,23 @@ pub async fn serve_connection(
 ) {
     let counters: &WorkerCounters = metrics.worker(worker);
     let plan = &rt.plan;
+    let lc = &rt.counters;
+    WorkerCounters::inc(&lc.accepted);
+    let _closed = ClosedGuard(lc.clone());
+    let started = std::time::Instant::now();
     let local = stream.local_addr();
     let accept = plan.acceptor.accept(stream).into_fallible();
     let tls = match tokio::time::timeout(plan.limits.handshake_timeout, accept).await {
         Ok(Ok(tls)) => tls,
         Ok(Err((e, stream))) => {
+            lc.handshake_seconds.observe(started.elapsed());
             // Measured before the close; only read on this (rare) path.
             let answered =
                 rt.on_failure.is_some() && bytes_sent(&stream).is_none_or(|n| n > ONE_ALERT);
             linger_close(stream).await;
-            let (kind, reason) = classify(&e);
+            let (kind, refusal, reason) = classify(&e);
             counters.reject(kind);
+            lc.refuse(refusal);
             tracing::info!(listener = %plan.name, %peer, %reason, "handshake rejected");
             if let Some(hook) = &rt.on_failure {
                 if client_fault(&e, answered) {
@@ -172,12 +225,15 @@ pub async fn serve_connection(
         }
         Err(_) => {
             counters.reject(Rejection::HandshakeTimeout);
+            lc.refuse(Refusal::Timeout);
             tracing::debug!(listener = %plan.name, %peer, "handshake timed out");
             return;
         }
     };
+    lc.handshake_seconds.observe(started.elapsed());
     let (_, session) = tls.get_ref();
-    if session.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+    let resumed = session.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+    if resumed {
         WorkerCounters::inc(&counters.resumed);
         // A resumed session skips chain validation: the certificate may have expired since.
         if let Some(chain) = session.peer_certificates() {
@@ -216,6 +272,12 @@ pub async fn serve_connection(
                 };
                 if let Some((reason, client_fault)) = refusal {
                     counters.reject(Rejection::Status);
+                    // Only a revoked certificate is the client's fault here.
+                    lc.refuse(if client_fault {
+                        Refusal::Revoked
+                    } else {
+                        Refusal::NoCurrentStatus
+                    });
                     tracing::warn!(listener = %plan.name, %peer, %reason, "connection refused after handshake");
                     // A revoked certificate counts; a revocation outage never does (it
                     // would block genuine clients).
@@ -229,6 +291,7 @@ pub async fn serve_connection(
                 Ok(id) => Some(Arc::new(id)),
                 Err(e) => {
                     counters.reject(Rejection::Certificate);
+                    lc.refuse(Refusal::BadCertificate);
                     tracing::warn!(listener = %plan.name, %peer, error = %e, "unreadable client certificate");
                     return;
                 }
@@ -237,6 +300,7 @@ pub async fn serve_connection(
         _ => None,
     };
     WorkerCounters::inc(&counters.handshakes_ok);
+    WorkerCounters::inc(if resumed { &lc.resumed } else { &lc.full });
 
     if let ListenerKind::Tcp { backend } = &plan.kind {
         // Raw TCP mode: certificate + access decision, then the stream with a PROXY v2
@@ -271,7 +335,11 @@ pub async fn serve_connection(
         let proxy = proxy.clone();
         let metrics = metrics2.clone();
         async move {
-            Ok::<_, std::convert::Infallible>(proxy.handle(req, &ctx, metrics.worker(worker)).await)
+            let t0 = std::time::Instant::now();
+            let counters = metrics.worker(worker);
+            let resp = proxy.handle(req, &ctx, counters).await;
+            counters.response(resp.status().as_u16(), t0.elapsed());
+            Ok::<_, std::convert::Infallible>(resp)
         }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());

@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 pub mod access;
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod conn;

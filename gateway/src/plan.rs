@@ -82,6 +82,8 @@ pub struct ListenerPlan {
     pub acceptor: TlsAcceptor,
     /// The status check after the handshake (`None`: revocation checking disabled).
     pub status: Option<Arc<dyn StatusCheck>>,
+    /// The same checker, concrete: its configured CRL files for `/metrics` and `/readyz`.
+    pub revocation: Option<Arc<RevocationChecker>>,
     /// Access decision, routes and each target's upstream TLS client.
     pub access: Arc<AccessPlan>,
     /// Which peers may make forwarding claims (`[listener.forwarding]`).
@@ -119,6 +121,10 @@ pub struct GatewayPlan {
     pub revocation_cache: Option<Arc<RevocationCache>>,
     /// Every relaxation of the strict policy, logged at start.
     pub relaxations: Vec<String>,
+    /// The admin listener's settings (`[admin]`), when configured.
+    pub admin: Option<crate::config::AdminConfig>,
+    /// The effective configuration, secrets redacted (the admin listener's `/config`).
+    pub effective_config: serde_json::Value,
 }
 
 /// Turns a validated configuration into a [`GatewayPlan`]: what `serve` runs and what
@@ -197,6 +203,8 @@ pub fn plan_with_cache(
         listeners,
         revocation_cache,
         relaxations: config.relaxations(),
+        admin: config.admin.clone(),
+        effective_config: crate::config::redacted_json(config),
     })
 }
 
@@ -254,7 +262,7 @@ fn plan_listener(
         ),
         _ => None,
     };
-    let status = checker.map(|c| c as Arc<dyn StatusCheck>);
+    let status = checker.clone().map(|c| c as Arc<dyn StatusCheck>);
 
     let cert_resolver = match (&shared.cache, l.revocation.staple_ocsp) {
         (Some(cache), true) => {
@@ -353,6 +361,7 @@ fn plan_listener(
         acceptor: TlsAcceptor::from(server_config.clone()),
         server_config,
         status,
+        revocation: checker,
         access: Arc::new(AccessPlan::new(access, routes, targets, l.paths)),
         forwarding: Arc::new(l.forwarding.clone()),
         limits: Limits::default(),

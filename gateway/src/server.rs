@@ -25,6 +25,9 @@ pub enum StartError {
     /// Privileges could not be dropped (or would not be: root without `global.user`).
     #[error(transparent)]
     Privileges(#[from] crate::privileges::PrivilegeError),
+    /// The admin listener cannot start.
+    #[error(transparent)]
+    Admin(#[from] crate::admin::AdminError),
 }
 
 /// Why a plan cannot replace the running one.
@@ -47,10 +50,15 @@ pub struct RunningGateway {
     pub local_addrs: Vec<SocketAddr>,
     /// Data-path counters.
     pub metrics: Metrics,
+    /// The admin listener's address, when `[admin]` is configured.
+    pub admin_addr: Option<SocketAddr>,
+    /// What the admin endpoints read (metrics, readiness, reload outcomes).
+    pub admin_state: Arc<crate::admin::AdminState>,
     plan: SharedPlan,
     shutdown: watch::Sender<bool>,
     workers: Vec<std::thread::JoinHandle<()>>,
     steering: crate::steering::SteeringHandle,
+    admin: Option<crate::admin::AdminHandle>,
 }
 
 impl RunningGateway {
@@ -98,6 +106,7 @@ impl RunningGateway {
     /// Signals shutdown and waits for the workers to drain and stop.
     pub fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        drop(self.admin);
         for w in self.workers {
             let _ = w.join();
         }
@@ -112,6 +121,7 @@ impl RunningGateway {
 
     /// Waits for the workers to stop (after a shutdown signal).
     pub fn join(self) {
+        drop(self.admin);
         for w in self.workers {
             let _ = w.join();
         }
@@ -216,7 +226,19 @@ fn start_inner(plan: GatewayPlan, drop_privileges: bool) -> Result<RunningGatewa
         );
     }
 
+    let admin_cfg = plan.admin.clone();
     let shared: SharedPlan = Arc::new(ArcSwap::from_pointee(plan));
+    let admin_state = Arc::new(crate::admin::AdminState::new(
+        metrics.clone(),
+        Some(steering.control()),
+        shared.clone(),
+    ));
+    // Bound before the workers start (and, with `serve`, after privileges are dropped: the
+    // admin port must not need them).
+    let admin = admin_cfg
+        .as_ref()
+        .map(|a| crate::admin::start(a, &global.crypto_provider, admin_state.clone()))
+        .transpose()?;
     let grace = Duration::from_secs(global.shutdown_grace_secs);
     let mut workers = Vec::with_capacity(n);
     for (index, sockets) in per_worker.into_iter().enumerate() {
@@ -234,13 +256,19 @@ fn start_inner(plan: GatewayPlan, drop_privileges: bool) -> Result<RunningGatewa
         };
         workers.push(spawn_worker(wp, metrics.clone(), rx.clone(), grace)?);
     }
+    admin_state
+        .listeners_bound
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     Ok(RunningGateway {
         local_addrs,
         metrics,
+        admin_addr: admin.as_ref().map(|a| a.local_addr),
+        admin_state,
         plan: shared,
         shutdown: tx,
         workers,
         steering,
+        admin,
     })
 }
 

@@ -37,7 +37,7 @@ use crate::pki::{load_ca_bundle, load_certs, load_key};
 use crate::status::{CertStatus, ChainStatus, StatusCheck, StatusFactory};
 
 /// Whether the backend certificate's revocation status must be known.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum UpstreamRevocation {
     /// Check every certificate of the chain; refuse on revoked or unknown (the default).
@@ -49,7 +49,7 @@ pub enum UpstreamRevocation {
 
 /// TLS settings for an `https://` backend: `[listener.upstream]` or
 /// `[listener.route.upstream]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamTlsConfig {
     /// PEM files/directories of the CAs trusted for this backend (not the listener's).

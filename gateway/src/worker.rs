@@ -162,7 +162,12 @@ async fn run_worker(
             continue;
         };
         let shared = plan.plan.clone();
-        let mut rt = Arc::new(ListenerRuntime::new(first, plan.on_failure.clone()));
+        let counters = metrics.listener_slot(&first.name, plan.index);
+        let mut rt = Arc::new(ListenerRuntime::new(
+            first,
+            plan.on_failure.clone(),
+            counters,
+        ));
         let listener = match tokio::net::TcpListener::from_std(std_listener) {
             Ok(l) => l,
             Err(e) => {
@@ -200,7 +205,8 @@ async fn run_worker(
                             // A swapped plan: this worker's runtime (and pools) follow it.
                             if let Some(current) = shared.load().listeners.get(li) {
                                 if !Arc::ptr_eq(current, &rt.plan) {
-                                    rt = Arc::new(ListenerRuntime::new(current.clone(), rt.on_failure.clone()));
+                                    let counters = metrics.listener_slot(&current.name, index);
+                                    rt = Arc::new(ListenerRuntime::new(current.clone(), rt.on_failure.clone(), counters));
                                 }
                             }
                             let rt = rt.clone();

@@ -1,5 +1,8 @@
 //! The `gateway passwd` and `gateway probe` subcommands, run as the real binary.
 
+/// The backend/client test PKI and TLS peers, from the test-support crate's sources
+/// (tests/src).
+#[path = "../../tests/src/tls_peers.rs"]
 mod access_support;
 
 use std::io::Write;

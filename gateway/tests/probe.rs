@@ -1,5 +1,8 @@
 //! `gateway probe` against a real `openssl s_server` on loopback.
 
+/// The backend/client test PKI and TLS peers, from the test-support crate's sources
+/// (tests/src).
+#[path = "../../tests/src/tls_peers.rs"]
 mod access_support;
 
 use std::net::TcpListener;

@@ -1,5 +1,8 @@
 //! Revocation checking against real CRL servers and OCSP responders on loopback.
 
+/// The CRL/OCSP test servers and the revocation test CA, from the test-support crate's
+/// sources (tests/src).
+#[path = "../../tests/src/status_servers.rs"]
 mod support;
 
 use std::sync::atomic::Ordering;
@@ -12,6 +15,11 @@ use gateway::revocation::{
 use gateway::status::{CertStatus, StatusCheck};
 use rustls::pki_types::{CertificateDer, UnixTime};
 use support::*;
+
+/// The one skip policy, shared with the `gateway-tests` crate (each test file uses part of it).
+#[allow(dead_code)]
+#[path = "../../tests/src/skip.rs"]
+mod skip;
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     // The gateway's tests also run with the ring provider only.
@@ -391,8 +399,7 @@ async fn thousand_concurrent_checks_make_one_request_per_certificate() {
 
 #[tokio::test]
 async fn openssl_ocsp_responder_good_and_revoked() {
-    if !openssl_available() {
-        eprintln!("openssl not installed; skipped");
+    if !skip::require_tool("openssl") {
         return;
     }
     let ca = Ca::new("Test CA");

@@ -1,6 +1,9 @@
 //! Raw TCP mode: the backend receives a PROXY protocol v2 header, read here by a parser
 //! written from the specification (not the `ppp` crate that encodes it), then the stream.
 
+/// The backend/client test PKI and TLS peers, from the test-support crate's sources
+/// (tests/src).
+#[path = "../../tests/src/tls_peers.rs"]
 mod access_support;
 
 use std::net::{IpAddr, SocketAddr};

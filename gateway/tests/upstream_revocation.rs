@@ -1,6 +1,9 @@
 //! Upstream TLS with the real revocation machinery: a backend whose certificate the CRL
 //! lists is refused before any request is sent; a listed-as-good one is proxied.
 
+/// The backend/client test PKI and TLS peers, from the test-support crate's sources
+/// (tests/src).
+#[path = "../../tests/src/tls_peers.rs"]
 mod access_support;
 
 use std::sync::Arc;

@@ -1,6 +1,9 @@
 //! Upstream TLS: the gateway as a S.E.E. client of a backend on loopback. Only a backend
 //! with a good, trusted, current, unrevoked certificate for the right name gets a request.
 
+/// The backend/client test PKI and TLS peers, from the test-support crate's sources
+/// (tests/src).
+#[path = "../../tests/src/tls_peers.rs"]
 mod access_support;
 
 use std::path::PathBuf;

@@ -1,5 +1,8 @@
 //! `gateway verify`: each check printed, exit code 0 only when accepted.
 
+/// The CRL/OCSP test servers and the revocation test CA, from the test-support crate's
+/// sources (tests/src).
+#[path = "../../tests/src/status_servers.rs"]
 mod support;
 
 use std::path::Path;

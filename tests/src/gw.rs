@@ -39,6 +39,16 @@ impl TestGateway {
         })
     }
 
+    /// The admin listener's address (`[admin]` configured).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.running.as_ref().and_then(|r| r.admin_addr)
+    }
+
+    /// The running gateway (reload, admin state...).
+    pub fn running(&self) -> &RunningGateway {
+        self.running.as_ref().expect("running")
+    }
+
     /// The first listener's port.
     pub fn port(&self) -> u16 {
         self.addrs[0].port()

@@ -22,7 +22,7 @@ use crate::access::Classification;
 use crate::pki::identity::{AuthMethod, CertIdentity};
 
 /// `[listener.access]`: the password fallback of an IN CONFIDENCE listener.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccessConfig {
     /// Password file (`user:argon2id-PHC[:groups]` lines). Only on IN CONFIDENCE listeners;
@@ -308,6 +308,7 @@ impl ListenerAccess {
             Ok(None) => return challenge("no client certificate and no credentials".into()),
             Err(e) => {
                 if let Err(l) = self.limiter.check(peer, None, now) {
+                    count(&PASSWORD_STATS.rate_limited);
                     return refuse(
                         too_many(l.retry_after()),
                         format!("rate limited ({l:?}) malformed credentials from {peer}"),
@@ -320,9 +321,11 @@ impl ListenerAccess {
         // A recent success with exactly these credentials: no argon2, and no lock-out by
         // someone else's failures for this user.
         if let Some(u) = self.logins.get(&creds.user, &creds.password, now) {
+            count(&PASSWORD_STATS.cached);
             return Ok(u);
         }
         if let Err(l) = self.limiter.check(peer, Some(&creds.user), now) {
+            count(&PASSWORD_STATS.rate_limited);
             return refuse(
                 too_many(l.retry_after()),
                 format!(
@@ -368,10 +371,12 @@ impl ListenerAccess {
         .ok();
         match verified {
             Some((Some(u), creds)) => {
+                count(&PASSWORD_STATS.ok);
                 self.logins.put(&creds.password, &u, Instant::now());
                 Ok(u)
             }
             _ => {
+                count(&PASSWORD_STATS.failed);
                 self.limiter
                     .record_failure(peer, Some(&user), Instant::now());
                 challenge(format!(
@@ -380,6 +385,32 @@ impl ListenerAccess {
             }
         }
     }
+}
+
+/// Process-wide password-authentication counters (password checks are rare and cost an
+/// argon2 run each, so one shared set of relaxed atomics is cheap enough).
+#[derive(Debug, Default)]
+pub struct PasswordStats {
+    /// Passwords verified correct with argon2.
+    pub ok: std::sync::atomic::AtomicU64,
+    /// Passwords verified wrong (or unknown user).
+    pub failed: std::sync::atomic::AtomicU64,
+    /// Accepted from the login cache (no argon2 run).
+    pub cached: std::sync::atomic::AtomicU64,
+    /// Attempts refused by the failure rate limit (429).
+    pub rate_limited: std::sync::atomic::AtomicU64,
+}
+
+/// The process's password-authentication counters (exported on `/metrics`).
+pub static PASSWORD_STATS: PasswordStats = PasswordStats {
+    ok: std::sync::atomic::AtomicU64::new(0),
+    failed: std::sync::atomic::AtomicU64::new(0),
+    cached: std::sync::atomic::AtomicU64::new(0),
+    rate_limited: std::sync::atomic::AtomicU64::new(0),
+};
+
+fn count(c: &std::sync::atomic::AtomicU64) {
+    c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
 fn warn_nonuniform(path: &Path, file: &PasswordFile) {

@@ -19,7 +19,7 @@ pub use rules::{RouteConfig, RouteTable, RuleConfig, RuleSet};
 use serde::Deserialize;
 
 /// Data classification of a listener (S.E.E. 14.2.14).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Classification {
     /// A valid client certificate is required; the handshake fails without one.

@@ -30,7 +30,7 @@ use crate::path::{canonicalize, CanonicalPath, PathOptions};
 use crate::pki::identity::CertIdentity;
 
 /// Whether a rule allows or denies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
     /// Let the request through.
@@ -40,7 +40,7 @@ pub enum Action {
 }
 
 /// Restricts a rule to one way of authenticating.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuthKind {
     /// Clients authenticated by certificate.
@@ -50,7 +50,7 @@ pub enum AuthKind {
 }
 
 /// One `[[listener.rule]]`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
     /// A name for logs (default `rule[N]`).
@@ -106,7 +106,7 @@ pub struct RuleConfig {
 }
 
 /// One `[[listener.route]]`: requests under `path` go to `backend`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// Path prefix (whole segments, like rules).

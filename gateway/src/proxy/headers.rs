@@ -38,7 +38,7 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
 }
 
 /// Which peers may make forwarding claims: `[listener.forwarding]`.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ForwardingConfig {
     /// Peers (CIDRs) whose `Forwarded`/`X-Forwarded-*`/`X-Real-IP` headers are kept, with

@@ -84,6 +84,34 @@ pub struct RevocationChecker {
 }
 
 impl RevocationChecker {
+    /// The configured CRL files currently loaded (for `/metrics` and `/readyz`).
+    pub fn local_crls(&self) -> Vec<super::cache::CrlOverview> {
+        self.local
+            .load()
+            .iter()
+            .map(|l| match &l.crl {
+                Ok(c) => super::cache::CrlOverview {
+                    source: l.path.display().to_string(),
+                    issuer: super::cert::name_string(&c.issuer),
+                    this_update: c.this_update,
+                    next_update: c.next_update,
+                },
+                // An unusable file is never current.
+                Err(why) => super::cache::CrlOverview {
+                    source: l.path.display().to_string(),
+                    issuer: format!("<unusable: {why}>"),
+                    this_update: 0,
+                    next_update: 0,
+                },
+            })
+            .collect()
+    }
+
+    /// The listener's name.
+    pub fn listener(&self) -> &str {
+        &self.listener
+    }
+
     /// Builds the checker of listener `listener` trusting `anchors` (the listener's trusted
     /// CAs: a leaf's issuer may be a trust anchor the client does not send).
     ///

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 /// Which status sources are acceptable, and in which order they are consulted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RevocationOrder {
     /// OCSP first (the freshest source); the CRL when OCSP gives no current answer.
@@ -39,7 +39,7 @@ impl RevocationOrder {
 pub use crate::status::Source;
 
 /// Hash algorithm of the OCSP CertID.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CertIdHash {
     /// SHA-1, what deployed responders expect (RFC 5019).
@@ -50,7 +50,7 @@ pub enum CertIdHash {
 }
 
 /// An OCSP responder used for the certificates of one issuer instead of the AIA URL.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OcspResponderOverride {
     /// PEM (or DER) file with the issuing CA's certificate.
@@ -62,7 +62,7 @@ pub struct OcspResponderOverride {
 /// Per-listener revocation settings (`[listener.revocation]`).
 ///
 /// The default is strict: checking on, OCSP first then CRL, fail closed.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RevocationConfig {
     /// Check certificate status at all. `false` is a relaxation, logged at start-up.

@@ -15,7 +15,7 @@ use crate::tls::client_verifier::{SeeClientVerifier, VerifierError};
 use crate::tls::policy::{versions, TlsPolicyError};
 
 /// TLS parameters of a listener (`[listener.tls]`). The defaults are the strict policy.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     /// Protocol versions: any of `"1.2"`, `"1.3"`.

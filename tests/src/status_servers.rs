@@ -136,17 +136,17 @@ pub struct Leaf {
     pub serial: u64,
 }
 
-fn aia_ocsp(url: &str) -> CustomExtension {
-    // AuthorityInfoAccessSyntax ::= SEQUENCE OF AccessDescription
-    let oid_ocsp = [0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01];
-    let mut loc = vec![0x86, url.len() as u8];
-    loc.extend_from_slice(url.as_bytes());
-    let mut ad = vec![0x30, (oid_ocsp.len() + loc.len()) as u8];
-    ad.extend_from_slice(&oid_ocsp);
-    ad.extend_from_slice(&loc);
-    let mut seq = vec![0x30, ad.len() as u8];
-    seq.extend_from_slice(&ad);
-    CustomExtension::from_oid_content(&[1, 3, 6, 1, 5, 5, 7, 1, 1], seq)
+/// An authorityInfoAccess extension naming `url` as the OCSP responder, encoded by the `der`
+/// crate (any URL length). The one encoder of the test PKI (`pki` uses it too).
+pub fn aia_ocsp(url: &str) -> CustomExtension {
+    use x509_cert::ext::pkix::name::GeneralName;
+    use x509_cert::ext::pkix::{AccessDescription, AuthorityInfoAccessSyntax};
+    let location = der::asn1::Ia5String::new(url).expect("an ASCII URL");
+    let aia = AuthorityInfoAccessSyntax(vec![AccessDescription {
+        access_method: const_oid::db::rfc5280::ID_AD_OCSP,
+        access_location: GeneralName::UniformResourceIdentifier(location),
+    }]);
+    CustomExtension::from_oid_content(&[1, 3, 6, 1, 5, 5, 7, 1, 1], aia.to_der().expect("AIA DER"))
 }
 
 /// What an HTTP handler returns: status, headers, body, delay.
@@ -211,13 +211,16 @@ pub fn serve(handler: Handler) -> SocketAddr {
     addr
 }
 
-/// A CRL server: the current CRL bytes can be replaced; counts requests; ETag support.
+/// The one CRL test server: the current CRL bytes can be replaced; counts requests; ETag
+/// support; an optional status to answer instead and an optional delay before each answer
+/// (so concurrent fetches really overlap).
 #[derive(Clone, Default)]
 pub struct CrlServer {
     pub body: Arc<Mutex<Vec<u8>>>,
     pub requests: Arc<AtomicUsize>,
     pub not_modified: Arc<AtomicUsize>,
     pub status: Arc<Mutex<Option<StatusCode>>>,
+    pub delay: Arc<Mutex<Duration>>,
 }
 
 impl CrlServer {
@@ -257,7 +260,7 @@ impl CrlServer {
                     ("content-type", "application/pkix-crl".into()),
                 ],
                 body,
-                delay: Duration::ZERO,
+                delay: *st.delay.lock().unwrap(),
             }
         }));
         (s, format!("http://{addr}/ca.crl"))
@@ -417,13 +420,6 @@ impl Drop for OpensslResponder {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-pub fn openssl_available() -> bool {
-    std::process::Command::new("openssl")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success())
 }
 
 pub fn start_openssl_ocsp(ca: &Ca, entries: &[(u64, bool)]) -> OpensslResponder {
