@@ -17,6 +17,7 @@ pub mod privileges;
 pub mod probe;
 pub mod proxy;
 pub mod revocation;
+pub mod sd_notify;
 pub mod server;
 pub mod status;
 pub mod steering;

@@ -11,6 +11,8 @@ use tokio::sync::watch;
 
 use crate::metrics::Metrics;
 use crate::plan::{GatewayPlan, SharedPlan};
+pub mod reload;
+
 use crate::worker::{allowed_cpus, reuseport_listener, spawn_worker, WorkerError, WorkerPlan};
 
 /// Errors starting the gateway.
@@ -30,18 +32,7 @@ pub enum StartError {
     Admin(#[from] crate::admin::AdminError),
 }
 
-/// Why a plan cannot replace the running one.
-#[derive(Debug, thiserror::Error)]
-pub enum SwapError {
-    /// Listeners cannot be added, removed or rebound without a restart.
-    #[error("listener {index}: {message}; restart the gateway to change listeners")]
-    Listeners {
-        /// Listener number.
-        index: usize,
-        /// What differs.
-        message: String,
-    },
-}
+pub use reload::{ReloadError, ReloadOutcome, Reloader, SwapError};
 
 /// A running gateway.
 #[derive(Debug)]
@@ -80,27 +71,23 @@ impl RunningGateway {
     /// # Errors
     /// [`SwapError`] if the listeners differ.
     pub fn swap_plan(&self, next: GatewayPlan) -> Result<(), SwapError> {
-        let current = self.plan.load();
-        if next.listeners.len() != current.listeners.len() {
-            return Err(SwapError::Listeners {
-                index: next.listeners.len().min(current.listeners.len()),
-                message: format!(
-                    "{} listeners configured, {} running",
-                    next.listeners.len(),
-                    current.listeners.len()
-                ),
-            });
-        }
-        for (index, (n, c)) in next.listeners.iter().zip(&current.listeners).enumerate() {
-            if n.bind != c.bind {
-                return Err(SwapError::Listeners {
-                    index,
-                    message: format!("bind {} differs from the running {}", n.bind, c.bind),
-                });
-            }
-        }
-        self.plan.store(Arc::new(next));
-        Ok(())
+        reload::swap(&self.plan, next)
+    }
+
+    /// A [`Reloader`] re-reading `config_path` into this gateway (SIGHUP, `POST /reload`,
+    /// tests). It also becomes the admin listener's `POST /reload`.
+    pub fn reloader(&self, config_path: &std::path::Path) -> Reloader {
+        let r = Reloader::new(config_path, self.plan.clone(), self.admin_state.clone());
+        let hook = r.clone();
+        let _ = self
+            .admin_state
+            .reload
+            .set(crate::admin::ReloadHook(Arc::new(move || {
+                hook.reload()
+                    .map(|o| o.to_string())
+                    .map_err(|e| e.to_string())
+            })));
+        r
     }
 
     /// Signals shutdown and waits for the workers to drain and stop.
@@ -272,13 +259,18 @@ fn start_inner(plan: GatewayPlan, drop_privileges: bool) -> Result<RunningGatewa
     })
 }
 
-/// Runs the gateway until SIGINT or SIGTERM, then drains and stops.
+/// Runs the gateway until SIGINT or SIGTERM, then drains and stops. SIGHUP reloads
+/// `config_path` (when given; see [`Reloader`]); `pid_file` is written once serving and
+/// removed at exit.
 ///
 /// # Errors
 /// [`StartError`] if it cannot start.
-pub fn run_until_signal(plan: GatewayPlan) -> Result<(), StartError> {
+pub fn run_until_signal(
+    plan: GatewayPlan,
+    config_path: Option<&std::path::Path>,
+    pid_file: Option<&std::path::Path>,
+) -> Result<(), StartError> {
     let interval = plan.global.metrics_interval_secs;
-    let running = start_unprivileged(plan)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -286,6 +278,19 @@ pub fn run_until_signal(plan: GatewayPlan) -> Result<(), StartError> {
             index: usize::MAX,
             source,
         })?;
+    // Signal handlers first: from here on SIGHUP never kills the process.
+    let signals = {
+        let _guard = rt.enter();
+        Signals::new()
+    };
+    let running = start_unprivileged(plan)?;
+    let reloader = config_path.map(|p| running.reloader(p));
+    if let Some(p) = pid_file {
+        if let Err(e) = std::fs::write(p, format!("{}\n", std::process::id())) {
+            tracing::warn!(file = %p.display(), error = %e, "cannot write the PID file");
+        }
+    }
+    crate::sd_notify::notify("READY=1");
     let metrics = running.metrics.clone();
     let steering = running.steering();
     let shared = running.plan.clone();
@@ -305,7 +310,23 @@ pub fn run_until_signal(plan: GatewayPlan) -> Result<(), StartError> {
                 }
             })
         });
-        wait_for_signal().await;
+        let mut signals = signals;
+        loop {
+            match signals.next().await {
+                Signal::Stop => break,
+                Signal::Reload => match &reloader {
+                    Some(r) => {
+                        crate::sd_notify::notify("RELOADING=1");
+                        let r = r.clone();
+                        // Files and keys are read on the blocking pool, not this loop.
+                        let _ = tokio::task::spawn_blocking(move || r.reload()).await;
+                        crate::sd_notify::notify("READY=1");
+                    }
+                    None => tracing::warn!("SIGHUP: no configuration file to reload"),
+                },
+            }
+        }
+        crate::sd_notify::notify("STOPPING=1");
         tracing::info!("shutdown requested: no longer accepting, draining in-flight requests");
         if let Some(t) = metrics_task {
             t.abort();
@@ -313,24 +334,58 @@ pub fn run_until_signal(plan: GatewayPlan) -> Result<(), StartError> {
     });
     running.signal_shutdown();
     running.join();
+    if let Some(p) = pid_file {
+        let _ = std::fs::remove_file(p);
+    }
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
-        (Ok(mut int), Ok(mut term)) => {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
+/// What a signal asks for.
+enum Signal {
+    /// SIGINT / SIGTERM.
+    Stop,
+    /// SIGHUP.
+    Reload,
+}
+
+/// The process's signal streams (registered before serving, so SIGHUP is never fatal).
+struct Signals {
+    int: Option<tokio::signal::unix::Signal>,
+    term: Option<tokio::signal::unix::Signal>,
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        let reg = |k: SignalKind, name: &str| match signal(k) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(signal = name, error = %e, "cannot handle signal");
+                None
+            }
+        };
+        Signals {
+            int: reg(SignalKind::interrupt(), "SIGINT"),
+            term: reg(SignalKind::terminate(), "SIGTERM"),
+            hup: reg(SignalKind::hangup(), "SIGHUP"),
+        }
+    }
+
+    async fn next(&mut self) -> Signal {
+        async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
             }
         }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
+        tokio::select! {
+            _ = recv(&mut self.int) => Signal::Stop,
+            _ = recv(&mut self.term) => Signal::Stop,
+            _ = recv(&mut self.hup) => Signal::Reload,
         }
     }
 }

@@ -1,5 +1,8 @@
 //! Revocation checking against real CRL servers and OCSP responders on loopback.
 
+/// The test PKI (one CA/leaf builder), from the test-support crate's sources (tests/src).
+#[path = "../../tests/src/certs.rs"]
+mod certs;
 /// The CRL/OCSP test servers and the revocation test CA, from the test-support crate's
 /// sources (tests/src).
 #[path = "../../tests/src/status_servers.rs"]

@@ -5,6 +5,9 @@
 /// (tests/src).
 #[path = "../../tests/src/tls_peers.rs"]
 mod access_support;
+/// The test PKI (one CA/leaf builder), from the test-support crate's sources (tests/src).
+#[path = "../../tests/src/certs.rs"]
+mod certs;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

@@ -5,6 +5,9 @@
 /// (tests/src).
 #[path = "../../tests/src/tls_peers.rs"]
 mod access_support;
+/// The test PKI (one CA/leaf builder), from the test-support crate's sources (tests/src).
+#[path = "../../tests/src/certs.rs"]
+mod certs;
 
 use std::sync::Arc;
 
@@ -37,7 +40,7 @@ async fn revoked_backend_is_refused_good_one_connects() {
     let good = ca.server(false);
     let revoked = ca.server(false);
     let crl = dir.path().join("backend.crl");
-    std::fs::write(&crl, ca.crl(&[&revoked])).expect("crl");
+    std::fs::write(&crl, ca.crl_revoking(&[&revoked])).expect("crl");
     let good_port = backend(server_config(&good, None)).await;
     let revoked_port = backend(server_config(&revoked, None)).await;
 

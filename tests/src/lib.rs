@@ -7,6 +7,7 @@
 //! provider, which a dependency on this crate would not allow).
 
 pub mod backend;
+pub mod certs;
 pub mod clients;
 pub mod gw;
 pub mod pki;

@@ -115,7 +115,7 @@ fn policies_ext(oids: &[Vec<u64>]) -> CustomExtension {
 }
 
 fn aia_ocsp_ext(url: &str) -> CustomExtension {
-    crate::status_servers::aia_ocsp(url)
+    crate::certs::aia_ocsp(url)
 }
 
 fn pem_write(dir: &Path, name: &str, data: &str) -> PathBuf {

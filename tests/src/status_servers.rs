@@ -1,5 +1,6 @@
-//! Test PKI (rcgen), a CRL HTTP server and an OCSP responder of our own on loopback, and an
-//! `openssl ocsp` responder. No mocked crypto: everything is signed for real.
+//! The one CRL HTTP server and OCSP responder of the tests, on loopback, and an `openssl
+//! ocsp` responder; certificates come from `certs`. No mocked crypto: everything is signed
+//! for real.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -13,141 +14,17 @@ use der::asn1::{BitString, OctetString};
 use der::{Decode, Encode};
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, CrlDistributionPoint,
-    CustomExtension, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair,
-    KeyUsagePurpose, RevokedCertParams, SerialNumber, SigningKey,
-};
+use rcgen::{KeyPair, SigningKey};
 use rustls::pki_types::CertificateDer;
-use time::OffsetDateTime;
 use x509_cert::spki::AlgorithmIdentifierOwned;
 use x509_ocsp::{
     BasicOcspResponse, CertStatus, OcspGeneralizedTime, OcspRequest, OcspResponse, ResponderId,
     ResponseData, RevokedInfo, SingleResponse, Version,
 };
 
-/// A CA with its key.
-pub struct Ca {
-    pub cert: CertificateDer<'static>,
-    pub params: CertificateParams,
-    pub key: KeyPair,
-    pub pem: String,
-}
-
-impl Ca {
-    pub fn new(cn: &str) -> Ca {
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name.push(DnType::CommonName, cn);
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let key = KeyPair::generate().unwrap();
-        let c = p.self_signed(&key).unwrap();
-        Ca {
-            cert: c.der().clone(),
-            pem: c.pem(),
-            params: p,
-            key,
-        }
-    }
-
-    pub fn issuer(&self) -> Issuer<'_, &KeyPair> {
-        Issuer::from_params(&self.params, &self.key)
-    }
-
-    /// A client leaf with serial `serial`, CDP `crl_url` and AIA OCSP `ocsp_url`.
-    pub fn leaf(&self, serial: u64, crl_url: Option<&str>, ocsp_url: Option<&str>) -> Leaf {
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name
-            .push(DnType::CommonName, format!("client {serial}"));
-        p.serial_number = Some(SerialNumber::from_slice(&serial.to_be_bytes()));
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        if let Some(u) = crl_url {
-            p.crl_distribution_points = vec![CrlDistributionPoint {
-                uris: vec![u.to_string()],
-            }];
-        }
-        if let Some(u) = ocsp_url {
-            p.custom_extensions.push(aia_ocsp(u));
-        }
-        let key = KeyPair::generate().unwrap();
-        let c = p.signed_by(&key, &self.issuer()).unwrap();
-        Leaf {
-            cert: c.der().clone(),
-            pem: c.pem(),
-            key,
-            serial,
-        }
-    }
-
-    /// A delegated OCSP signer, with or without the id-kp-OCSPSigning EKU.
-    pub fn responder(&self, with_eku: bool) -> Leaf {
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name
-            .push(DnType::CommonName, "delegated OCSP responder");
-        p.serial_number = Some(SerialNumber::from_slice(&[0x4f, 0x43]));
-        p.extended_key_usages = if with_eku {
-            vec![ExtendedKeyUsagePurpose::OcspSigning]
-        } else {
-            vec![ExtendedKeyUsagePurpose::ClientAuth]
-        };
-        let key = KeyPair::generate().unwrap();
-        let c = p.signed_by(&key, &self.issuer()).unwrap();
-        Leaf {
-            cert: c.der().clone(),
-            pem: c.pem(),
-            key,
-            serial: 0x4f43,
-        }
-    }
-
-    /// A CRL revoking `serials`, valid from `this` to `next` (relative to now, seconds).
-    pub fn crl(&self, serials: &[u64], this: i64, next: i64) -> Vec<u8> {
-        let now = OffsetDateTime::now_utc();
-        let p = CertificateRevocationListParams {
-            this_update: now + time::Duration::seconds(this),
-            next_update: now + time::Duration::seconds(next),
-            crl_number: SerialNumber::from_slice(&[1]),
-            issuing_distribution_point: None,
-            revoked_certs: serials
-                .iter()
-                .map(|s| RevokedCertParams {
-                    serial_number: SerialNumber::from_slice(&s.to_be_bytes()),
-                    revocation_time: now - time::Duration::seconds(3600),
-                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
-                    invalidity_date: None,
-                })
-                .collect(),
-            key_identifier_method: KeyIdMethod::Sha256,
-        };
-        p.signed_by(&self.issuer()).unwrap().der().to_vec()
-    }
-}
-
-/// A leaf certificate and key.
-pub struct Leaf {
-    pub cert: CertificateDer<'static>,
-    pub pem: String,
-    pub key: KeyPair,
-    pub serial: u64,
-}
-
-/// An authorityInfoAccess extension naming `url` as the OCSP responder, encoded by the `der`
-/// crate (any URL length). The one encoder of the test PKI (`pki` uses it too).
-pub fn aia_ocsp(url: &str) -> CustomExtension {
-    use x509_cert::ext::pkix::name::GeneralName;
-    use x509_cert::ext::pkix::{AccessDescription, AuthorityInfoAccessSyntax};
-    let location = der::asn1::Ia5String::new(url).expect("an ASCII URL");
-    let aia = AuthorityInfoAccessSyntax(vec![AccessDescription {
-        access_method: const_oid::db::rfc5280::ID_AD_OCSP,
-        access_location: GeneralName::UniformResourceIdentifier(location),
-    }]);
-    CustomExtension::from_oid_content(&[1, 3, 6, 1, 5, 5, 7, 1, 1], aia.to_der().expect("AIA DER"))
-}
+// Re-exported for the tests that include this file; not every test binary uses each one.
+#[allow(unused_imports)]
+pub use crate::certs::{aia_ocsp, Ca, Leaf};
 
 /// What an HTTP handler returns: status, headers, body, delay.
 pub struct Reply {
