@@ -10,6 +10,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use crate::audit::{AuditEvent, AuditLog, Decision};
 use crate::metrics::{ListenerCounters, Metrics, Refusal, Rejection, WorkerCounters};
 use crate::pki::identity::CertIdentity;
 use crate::plan::{ListenerKind, ListenerPlan};
@@ -34,6 +35,8 @@ pub struct ListenerRuntime {
     pub on_failure: Option<FailureHook>,
     /// This listener's counters in this worker (see [`Metrics::listener_slot`]).
     pub counters: Arc<ListenerCounters>,
+    /// The audit log (`[audit]`), when configured.
+    pub audit: Option<Arc<AuditLog>>,
 }
 
 impl ListenerRuntime {
@@ -42,13 +45,49 @@ impl ListenerRuntime {
         plan: Arc<ListenerPlan>,
         on_failure: Option<FailureHook>,
         counters: Arc<ListenerCounters>,
+        audit: Option<Arc<AuditLog>>,
     ) -> Self {
         ListenerRuntime {
             proxy: Proxy::with_plan(plan.access.clone(), plan.forwarding.clone()),
             plan,
             on_failure,
             counters,
+            audit,
         }
+    }
+
+    /// Records an authentication decision in the audit log (when configured): the
+    /// connection's TLS facts, the certificate's identity, the decision and its reason.
+    fn audit(&self, peer: SocketAddr, tls: Option<&rustls::ServerConnection>, f: AuditFields<'_>) {
+        let Some(log) = &self.audit else { return };
+        let mut ev = AuditEvent {
+            time: crate::audit::now_rfc3339(),
+            listener: self.plan.name.to_string(),
+            source_ip: peer.ip().to_canonical().to_string(),
+            source_port: peer.port(),
+            auth_method: f.method,
+            decision: Some(f.decision),
+            reason: f.reason.map(str::to_string),
+            detail: f.detail,
+            revocation_source: f.revocation.as_ref().map(|r| r.0.clone()),
+            revocation_detail: f.revocation.map(|r| r.1),
+            ..AuditEvent::default()
+        };
+        if let Some(s) = tls {
+            ev.sni = s.server_name().map(str::to_string);
+            ev.tls_version = s.protocol_version().map(|v| format!("{v:?}"));
+            ev.cipher_suite = s
+                .negotiated_cipher_suite()
+                .map(|c| format!("{:?}", c.suite()));
+            ev.resumed = Some(s.handshake_kind() == Some(rustls::HandshakeKind::Resumed));
+        }
+        if let Some(id) = f.identity {
+            ev.cert_subject = Some(id.subject.clone());
+            ev.cert_issuer = Some(id.issuer.clone());
+            ev.cert_serial = Some(id.serial_hex.clone());
+            ev.cert_sha256 = Some(id.fingerprint_sha256.clone());
+        }
+        log.record(ev);
     }
 }
 
@@ -58,6 +97,17 @@ impl fmt::Debug for ListenerRuntime {
             .field("plan", &self.plan)
             .finish_non_exhaustive()
     }
+}
+
+/// What one audit event says beyond the connection's facts.
+struct AuditFields<'a> {
+    method: &'static str,
+    decision: Decision,
+    reason: Option<&'static str>,
+    detail: Option<String>,
+    identity: Option<&'a CertIdentity>,
+    /// (source, freshness) of the leaf's status.
+    revocation: Option<(String, String)>,
 }
 
 /// Whether a failed handshake is the client's fault, for abuse blocking.
@@ -215,6 +265,22 @@ pub async fn serve_connection(
             let (kind, refusal, reason) = classify(&e);
             counters.reject(kind);
             lc.refuse(refusal);
+            rt.audit(
+                peer,
+                None,
+                AuditFields {
+                    method: if kind == Rejection::Certificate {
+                        "certificate"
+                    } else {
+                        "none"
+                    },
+                    decision: Decision::Refused,
+                    reason: Some(refusal.label()),
+                    detail: Some(reason.clone()),
+                    identity: None,
+                    revocation: None,
+                },
+            );
             tracing::info!(listener = %plan.name, %peer, %reason, "handshake rejected");
             if let Some(hook) = &rt.on_failure {
                 if client_fault(&e, answered) {
@@ -236,11 +302,27 @@ pub async fn serve_connection(
     if resumed {
         WorkerCounters::inc(&counters.resumed);
     }
+    let mut leaf_status: Option<(String, String)> = None;
     let identity = match session.peer_certificates() {
         Some(chain) if !chain.is_empty() => {
             if let Some(check) = &plan.status {
                 let verdict =
                     tokio::time::timeout(plan.limits.check_timeout, check.check_chain(chain)).await;
+                if rt.audit.is_some() {
+                    leaf_status = verdict
+                        .as_ref()
+                        .ok()
+                        .and_then(|s| s.certs.first())
+                        .map(|r| {
+                            let source = match &r.status {
+                                CertStatus::Good { source: Some(s) } => s.to_string(),
+                                CertStatus::Good { source: None } => "none".to_string(),
+                                CertStatus::Revoked { source, .. } => source.to_string(),
+                                CertStatus::Unavailable { .. } => "unavailable".to_string(),
+                            };
+                            (source, r.detail.clone())
+                        });
+                }
                 let refusal = match verdict {
                     Ok(status) if !status.covers(chain.len()) => Some((
                         "the status check gave no answer for every certificate".to_string(),
@@ -267,6 +349,25 @@ pub async fn serve_connection(
                     } else {
                         Refusal::NoCurrentStatus
                     });
+                    if rt.audit.is_some() {
+                        let id = CertIdentity::from_der(&chain[0]).ok();
+                        rt.audit(
+                            peer,
+                            Some(session),
+                            AuditFields {
+                                method: "certificate",
+                                decision: Decision::Refused,
+                                reason: Some(if client_fault {
+                                    Refusal::Revoked.label()
+                                } else {
+                                    Refusal::NoCurrentStatus.label()
+                                }),
+                                detail: Some(reason.clone()),
+                                identity: id.as_ref(),
+                                revocation: leaf_status.take(),
+                            },
+                        );
+                    }
                     tracing::warn!(listener = %plan.name, %peer, %reason, "connection refused after handshake");
                     // A revoked certificate counts; a revocation outage never does (it
                     // would block genuine clients).
@@ -281,6 +382,18 @@ pub async fn serve_connection(
                 Err(e) => {
                     counters.reject(Rejection::Certificate);
                     lc.refuse(Refusal::BadCertificate);
+                    rt.audit(
+                        peer,
+                        Some(session),
+                        AuditFields {
+                            method: "certificate",
+                            decision: Decision::Refused,
+                            reason: Some(Refusal::BadCertificate.label()),
+                            detail: Some(e.to_string()),
+                            identity: None,
+                            revocation: None,
+                        },
+                    );
                     tracing::warn!(listener = %plan.name, %peer, error = %e, "unreadable client certificate");
                     return;
                 }
@@ -290,6 +403,20 @@ pub async fn serve_connection(
     };
     WorkerCounters::inc(&counters.handshakes_ok);
     WorkerCounters::inc(if resumed { &lc.resumed } else { &lc.full });
+    if let Some(id) = &identity {
+        rt.audit(
+            peer,
+            Some(session),
+            AuditFields {
+                method: "certificate",
+                decision: Decision::Accepted,
+                reason: None,
+                detail: None,
+                identity: Some(id),
+                revocation: leaf_status,
+            },
+        );
+    }
 
     if let ListenerKind::Tcp { backend } = &plan.kind {
         // Raw TCP mode: certificate + access decision, then the stream with a PROXY v2
