@@ -301,6 +301,17 @@ pub async fn serve_connection(
     let resumed = session.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
     if resumed {
         WorkerCounters::inc(&counters.resumed);
+        // A resumed session skips chain validation: the certificate may have expired since.
+        if let Some(chain) = session.peer_certificates() {
+            if let Err(e) = crate::pki::path::leaf_valid_at(chain, crate::revocation::now_secs()) {
+                counters.reject(Rejection::Certificate);
+                tracing::warn!(listener = %plan.name, %peer, reason = %e, "resumed session refused: certificate no longer valid");
+                if let Some(hook) = &rt.on_failure {
+                    hook(peer.ip());
+                }
+                return;
+            }
+        }
     }
     let mut leaf_status: Option<(String, String)> = None;
     let identity = match session.peer_certificates() {

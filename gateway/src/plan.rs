@@ -260,6 +260,7 @@ fn plan_listener(
                 CheckerError::File { key: k, message } => {
                     invalid(&format!("revocation.{k}"), message)
                 }
+                CheckerError::Anchors { message } => invalid("trusted_cas", message),
             })?,
         ),
         _ => None,

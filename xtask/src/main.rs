@@ -6,6 +6,7 @@
 mod compare;
 mod ebpf;
 mod peers;
+mod pkits;
 
 use std::process::Command;
 
@@ -77,6 +78,7 @@ fn test(extra: &[String]) -> Result<()> {
     // First: the gateway's build script embeds the eBPF programs only when they can be built.
     ebpf::ensure()?;
     peers::ensure()?;
+    pkits::ensure(&ebpf::workspace_root())?;
     lint()?;
     let mut total = Tally::default();
     // The benchmarks compile and run one iteration each (a smoke test, not a measurement).
