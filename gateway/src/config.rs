@@ -181,6 +181,9 @@ pub struct ListenerConfig {
     /// Trusted proxies for forwarding headers: `[listener.forwarding]` (none by default).
     #[serde(default)]
     pub forwarding: ForwardingConfig,
+    /// Connection and request deadlines and caps: `[listener.limits]`.
+    #[serde(default)]
+    pub limits: crate::limits::LimitsConfig,
 }
 
 fn default_classification() -> Classification {
@@ -309,6 +312,9 @@ impl Config {
                     format!("{} is below the policy floor of 2048", l.tls.min_rsa_bits),
                 ));
             }
+            l.limits
+                .validate()
+                .map_err(|(k, m)| ConfigError::invalid(key(&format!("limits.{k}")), m))?;
             l.revocation
                 .validate()
                 .map_err(|(k, m)| ConfigError::invalid(key(&format!("revocation.{k}")), m))?;
@@ -357,6 +363,12 @@ impl Config {
                     "listener {name}: ChaCha20-Poly1305 suites enabled (not AES-GCM)"
                 ));
             }
+            out.extend(
+                l.limits
+                    .relaxations()
+                    .into_iter()
+                    .map(|r| format!("listener {name}: {r}")),
+            );
             out.extend(
                 l.forwarding
                     .relaxations()

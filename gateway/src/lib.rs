@@ -10,6 +10,8 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod conn;
+pub mod lifetime;
+pub mod limits;
 pub mod metrics;
 pub mod path;
 pub mod pki;

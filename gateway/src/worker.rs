@@ -184,6 +184,8 @@ async fn run_worker(
         let cpu = plan.cpu;
         let index = plan.index;
         let blocklist = plan.blocklist.clone();
+        // This worker's open connections on this listener (only this thread touches it).
+        let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         accept_tasks.push(tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -198,6 +200,15 @@ async fn run_worker(
                                 continue;
                             }
                             WorkerCounters::inc(&counters.accepted);
+                            if open.load(std::sync::atomic::Ordering::Relaxed)
+                                >= rt.plan.limits.max_connections_per_worker
+                            {
+                                // Accept and close at once: the backlog drains instead of
+                                // filling, and the client sees a prompt close.
+                                WorkerCounters::inc(&counters.over_capacity);
+                                drop(stream);
+                                continue;
+                            }
                             if let Some(cpu) = cpu {
                                 match incoming_cpu(&stream) {
                                     Some(c) if c == cpu => WorkerCounters::inc(&counters.local_cpu),
@@ -216,8 +227,10 @@ async fn run_worker(
                             let metrics = metrics.clone();
                             let guard = tracker.enter();
                             let shutdown = shutdown.clone();
+                            let slot = OpenSlot::take(&open);
                             tokio::spawn(async move {
                                 serve_connection(stream, peer, rt, metrics, index, shutdown).await;
+                                drop(slot);
                                 drop(guard);
                             });
                         }
@@ -246,6 +259,23 @@ async fn run_worker(
             open = tracker.open(),
             "drain deadline passed; closing remaining connections"
         );
+    }
+}
+
+/// One open connection of a worker on one listener (for `max_connections_per_worker`);
+/// released when dropped, even if the connection task panics.
+struct OpenSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl OpenSlot {
+    fn take(open: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        OpenSlot(open.clone())
+    }
+}
+
+impl Drop for OpenSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
