@@ -722,3 +722,99 @@ fn idle_http2_connection_is_closed_although_pings_flow() {
         "closed after {after:?}"
     );
 }
+
+#[test]
+fn unreachable_backend_gives_504_within_the_connect_deadline() {
+    // A listener whose accept queue is full: the kernel drops further SYNs, so a connect
+    // hangs (a black-holed backend) instead of being refused.
+    let sock =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    sock.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .expect("addr")
+            .into(),
+    )
+    .expect("bind");
+    sock.listen(0).expect("listen");
+    let addr = sock.local_addr().expect("addr").as_socket().expect("inet");
+    let fillers: Vec<_> = (0..4)
+        .filter_map(|_| {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()
+        })
+        .collect();
+    assert!(
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_err(),
+        "the accept queue is not full; the test proves nothing"
+    );
+    let f = limited(
+        Some(&format!("http://{addr}")),
+        "upstream_connect_timeout_secs = 1\nupstream_response_timeout_secs = 30",
+    );
+    let t = Instant::now();
+    let r = f.get("/a", &[]);
+    assert_eq!(r.status, 504, "{}\n{}", r.head, r.body);
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+    assert_eq!(f.gw.metrics().backend_timeouts, 1);
+    drop(fillers);
+    drop(sock);
+}
+
+#[test]
+fn http2_streams_per_connection_are_capped() {
+    let f = limited(None, "h2_max_concurrent_streams = 2");
+    let cfg = raw::client_config(&f.server_ca, Some(&f.leaf), &["h2"]);
+    let port = f.gw.port();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let took = rt.block_on(async move {
+        use http_body_util::{BodyExt, Empty};
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let tls = tokio_rustls::TlsConnector::from(cfg)
+            .connect(name, tcp)
+            .await
+            .expect("handshake");
+        let (send, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tls),
+        )
+        .await
+        .expect("h2 handshake");
+        tokio::spawn(conn);
+        // Let the server's SETTINGS arrive before opening streams.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let t = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..4 {
+            let mut send = send.clone();
+            tasks.push(tokio::spawn(async move {
+                let resp = send
+                    .send_request(
+                        hyper::Request::get(format!("https://localhost:{port}/slow"))
+                            .body(Empty::<bytes::Bytes>::new())
+                            .expect("request"),
+                    )
+                    .await
+                    .expect("response");
+                let status = resp.status().as_u16();
+                let _ = resp.into_body().collect().await;
+                status
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.expect("task"), 200);
+        }
+        t.elapsed()
+    });
+    // The echo backend answers /slow after 1 s: 4 requests, 2 at a time, take two rounds.
+    assert!(
+        took >= Duration::from_millis(1900),
+        "{took:?}: streams were not capped at 2"
+    );
+}
