@@ -312,4 +312,37 @@ fn metrics_break_refusals_down_by_reason_and_health_endpoints_answer() {
         value(&s, "gateway_audit_events_total", &[("outcome", "dropped")]),
         Some(0.0)
     );
+
+    // The shipped dashboard and alert rules only use metrics the gateway exports.
+    let exported: std::collections::BTreeSet<&str> =
+        s.samples.iter().map(|x| x.metric.as_str()).collect();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for file in [
+        "dist/grafana/gateway.json",
+        "dist/prometheus/gateway-alerts.yml",
+    ] {
+        let text = std::fs::read_to_string(root.join(file)).expect(file);
+        let mut used = std::collections::BTreeSet::new();
+        let mut rest = text.as_str();
+        while let Some(i) = rest.find("gateway_") {
+            let name: String = rest[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            rest = &rest[i + name.len()..];
+            used.insert(name);
+        }
+        assert!(used.len() >= 8, "{file}: {used:?}");
+        for name in used {
+            let base = name
+                .strip_suffix("_bucket")
+                .or_else(|| name.strip_suffix("_count"))
+                .or_else(|| name.strip_suffix("_sum"))
+                .unwrap_or(&name);
+            assert!(
+                exported.contains(name.as_str()) || exported.contains(base),
+                "{file} uses {name}, which /metrics does not export"
+            );
+        }
+    }
 }
