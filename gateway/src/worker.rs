@@ -3,15 +3,15 @@
 //! path; the kernel (or the steering program) picks the worker for each connection.
 
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::watch;
 
-use crate::conn::{serve_connection, ListenerRuntime};
+use crate::conn::{serve_connection, FailureHook, ListenerRuntime};
 use crate::metrics::{Metrics, WorkerCounters};
+use crate::plan::SharedPlan;
 
 /// Errors setting up workers.
 #[derive(Debug, thiserror::Error)]
@@ -64,21 +64,9 @@ fn pin_current_thread(cpu: usize) -> std::io::Result<()> {
     }
 }
 
-/// The CPU the kernel processed an accepted socket's packets on (SO_INCOMING_CPU).
-pub fn incoming_cpu(fd: &impl AsRawFd) -> Option<usize> {
-    let mut v: libc::c_int = -1;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `v`.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_INCOMING_CPU,
-            (&mut v as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    (rc == 0 && v >= 0).then_some(v as usize)
+/// The CPU the kernel processed an accepted socket's packets on (`SO_INCOMING_CPU`).
+fn incoming_cpu(stream: &tokio::net::TcpStream) -> Option<usize> {
+    socket2::SockRef::from(stream).cpu_affinity().ok()
 }
 
 /// Creates one non-blocking `SO_REUSEPORT` listener socket bound to `addr`.
@@ -110,11 +98,17 @@ pub struct WorkerPlan {
     pub index: usize,
     /// CPU to pin to (None = unpinned).
     pub cpu: Option<usize>,
-    /// One socket per listener, paired with that listener's runtime state.
-    pub sockets: Vec<(std::net::TcpListener, Arc<ListenerRuntime>)>,
+    /// One socket per listener, in the plan's listener order.
+    pub sockets: Vec<std::net::TcpListener>,
+    /// The plan served; a reload swaps it, the accept loop picks the change up.
+    pub plan: SharedPlan,
+    /// Failure hook (abuse blocking).
+    pub on_failure: Option<FailureHook>,
     /// Blocklist consulted at accept (lock-free); with XDP the kernel drops these sources
     /// before a SYN is answered, without it the worker closes them here.
     pub blocklist: Option<crate::steering::SteeringControl>,
+    /// The audit log, when configured.
+    pub audit: Option<Arc<crate::audit::AuditLog>>,
 }
 
 /// Starts a worker thread. It serves until `shutdown` turns true, then stops accepting and
@@ -160,7 +154,23 @@ async fn run_worker(
 ) {
     let tracker = ConnTracker::default();
     let mut accept_tasks = Vec::new();
-    for (std_listener, rt) in plan.sockets {
+    for (li, std_listener) in plan.sockets.into_iter().enumerate() {
+        let Some(first) = plan.plan.load().listeners.get(li).cloned() else {
+            tracing::error!(
+                worker = plan.index,
+                listener = li,
+                "socket without a listener plan"
+            );
+            continue;
+        };
+        let shared = plan.plan.clone();
+        let counters = metrics.listener_slot(&first.name, plan.index);
+        let mut rt = Arc::new(ListenerRuntime::new(
+            first,
+            plan.on_failure.clone(),
+            counters,
+            plan.audit.clone(),
+        ));
         let listener = match tokio::net::TcpListener::from_std(std_listener) {
             Ok(l) => l,
             Err(e) => {
@@ -174,6 +184,8 @@ async fn run_worker(
         let cpu = plan.cpu;
         let index = plan.index;
         let blocklist = plan.blocklist.clone();
+        // This worker's open connections on this listener (only this thread touches it).
+        let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         accept_tasks.push(tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -188,6 +200,15 @@ async fn run_worker(
                                 continue;
                             }
                             WorkerCounters::inc(&counters.accepted);
+                            if open.load(std::sync::atomic::Ordering::Relaxed)
+                                >= rt.plan.limits.max_connections_per_worker
+                            {
+                                // Accept and close at once: the backlog drains instead of
+                                // filling, and the client sees a prompt close.
+                                WorkerCounters::inc(&counters.over_capacity);
+                                drop(stream);
+                                continue;
+                            }
                             if let Some(cpu) = cpu {
                                 match incoming_cpu(&stream) {
                                     Some(c) if c == cpu => WorkerCounters::inc(&counters.local_cpu),
@@ -195,12 +216,21 @@ async fn run_worker(
                                     None => {}
                                 }
                             }
+                            // A swapped plan: this worker's runtime (and pools) follow it.
+                            if let Some(current) = shared.load().listeners.get(li) {
+                                if !Arc::ptr_eq(current, &rt.plan) {
+                                    let counters = metrics.listener_slot(&current.name, index);
+                                    rt = Arc::new(ListenerRuntime::new(current.clone(), rt.on_failure.clone(), counters, rt.audit.clone()));
+                                }
+                            }
                             let rt = rt.clone();
                             let metrics = metrics.clone();
                             let guard = tracker.enter();
                             let shutdown = shutdown.clone();
+                            let slot = OpenSlot::take(&open);
                             tokio::spawn(async move {
                                 serve_connection(stream, peer, rt, metrics, index, shutdown).await;
+                                drop(slot);
                                 drop(guard);
                             });
                         }
@@ -229,6 +259,23 @@ async fn run_worker(
             open = tracker.open(),
             "drain deadline passed; closing remaining connections"
         );
+    }
+}
+
+/// One open connection of a worker on one listener (for `max_connections_per_worker`);
+/// released when dropped, even if the connection task panics.
+struct OpenSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl OpenSlot {
+    fn take(open: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        OpenSlot(open.clone())
+    }
+}
+
+impl Drop for OpenSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

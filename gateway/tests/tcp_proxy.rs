@@ -1,7 +1,13 @@
 //! Raw TCP mode: the backend receives a PROXY protocol v2 header, read here by a parser
 //! written from the specification (not the `ppp` crate that encodes it), then the stream.
 
+/// The backend/client test PKI and TLS peers, from the test-support crate's sources
+/// (tests/src).
+#[path = "../../tests/src/tls_peers.rs"]
 mod access_support;
+/// The test PKI (one CA/leaf builder), from the test-support crate's sources (tests/src).
+#[path = "../../tests/src/certs.rs"]
+mod certs;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -125,9 +131,17 @@ async fn tls_client_reaches_backend_with_proxy_v2_tlvs() {
             .and_then(|c| c.first())
             .map(|c| CertIdentity::from_der(c).expect("identity"));
         let info = TlsInfo::from_connection(conn, id.as_ref());
-        proxy_tcp(tls, peer, local, &info, be_addr)
-            .await
-            .expect("proxied");
+        proxy_tcp(
+            tls,
+            peer,
+            local,
+            &info,
+            be_addr,
+            gateway::tcp_proxy::RelayLimits::default(),
+            None::<gateway::tcp_proxy::NoRecheck>,
+        )
+        .await
+        .expect("proxied");
     });
 
     let mut roots = rustls::RootCertStore::empty();

@@ -1,5 +1,11 @@
 //! `gateway verify`: each check printed, exit code 0 only when accepted.
 
+/// The test PKI (one CA/leaf builder), from the test-support crate's sources (tests/src).
+#[path = "../../tests/src/certs.rs"]
+mod certs;
+/// The CRL/OCSP test servers and the revocation test CA, from the test-support crate's
+/// sources (tests/src).
+#[path = "../../tests/src/status_servers.rs"]
 mod support;
 
 use std::path::Path;
@@ -92,6 +98,21 @@ fn verify_offline_with_crl_files_and_online_with_ocsp() {
     let (code, out) = verify(d, &["good.pem", "--ca", "other.pem", "--crl", "ca.crl"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("[FAIL] trust"), "{out}");
+    assert!(
+        out.contains("failed step: RFC 5280 6.1.3 (a)(4) name chaining"),
+        "{out}"
+    );
+
+    // A certificate that does not parse is a refusal (exit 1) naming the problem, not an error.
+    std::fs::write(
+        d.join("junk.pem"),
+        "-----BEGIN CERTIFICATE-----\nMAMCAQE=\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let (code, out) = verify(d, &["junk.pem", "--ca", "ca.pem", "--crl", "ca.crl"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("[FAIL] syntax"), "{out}");
+    assert!(out.contains("verdict: REJECTED"), "{out}");
 
     let (code, out) = verify(d, &["good.pem", "--ca", "ca.pem", "--at", "yesterday"]);
     assert_eq!(code, 2, "{out}");

@@ -79,7 +79,7 @@ fn start_gateway(bin: &Path, pki: &Path) -> Result<Server> {
     std::fs::write(
         &cfg,
         format!(
-            "[global]\nworkers = 1\nmetrics_interval_secs = 0\n{}{}",
+            "[global]\nworkers = 1\nmetrics_interval_secs = 0\nallow_root = true\n{}{}",
             listener(local, "builtin:identity"),
             listener(proxy, &format!("http://127.0.0.1:{BACKEND_PORT}"))
         ),

@@ -14,6 +14,7 @@ const PEERS: &[(&str, &str)] = &[
     ("ethtool", "ethtool"),
     ("setpriv", "util-linux"),
     ("nginx", "nginx"),
+    ("strace", "strace"),
 ];
 
 fn have(cmd: &str) -> bool {

@@ -113,7 +113,7 @@ fn proxy(iters: usize) -> Result<()> {
         ),
     )?;
     let cfg = gateway::config::Config::load(&dir.join("proxy.toml"))?;
-    let running = gateway::server::start(gateway::server::prepare(cfg)?)?;
+    let running = gateway::server::start(gateway::plan::plan(&cfg)?)?;
     let addr = *running.local_addrs.first().context("listener address")?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

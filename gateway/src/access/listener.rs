@@ -2,11 +2,12 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 use serde::Deserialize;
@@ -17,11 +18,11 @@ use crate::access::logincache::LoginCache;
 use crate::access::password::{PasswordFile, PasswordFileError, PasswordUser};
 use crate::access::ratelimit::{FailureLimiter, RateLimitConfig};
 use crate::access::rules::{Decision, Principal, RuleConfig, RuleError, RuleSet};
-use crate::config::Classification;
-use crate::pki::identity::{headers, AuthMethod, CertIdentity};
+use crate::access::Classification;
+use crate::pki::identity::{AuthMethod, CertIdentity};
 
 /// `[listener.access]`: the password fallback of an IN CONFIDENCE listener.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccessConfig {
     /// Password file (`user:argon2id-PHC[:groups]` lines). Only on IN CONFIDENCE listeners;
@@ -34,7 +35,11 @@ pub struct AccessConfig {
     /// Password checks running at once (each argon2id check uses ~19 MiB for ~20-50 ms);
     /// 0 means the number of CPUs.
     pub max_concurrent_checks: usize,
-    /// Seconds a successful password check is remembered (keyed hash of the credentials),
+    /// Password checks allowed to wait for one of those slots, from all sources together;
+    /// a check beyond it is answered at once with 503 and `Retry-After` (a flood never
+    /// queues unbounded argon2 work or holds connections for long). At least 1.
+    pub max_queued_checks: usize,
+    /// Seconds a successful password check is remembered (HMAC of the credentials),
     /// so a browser re-sending Basic credentials does not cost an argon2 check per request;
     /// 0 disables.
     pub login_cache_secs: u64,
@@ -47,6 +52,7 @@ impl Default for AccessConfig {
             realm: "S.E.E. gateway".into(),
             rate_limit: RateLimitConfig::default(),
             max_concurrent_checks: 0,
+            max_queued_checks: 64,
             login_cache_secs: 300,
         }
     }
@@ -86,6 +92,12 @@ impl AccessConfig {
                 "must be non-empty, without quotes, backslashes or control characters".into(),
             ));
         }
+        if self.max_queued_checks == 0 {
+            return Err((
+                "access.max_queued_checks".into(),
+                "must be at least 1".into(),
+            ));
+        }
         self.rate_limit
             .validate()
             .map_err(|(k, m)| (format!("access.rate_limit.{k}"), m))
@@ -111,11 +123,23 @@ pub enum AccessError {
 pub struct ListenerAccess {
     classification: Classification,
     realm: String,
-    passwords: Option<arc_swap::ArcSwap<PasswordFile>>,
+    passwords: Option<Arc<PasswordFile>>,
     limiter: FailureLimiter,
     rules: RuleSet,
     checks: Arc<Semaphore>,
+    /// Checks waiting for a slot of `checks` now, and the most allowed to wait.
+    queued: Arc<AtomicUsize>,
+    max_queued: usize,
     logins: LoginCache,
+}
+
+/// Counts one check waiting for a slot until dropped.
+struct Queued(Arc<AtomicUsize>);
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// A request that passed.
@@ -127,24 +151,6 @@ pub struct Granted {
     pub user: Option<PasswordUser>,
     /// The rule that allowed it (None: the listener has no rules).
     pub rule: Option<String>,
-}
-
-impl Granted {
-    /// Identity headers to add for a password user (`x-client-auth-method: password`,
-    /// `x-client-user`). Certificate identity headers are the proxy's.
-    pub fn password_headers(&self) -> Vec<(HeaderName, HeaderValue)> {
-        let Some(u) = &self.user else {
-            return Vec::new();
-        };
-        let mut out = vec![(
-            HeaderName::from_static(headers::AUTH_METHOD),
-            HeaderValue::from_static(AuthMethod::Password.as_str()),
-        )];
-        if let Ok(v) = HeaderValue::from_str(&u.name) {
-            out.push((HeaderName::from_static(headers::USER), v));
-        }
-        out
-    }
 }
 
 /// A request that did not pass: the response to send and the line to log.
@@ -180,7 +186,11 @@ impl ListenerAccess {
         cfg.validate(classification)
             .map_err(|(k, m)| AccessError::Config(format!("{k}: {m}")))?;
         let passwords = match &cfg.password_file {
-            Some(p) => Some(arc_swap::ArcSwap::from_pointee(PasswordFile::load(p)?)),
+            Some(p) => {
+                let file = PasswordFile::load(p)?;
+                warn_nonuniform(p, &file);
+                Some(Arc::new(file))
+            }
             None => None,
         };
         let n = if cfg.max_concurrent_checks == 0 {
@@ -197,21 +207,10 @@ impl ListenerAccess {
             limiter: FailureLimiter::new(&cfg.rate_limit),
             rules: RuleSet::compile(rules)?,
             checks: Arc::new(Semaphore::new(n)),
+            queued: Arc::new(AtomicUsize::new(0)),
+            max_queued: cfg.max_queued_checks,
             logins: LoginCache::new(Duration::from_secs(cfg.login_cache_secs), 10_000),
         })
-    }
-
-    /// Replaces the password file (on reload); readers never wait.
-    pub fn replace_passwords(&self, file: PasswordFile) {
-        if let Some(p) = &self.passwords {
-            p.store(Arc::new(file));
-            self.logins.clear();
-        }
-    }
-
-    /// The compiled rules (e.g. to authorise TCP connections with `path = "/"`).
-    pub fn rules(&self) -> &RuleSet {
-        &self.rules
     }
 
     /// Decides one request.
@@ -226,13 +225,15 @@ impl ListenerAccess {
     ///   password off the event loop.
     /// * Then the rules decide (403 with the rule's short reason).
     ///
+    /// A `tcp://` listener decides its connections here too, with path `/` and no headers.
+    ///
     /// # Errors
     /// [`Refused`] with the response to send and the reason to log.
     pub async fn authorize(
         &self,
         peer: IpAddr,
         cert: Option<&CertIdentity>,
-        path: &str,
+        path: &crate::path::CanonicalPath,
         request_headers: &HeaderMap,
     ) -> Result<Granted, Box<Refused>> {
         let (method, user) = match cert {
@@ -307,6 +308,7 @@ impl ListenerAccess {
             Ok(None) => return challenge("no client certificate and no credentials".into()),
             Err(e) => {
                 if let Err(l) = self.limiter.check(peer, None, now) {
+                    count(&PASSWORD_STATS.rate_limited);
                     return refuse(
                         too_many(l.retry_after()),
                         format!("rate limited ({l:?}) malformed credentials from {peer}"),
@@ -319,9 +321,11 @@ impl ListenerAccess {
         // A recent success with exactly these credentials: no argon2, and no lock-out by
         // someone else's failures for this user.
         if let Some(u) = self.logins.get(&creds.user, &creds.password, now) {
+            count(&PASSWORD_STATS.cached);
             return Ok(u);
         }
         if let Err(l) = self.limiter.check(peer, Some(&creds.user), now) {
+            count(&PASSWORD_STATS.rate_limited);
             return refuse(
                 too_many(l.retry_after()),
                 format!(
@@ -330,19 +334,33 @@ impl ListenerAccess {
                 ),
             );
         }
-        let permit =
-            match tokio::time::timeout(Duration::from_secs(5), self.checks.clone().acquire_owned())
-                .await
-            {
-                Ok(Ok(p)) => p,
-                _ => {
+        let permit = match self.checks.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                // Every slot busy: wait in a bounded queue, or answer 503 at once.
+                let waiting = Queued(self.queued.clone());
+                if self.queued.fetch_add(1, Ordering::AcqRel) >= self.max_queued {
                     return refuse(
-                        plain(StatusCode::SERVICE_UNAVAILABLE, "busy, try again\n".into()),
-                        "password check queue full for 5s".into(),
-                    )
+                        busy(),
+                        format!(
+                            "password check queue full ({} waiting), refused at once",
+                            self.max_queued
+                        ),
+                    );
                 }
-            };
-        let file = passwords.load_full();
+                let p = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    self.checks.clone().acquire_owned(),
+                )
+                .await;
+                drop(waiting);
+                match p {
+                    Ok(Ok(p)) => p,
+                    _ => return refuse(busy(), "password check queue waited 5s".into()),
+                }
+            }
+        };
+        let file = passwords.clone();
         let user = creds.user.clone();
         let verified = tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -353,10 +371,12 @@ impl ListenerAccess {
         .ok();
         match verified {
             Some((Some(u), creds)) => {
+                count(&PASSWORD_STATS.ok);
                 self.logins.put(&creds.password, &u, Instant::now());
                 Ok(u)
             }
             _ => {
+                count(&PASSWORD_STATS.failed);
                 self.limiter
                     .record_failure(peer, Some(&user), Instant::now());
                 challenge(format!(
@@ -365,6 +385,52 @@ impl ListenerAccess {
             }
         }
     }
+}
+
+/// Process-wide password-authentication counters (password checks are rare and cost an
+/// argon2 run each, so one shared set of relaxed atomics is cheap enough).
+#[derive(Debug, Default)]
+pub struct PasswordStats {
+    /// Passwords verified correct with argon2.
+    pub ok: std::sync::atomic::AtomicU64,
+    /// Passwords verified wrong (or unknown user).
+    pub failed: std::sync::atomic::AtomicU64,
+    /// Accepted from the login cache (no argon2 run).
+    pub cached: std::sync::atomic::AtomicU64,
+    /// Attempts refused by the failure rate limit (429).
+    pub rate_limited: std::sync::atomic::AtomicU64,
+}
+
+/// The process's password-authentication counters (exported on `/metrics`).
+pub static PASSWORD_STATS: PasswordStats = PasswordStats {
+    ok: std::sync::atomic::AtomicU64::new(0),
+    failed: std::sync::atomic::AtomicU64::new(0),
+    cached: std::sync::atomic::AtomicU64::new(0),
+    rate_limited: std::sync::atomic::AtomicU64::new(0),
+};
+
+fn count(c: &std::sync::atomic::AtomicU64) {
+    c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn warn_nonuniform(path: &Path, file: &PasswordFile) {
+    let users = file.nonuniform_users();
+    if !users.is_empty() {
+        tracing::warn!(
+            file = %path.display(),
+            users = ?users,
+            "password file: these users' argon2id parameters differ from the floor \
+             (m=19456,t=2,p=1) that unknown users are checked with, so the time of a check tells \
+             that they exist; re-set their passwords with `gateway passwd`"
+        );
+    }
+}
+
+fn busy() -> Response<Full<Bytes>> {
+    let mut r = plain(StatusCode::SERVICE_UNAVAILABLE, "busy, try again\n".into());
+    r.headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
 }
 
 fn too_many(retry_after: Duration) -> Response<Full<Bytes>> {
@@ -411,6 +477,8 @@ mod tests {
             rate_limit: RateLimitConfig {
                 per_source_burst: 3,
                 per_source_per_minute: 1,
+                per_ipv6_48_burst: 3,
+                per_ipv6_48_per_minute: 1,
                 per_user_burst: 2,
                 per_user_per_minute: 1,
                 max_tracked: 1024,
@@ -435,18 +503,24 @@ mod tests {
         let (_d, a) = setup(Classification::InConfidence);
         let ip: IpAddr = "192.0.2.1".parse().expect("ip");
         let g = a
-            .authorize(ip, None, "/", &basic("alice", "alice password"))
+            .authorize(
+                ip,
+                None,
+                &crate::path::CanonicalPath::root(),
+                &basic("alice", "alice password"),
+            )
             .await
             .expect("granted");
         assert_eq!(g.method, AuthMethod::Password);
-        let hs = g.password_headers();
-        assert!(hs.iter().any(|(k, v)| k == headers::USER && v == "alice"));
-        assert!(hs
-            .iter()
-            .any(|(k, v)| k == headers::AUTH_METHOD && v == "password"));
+        assert_eq!(g.user.as_ref().map(|u| u.name.as_str()), Some("alice"));
 
         let r = a
-            .authorize(ip, None, "/", &HeaderMap::new())
+            .authorize(
+                ip,
+                None,
+                &crate::path::CanonicalPath::root(),
+                &HeaderMap::new(),
+            )
             .await
             .expect_err("no creds");
         assert_eq!(r.response.status(), StatusCode::UNAUTHORIZED);
@@ -456,12 +530,22 @@ mod tests {
             .contains_key(http::header::WWW_AUTHENTICATE));
 
         let r = a
-            .authorize(ip, None, "/", &basic("alice", "wrong"))
+            .authorize(
+                ip,
+                None,
+                &crate::path::CanonicalPath::root(),
+                &basic("alice", "wrong"),
+            )
             .await
             .expect_err("wrong");
         assert_eq!(r.response.status(), StatusCode::UNAUTHORIZED);
         let r = a
-            .authorize(ip, None, "/", &basic("alice", "wrong"))
+            .authorize(
+                ip,
+                None,
+                &crate::path::CanonicalPath::root(),
+                &basic("alice", "wrong"),
+            )
             .await
             .expect_err("wrong 2");
         assert_eq!(r.response.status(), StatusCode::UNAUTHORIZED);
@@ -470,7 +554,7 @@ mod tests {
             .authorize(
                 "192.0.2.99".parse().expect("ip"),
                 None,
-                "/",
+                &crate::path::CanonicalPath::root(),
                 &basic("alice", "alice password"),
             )
             .await
@@ -480,11 +564,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn successful_logins_are_cached_until_the_file_changes() {
+    async fn successful_logins_are_cached_until_the_plan_is_rebuilt() {
         let (d, a) = setup_with(Classification::InConfidence, 300);
         let ip: IpAddr = "192.0.2.1".parse().expect("ip");
         let good = basic("alice", "alice password");
-        a.authorize(ip, None, "/", &good)
+        a.authorize(ip, None, &crate::path::CanonicalPath::root(), &good)
             .await
             .expect("first login");
         assert_eq!(a.logins.len(), 1);
@@ -492,24 +576,109 @@ mod tests {
         // verified a moment ago with exactly these credentials.
         for _ in 0..3 {
             let r = a
-                .authorize(ip, None, "/", &basic("alice", "guess"))
+                .authorize(
+                    ip,
+                    None,
+                    &crate::path::CanonicalPath::root(),
+                    &basic("alice", "guess"),
+                )
                 .await
                 .expect_err("wrong");
             assert_ne!(r.response.status(), StatusCode::OK);
         }
-        a.authorize("192.0.2.9".parse().expect("ip"), None, "/", &good)
-            .await
-            .expect("cached login");
-        // A new password file empties the cache: the old password no longer works.
+        a.authorize(
+            "192.0.2.9".parse().expect("ip"),
+            None,
+            &crate::path::CanonicalPath::root(),
+            &good,
+        )
+        .await
+        .expect("cached login");
+        // A new password file takes effect with a new plan (a reload builds one), whose
+        // access state starts with an empty cache: the old password no longer works.
         let p = d.path().join("users");
         set_password(&p, "alice", "new alice password", None).expect("passwd");
-        a.replace_passwords(PasswordFile::load(&p).expect("load"));
+        let cfg = AccessConfig {
+            password_file: Some(p),
+            login_cache_secs: 300,
+            ..AccessConfig::default()
+        };
+        let a = ListenerAccess::new(Classification::InConfidence, &cfg, &[]).expect("access");
         assert_eq!(a.logins.len(), 0);
         let r = a
-            .authorize("192.0.2.10".parse().expect("ip"), None, "/", &good)
+            .authorize(
+                "192.0.2.10".parse().expect("ip"),
+                None,
+                &crate::path::CanonicalPath::root(),
+                &good,
+            )
             .await
             .expect_err("old password");
         assert_ne!(r.response.status(), StatusCode::OK);
+    }
+
+    /// A flood of password attempts from many sources (each within its own rate limit)
+    /// must not queue unbounded argon2 work: beyond `max_queued_checks` waiting checks the
+    /// answer is 503 at once, and no more than `max_concurrent_checks` run at a time.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn flood_beyond_the_queue_is_refused_early() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("users");
+        set_password(&p, "alice", "alice password", None).expect("passwd");
+        let cfg = AccessConfig {
+            password_file: Some(p),
+            max_concurrent_checks: 1,
+            max_queued_checks: 2,
+            login_cache_secs: 0,
+            ..AccessConfig::default()
+        };
+        let a =
+            Arc::new(ListenerAccess::new(Classification::InConfidence, &cfg, &[]).expect("access"));
+        let n = 24u8;
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..n)
+            .map(|i| {
+                let a = a.clone();
+                tokio::spawn(async move {
+                    let ip = IpAddr::from([198, 51, 100, i]);
+                    let t = Instant::now();
+                    let r = a
+                        .authorize(
+                            ip,
+                            None,
+                            &crate::path::CanonicalPath::root(),
+                            &basic(&format!("user{i}"), "guess"),
+                        )
+                        .await
+                        .expect_err("wrong password");
+                    (
+                        r.response.status(),
+                        r.response.headers().clone(),
+                        t.elapsed(),
+                    )
+                })
+            })
+            .collect();
+        let mut busy = 0;
+        let mut checked = 0;
+        for t in tasks {
+            let (status, headers, took) = t.await.expect("task");
+            match status {
+                StatusCode::SERVICE_UNAVAILABLE => {
+                    busy += 1;
+                    assert!(headers.contains_key(http::header::RETRY_AFTER));
+                    assert!(took < Duration::from_millis(500), "refused late: {took:?}");
+                }
+                StatusCode::UNAUTHORIZED => checked += 1,
+                other => panic!("unexpected {other}"),
+            }
+        }
+        // One running plus two waiting at the moment of the flood; a few more may have
+        // found a free slot as the first checks finished.
+        assert!(busy >= usize::from(n) / 2, "busy {busy} checked {checked}");
+        assert!(checked >= 3, "busy {busy} checked {checked}");
+        assert_eq!(a.queued.load(Ordering::Acquire), 0, "queue drained");
+        assert!(started.elapsed() < Duration::from_secs(10));
     }
 
     #[tokio::test]
@@ -519,7 +688,7 @@ mod tests {
             .authorize(
                 "192.0.2.1".parse().expect("ip"),
                 None,
-                "/",
+                &crate::path::CanonicalPath::root(),
                 &basic("alice", "alice password"),
             )
             .await

@@ -13,9 +13,15 @@
 //! bob:$argon2id$v=19$m=19456,t=2,p=1$b3RoZXJzYWx0$...
 //! ```
 //!
-//! Verification is constant time in the password (argon2's output comparison) and does the
-//! same work for an unknown user as for a known one (a dummy hash is verified), so timing
-//! does not tell which user names exist.
+//! Every hash must use argon2id with at least the OWASP floor [`MIN_M_COST`] KiB,
+//! [`MIN_T_COST`] passes and [`MIN_P_COST`] lane (`m=19456,t=2,p=1`); a weaker line is a load
+//! error naming the line and the user.
+//!
+//! Verification is constant time in the password (argon2's output comparison). An unknown
+//! user costs one verification of a fixed dummy hash with the floor's parameters, the same
+//! parameters `gateway passwd` writes, so timing does not tell which user names exist. Lines
+//! with other (stronger) parameters load, but verify more slowly than an unknown user:
+//! [`PasswordFile::nonuniform_users`] lists them so the caller can warn.
 
 use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal, Read, Write};
@@ -76,8 +82,34 @@ pub struct PasswordUser {
 #[derive(Debug, Clone)]
 pub struct PasswordFile {
     users: HashMap<String, PasswordEntry>,
-    /// Hash verified for unknown users so they cost as much as known ones.
-    dummy_phc: String,
+}
+
+/// Least argon2id memory cost accepted (KiB): OWASP's first recommendation.
+pub const MIN_M_COST: u32 = 19_456;
+/// Least argon2id time cost (passes) accepted.
+pub const MIN_T_COST: u32 = 2;
+/// Least argon2id parallelism accepted.
+pub const MIN_P_COST: u32 = 1;
+
+/// The hash verified for unknown users: a fixed argon2id hash of a random string with
+/// exactly the floor's parameters (`m=19456,t=2,p=1`), the parameters `gateway passwd`
+/// writes. Nobody knows its password; verifying it costs what a known user's check costs.
+pub const DUMMY_PHC: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$OF4EG36PH2es6Iu34988gA$Zwor73yVfbxGO8WtqUnsQnoGx8+OYrOdgF2JMzWrmzg";
+
+/// The argon2id parameters the floor prescribes (and `gateway passwd` uses).
+fn floor_params() -> argon2::Params {
+    // The floor is a valid parameter set; `Params::default()` is the same values.
+    argon2::Params::new(MIN_M_COST, MIN_T_COST, MIN_P_COST, None).unwrap_or_default()
+}
+
+/// The hasher `gateway passwd` uses: argon2id v1.3 with the floor's parameters.
+fn floor_hasher() -> Argon2<'static> {
+    Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        floor_params(),
+    )
 }
 
 /// Longest password accepted (bytes); longer input is refused before hashing.
@@ -128,9 +160,20 @@ fn parse_line(line: &str) -> Result<Option<(String, PasswordEntry)>, String> {
             parsed.algorithm
         ));
     }
-    // Parameters must be acceptable to argon2 (catches truncated or edited hashes at load).
-    argon2::Params::try_from(&parsed)
+    // Parameters must be acceptable to argon2 (catches truncated or edited hashes at load)
+    // and at least the floor (a cheap hash is a cheap offline guess).
+    let params = argon2::Params::try_from(&parsed)
         .map_err(|e| format!("user {user:?}: bad argon2 parameters ({e})"))?;
+    if params.m_cost() < MIN_M_COST || params.t_cost() < MIN_T_COST || params.p_cost() < MIN_P_COST
+    {
+        return Err(format!(
+            "user {user:?}: argon2id parameters m={},t={},p={} are below the floor \
+             m={MIN_M_COST},t={MIN_T_COST},p={MIN_P_COST}; re-set the password with `gateway passwd`",
+            params.m_cost(),
+            params.t_cost(),
+            params.p_cost()
+        ));
+    }
     let mut groups = Vec::new();
     if let Some(g) = groups_field {
         for group in g.split(',').map(str::trim).filter(|g| !g.is_empty()) {
@@ -147,13 +190,13 @@ fn parse_line(line: &str) -> Result<Option<(String, PasswordEntry)>, String> {
     )))
 }
 
-/// Hashes a password with argon2id and the default (OWASP) parameters and a random salt.
+/// Hashes a password with argon2id, the floor's (OWASP) parameters and a random salt.
 ///
 /// # Errors
 /// [`PasswordFileError::Hash`] if hashing fails.
 pub fn hash_password(password: &str) -> Result<String, PasswordFileError> {
     let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
+    floor_hasher()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
         .map_err(|e| PasswordFileError::Hash(e.to_string()))
@@ -192,22 +235,42 @@ impl PasswordFile {
             }
             users.insert(user, entry);
         }
-        // The dummy hash uses the parameters of a real entry, so an unknown user costs the
-        // same as a known one.
-        let dummy_phc = match users.values().next() {
-            Some(e) => dummy_like(&e.phc),
-            None => hash_password("dummy password for unknown users")
-                .unwrap_or_else(|_| String::from(FALLBACK_DUMMY)),
-        };
-        Ok(PasswordFile { users, dummy_phc })
+        Ok(PasswordFile { users })
     }
 
     /// An empty file (no users).
     pub fn empty() -> Self {
         PasswordFile {
             users: HashMap::new(),
-            dummy_phc: String::from(FALLBACK_DUMMY),
         }
+    }
+
+    /// Users whose hash parameters differ from the floor's (and so from the dummy hash of
+    /// unknown users): their checks take longer, which tells that they exist. Sorted; the
+    /// caller logs a warning naming them (re-set with `gateway passwd` to fix).
+    pub fn nonuniform_users(&self) -> Vec<&str> {
+        let floor = floor_params();
+        let mut v: Vec<&str> = self
+            .users
+            .iter()
+            .filter(|(_, e)| {
+                PasswordHash::new(&e.phc)
+                    .ok()
+                    .and_then(|h| argon2::Params::try_from(&h).ok())
+                    .is_none_or(|p| {
+                        (p.m_cost(), p.t_cost(), p.p_cost())
+                            != (floor.m_cost(), floor.t_cost(), floor.p_cost())
+                    })
+            })
+            .map(|(u, _)| u.as_str())
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// The hash a check of `user` verifies: the user's, or [`DUMMY_PHC`] for unknown users.
+    fn phc_for(&self, user: &str) -> &str {
+        self.users.get(user).map_or(DUMMY_PHC, |e| e.phc.as_str())
     }
 
     /// Number of users.
@@ -231,13 +294,12 @@ impl PasswordFile {
     /// Unknown users, over-long passwords and wrong passwords all return `None` after the
     /// same amount of work.
     pub fn verify(&self, user: &str, password: &str) -> Option<PasswordUser> {
-        let (phc, entry) = match self.users.get(user) {
-            Some(e) => (e.phc.as_str(), Some(e)),
-            None => (self.dummy_phc.as_str(), None),
-        };
+        let entry = self.users.get(user);
+        let phc = self.phc_for(user);
         let too_long = password.len() > MAX_PASSWORD_LEN;
         let pw: &[u8] = if too_long { b"" } else { password.as_bytes() };
         let ok = match PasswordHash::new(phc) {
+            // The hash carries its own parameters (checked against the floor at load).
             Ok(h) => Argon2::default().verify_password(pw, &h).is_ok(),
             Err(_) => false,
         };
@@ -249,26 +311,6 @@ impl PasswordFile {
             _ => None,
         }
     }
-}
-
-/// A valid argon2id hash of a random string, used if hashing at load fails.
-const FALLBACK_DUMMY: &str =
-    "$argon2id$v=19$m=19456,t=2,p=1$ZHVtbXlzYWx0ZHVtbXk$3ZgkU8b9ZqLr0mCqcv1d7PZ9m0rXhAZ2XpS3nGq9Bm8";
-
-/// A hash of a random password with the same parameters as `phc`.
-fn dummy_like(phc: &str) -> String {
-    let params = PasswordHash::new(phc)
-        .ok()
-        .and_then(|h| argon2::Params::try_from(&h).ok());
-    let a = match params {
-        Some(p) => Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p),
-        None => Argon2::default(),
-    };
-    let salt = SaltString::generate(&mut OsRng);
-    let random = SaltString::generate(&mut OsRng);
-    a.hash_password(random.as_str().as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .unwrap_or_else(|_| String::from(FALLBACK_DUMMY))
 }
 
 /// What [`set_password`] did.
@@ -506,11 +548,82 @@ mod tests {
         assert!(f.verify("bob", &"x".repeat(MAX_PASSWORD_LEN + 1)).is_none());
     }
 
+    fn params_of(phc: &str) -> (u32, u32, u32) {
+        let h = PasswordHash::new(phc).expect("parses");
+        let p = argon2::Params::try_from(&h).expect("params");
+        (p.m_cost(), p.t_cost(), p.p_cost())
+    }
+
     #[test]
-    fn fallback_dummy_is_a_valid_hash() {
-        let h = PasswordHash::new(FALLBACK_DUMMY).expect("parses");
-        assert!(argon2::Params::try_from(&h).is_ok());
+    fn dummy_hash_is_valid_and_has_the_floor_parameters() {
+        let h = PasswordHash::new(DUMMY_PHC).expect("parses");
+        assert_eq!(h.algorithm.as_str(), "argon2id");
+        assert_eq!(params_of(DUMMY_PHC), (MIN_M_COST, MIN_T_COST, MIN_P_COST));
+        assert_eq!(h.hash.map(|o| o.len()), Some(32));
         assert!(PasswordFile::empty().verify("anyone", "anything").is_none());
+    }
+
+    /// Timing must not tell which users exist: an unknown user's check runs argon2id with
+    /// exactly the parameters of a known user's (written by `gateway passwd`), whatever
+    /// other, stronger lines the file holds.
+    #[test]
+    fn unknown_users_cost_the_same_argon2_work_as_known_ones() {
+        let strong = {
+            let p = argon2::Params::new(2 * MIN_M_COST, 3, 1, None).expect("params");
+            let a = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p);
+            a.hash_password(b"pw", &SaltString::generate(&mut OsRng))
+                .expect("hash")
+                .to_string()
+        };
+        // The stronger user first, so a dummy copied from "some user" would take its cost.
+        let text = format!(
+            "zed:{strong}\n{}",
+            file_with(&[("alice", "correct horse", "")])
+        );
+        let f = PasswordFile::parse(&text).expect("parses");
+        let known = params_of(f.phc_for("alice"));
+        assert_eq!(known, (MIN_M_COST, MIN_T_COST, MIN_P_COST));
+        for unknown in ["carol", "zed2", "", "admin"] {
+            assert_eq!(params_of(f.phc_for(unknown)), known, "{unknown}");
+        }
+        assert_eq!(f.nonuniform_users(), vec!["zed"]);
+        // And measured, interleaved so machine load hits both alike: the median of known-user
+        // checks and of unknown-user checks within a factor of 1.5 (a stronger user, like
+        // `zed` at twice the memory and 1.5 times the passes, is about 3 times slower).
+        let time = |user: &str| {
+            let t = std::time::Instant::now();
+            assert!(f.verify(user, "wrong password").is_none());
+            t.elapsed().as_secs_f64()
+        };
+        let (mut k, mut u): (Vec<f64>, Vec<f64>) =
+            (0..5).map(|_| (time("alice"), time("nobody"))).unzip();
+        k.sort_by(f64::total_cmp);
+        u.sort_by(f64::total_cmp);
+        let ratio = k[2] / u[2];
+        assert!((0.67..1.5).contains(&ratio), "known {k:?} unknown {u:?}");
+    }
+
+    #[test]
+    fn parameters_below_the_floor_are_a_load_error_naming_the_line() {
+        let weak = |m: u32, t: u32| {
+            let p = argon2::Params::new(m, t, 1, None).expect("params");
+            let a = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p);
+            a.hash_password(b"pw", &SaltString::generate(&mut OsRng))
+                .expect("hash")
+                .to_string()
+        };
+        let good = file_with(&[("alice", "correct horse", "")]);
+        for (m, t) in [(8, 1), (19_455, 2), (19_456, 1), (65_536, 1)] {
+            let text = format!("{good}# c\nmallory:{}\n", weak(m, t));
+            let (line, msg) = PasswordFile::parse(&text).expect_err("below the floor");
+            assert_eq!(line, 3, "{msg}");
+            assert!(
+                msg.contains("mallory") && msg.contains("below the floor"),
+                "{msg}"
+            );
+        }
+        assert!(PasswordFile::parse(&format!("{good}ok:{}\n", weak(19_456, 2))).is_ok());
+        assert!(PasswordFile::parse(&format!("{good}ok:{}\n", weak(47_104, 3))).is_ok());
     }
 
     #[test]

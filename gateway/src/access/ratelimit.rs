@@ -1,7 +1,9 @@
 //! Rate limiting of failed password attempts, per source address and per user name.
 //!
-//! Each key (a source address, IPv6 by its /64, or a user name) has a token bucket of
-//! failures: `burst` failures are allowed at once and one more every `60 / per_minute`
+//! Each key (a source address, IPv6 by its /64 *and* by its /48, or a user name) has a token
+//! bucket of failures. The /48 aggregate exists because one site usually holds a whole /48:
+//! without it, its 65,536 /64s would each get a full budget and could keep the argon2 pool
+//! busy. Buckets: `burst` failures are allowed at once and one more every `60 / per_minute`
 //! seconds. While a key's bucket is empty, attempts are refused *before* the password is
 //! checked (no argon2 work, no oracle). Successful logins do not refill a bucket, so an
 //! attacker cannot interleave a good account to keep guessing.
@@ -24,13 +26,17 @@ use serde::Deserialize;
 const SHARDS: usize = 16;
 
 /// Rate limit settings, `[listener.access.rate_limit]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
     /// Failed attempts allowed at once from one source (IPv4 address or IPv6 /64).
     pub per_source_burst: u32,
     /// Failed attempts per minute from one source, sustained.
     pub per_source_per_minute: u32,
+    /// Failed attempts allowed at once from all the /64s of one IPv6 /48 together.
+    pub per_ipv6_48_burst: u32,
+    /// Failed attempts per minute from one IPv6 /48, sustained.
+    pub per_ipv6_48_per_minute: u32,
     /// Failed attempts allowed at once for one user name.
     pub per_user_burst: u32,
     /// Failed attempts per minute for one user name, sustained.
@@ -44,6 +50,8 @@ impl Default for RateLimitConfig {
         RateLimitConfig {
             per_source_burst: 10,
             per_source_per_minute: 10,
+            per_ipv6_48_burst: 40,
+            per_ipv6_48_per_minute: 40,
             per_user_burst: 5,
             per_user_per_minute: 5,
             max_tracked: 65_536,
@@ -60,6 +68,8 @@ impl RateLimitConfig {
         for (k, v) in [
             ("per_source_burst", self.per_source_burst),
             ("per_source_per_minute", self.per_source_per_minute),
+            ("per_ipv6_48_burst", self.per_ipv6_48_burst),
+            ("per_ipv6_48_per_minute", self.per_ipv6_48_per_minute),
             ("per_user_burst", self.per_user_burst),
             ("per_user_per_minute", self.per_user_per_minute),
         ] {
@@ -82,6 +92,11 @@ pub enum Limited {
         /// Retry after this long.
         retry_after: Duration,
     },
+    /// Too many failures from the IPv6 /48 of this source.
+    Prefix48 {
+        /// Retry after this long.
+        retry_after: Duration,
+    },
     /// Too many failures for this user name.
     User {
         /// Retry after this long.
@@ -93,7 +108,9 @@ impl Limited {
     /// How long until one more attempt is allowed.
     pub fn retry_after(&self) -> Duration {
         match self {
-            Limited::Source { retry_after } | Limited::User { retry_after } => *retry_after,
+            Limited::Source { retry_after }
+            | Limited::Prefix48 { retry_after }
+            | Limited::User { retry_after } => *retry_after,
         }
     }
 }
@@ -199,10 +216,22 @@ fn source_key(ip: IpAddr) -> [u8; 16] {
     }
 }
 
+/// The /48 of an IPv6 source (not an IPv4 or IPv4-mapped one): the aggregate key.
+fn prefix48_key(ip: IpAddr) -> Option<[u8; 6]> {
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let o = v6.octets();
+            Some([o[0], o[1], o[2], o[3], o[4], o[5]])
+        }
+        _ => None,
+    }
+}
+
 /// Rate limiter of failed password attempts for one listener.
 #[derive(Debug)]
 pub struct FailureLimiter {
     sources: Table<[u8; 16]>,
+    prefixes48: Table<[u8; 6]>,
     users: Table<String>,
 }
 
@@ -213,6 +242,11 @@ impl FailureLimiter {
             sources: Table::new(
                 cfg.per_source_burst,
                 cfg.per_source_per_minute,
+                cfg.max_tracked,
+            ),
+            prefixes48: Table::new(
+                cfg.per_ipv6_48_burst,
+                cfg.per_ipv6_48_per_minute,
                 cfg.max_tracked,
             ),
             users: Table::new(cfg.per_user_burst, cfg.per_user_per_minute, cfg.max_tracked),
@@ -227,6 +261,11 @@ impl FailureLimiter {
         self.sources
             .check(&source_key(ip), now)
             .map_err(|retry_after| Limited::Source { retry_after })?;
+        if let Some(p) = prefix48_key(ip) {
+            self.prefixes48
+                .check(&p, now)
+                .map_err(|retry_after| Limited::Prefix48 { retry_after })?;
+        }
         if let Some(u) = user {
             self.users
                 .check(&u.to_string(), now)
@@ -238,6 +277,9 @@ impl FailureLimiter {
     /// Records a failed attempt (bad password, unknown user, malformed credentials).
     pub fn record_failure(&self, ip: IpAddr, user: Option<&str>, now: Instant) {
         self.sources.fail(&source_key(ip), now);
+        if let Some(p) = prefix48_key(ip) {
+            self.prefixes48.fail(&p, now);
+        }
         if let Some(u) = user {
             self.users.fail(&u.to_string(), now);
         }
@@ -257,6 +299,8 @@ mod tests {
         RateLimitConfig {
             per_source_burst: 3,
             per_source_per_minute: 60,
+            per_ipv6_48_burst: 5,
+            per_ipv6_48_per_minute: 60,
             per_user_burst: 2,
             per_user_per_minute: 6,
             max_tracked: 64,
@@ -316,6 +360,36 @@ mod tests {
             .is_err());
         assert!(l
             .check("2001:db8:1:3::1".parse().expect("ip"), None, t0)
+            .is_ok());
+    }
+
+    /// A /48 holds 65,536 /64s; each must not get its own full budget.
+    #[test]
+    fn ipv6_aggregates_per_48() {
+        let l = FailureLimiter::new(&cfg());
+        let t0 = Instant::now();
+        // Five /64s of one /48, one failure each: every /64 still has budget left...
+        for i in 1..=5u16 {
+            let ip: IpAddr = format!("2001:db8:7:{i:x}::1").parse().expect("ip");
+            assert!(l.check(ip, None, t0).is_ok(), "/64 number {i}");
+            l.record_failure(ip, None, t0);
+        }
+        // ...but a sixth /64 of the same /48 is refused by the /48 bucket.
+        let e = l
+            .check("2001:db8:7:ffff::1".parse().expect("ip"), None, t0)
+            .expect_err("the /48 is exhausted");
+        assert!(matches!(e, Limited::Prefix48 { .. }), "{e:?}");
+        // Another /48 and IPv4 are unaffected.
+        assert!(l
+            .check("2001:db8:8::1".parse().expect("ip"), None, t0)
+            .is_ok());
+        assert!(l.check("192.0.2.1".parse().expect("ip"), None, t0).is_ok());
+        // IPv4 sources never touch the /48 table.
+        for i in 0..10u8 {
+            l.record_failure(IpAddr::from([192, 0, 2, i]), None, t0);
+        }
+        assert!(l
+            .check("192.0.2.200".parse().expect("ip"), None, t0)
             .is_ok());
     }
 

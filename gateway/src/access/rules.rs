@@ -13,8 +13,11 @@
 //! * A listener without rules allows every authenticated client. Once it has a rule,
 //!   anything no rule allowed is denied (default deny).
 //! * Path prefixes match whole segments: `/admin` covers `/admin` and `/admin/x`, not
-//!   `/administrator`. Paths are normalised first (percent-encoded unreserved characters
-//!   decoded, `//` collapsed, `.` and `..` resolved), so `/%61dmin` is `/admin`.
+//!   `/administrator`. Rules and routes match the request's canonical path
+//!   ([`crate::path`]: unreserved escapes decoded, `//` merged, `.` and `..`
+//!   resolved, ambiguous input refused before any rule runs), so `/%61dmin` is `/admin`; the
+//!   backend receives exactly that canonical path. With `[listener.paths] case_insensitive`,
+//!   prefixes compare ignoring ASCII case.
 //! * Values compare case-insensitively, except `user`, `group` and `san_uri`. A value that
 //!   starts with `*` matches by suffix (`*@example.org`, `*.example.org`). Serials are hex,
 //!   `:` separators and leading zeros ignored. Issuer DNs are RFC 4514 strings, most
@@ -23,10 +26,11 @@
 use serde::Deserialize;
 
 use crate::access::password::PasswordUser;
+use crate::path::{canonicalize, CanonicalPath, PathOptions};
 use crate::pki::identity::CertIdentity;
 
 /// Whether a rule allows or denies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
     /// Let the request through.
@@ -36,7 +40,7 @@ pub enum Action {
 }
 
 /// Restricts a rule to one way of authenticating.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuthKind {
     /// Clients authenticated by certificate.
@@ -46,7 +50,7 @@ pub enum AuthKind {
 }
 
 /// One `[[listener.rule]]`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
     /// A name for logs (default `rule[N]`).
@@ -102,7 +106,7 @@ pub struct RuleConfig {
 }
 
 /// One `[[listener.route]]`: requests under `path` go to `backend`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// Path prefix (whole segments, like rules).
@@ -294,11 +298,15 @@ fn normalize_dn(s: &str) -> String {
         .to_lowercase()
 }
 
+/// Compiles a configured rule or route prefix into the canonical form requests are matched
+/// in (the operator's text is trusted: every spelling the normaliser can produce is allowed).
 fn validate_path(p: &str) -> Result<String, String> {
     if !p.starts_with('/') {
         return Err(format!("{p:?} must start with '/'"));
     }
-    normalize_path(p).ok_or_else(|| format!("{p:?} is not a valid path"))
+    canonicalize(p, &PathOptions::PERMISSIVE)
+        .map(CanonicalPath::into_string)
+        .map_err(|e| format!("{p:?} is not a valid path: {e}"))
 }
 
 impl RuleSet {
@@ -412,22 +420,14 @@ impl RuleSet {
         self.rules.is_empty()
     }
 
-    /// Decides a request for `path` (the URI path, without query) by `who`.
-    pub fn evaluate(&self, who: Principal<'_>, path: &str) -> Decision {
+    /// Decides a request for the canonical `path` by `who`.
+    pub fn evaluate(&self, who: Principal<'_>, path: &CanonicalPath) -> Decision {
         if self.rules.is_empty() {
             return Decision::Allow { rule: None };
         }
-        let Some(norm) = normalize_path(path) else {
-            return Decision::Deny {
-                client_reason: "invalid request path".into(),
-                log_reason: format!(
-                    "path {path:?} cannot be normalised (escapes the root or bad encoding); {}",
-                    who.describe()
-                ),
-            };
-        };
+        let norm = path.as_str();
         for r in &self.rules {
-            if !path_covers(&r.path, &norm) || !r.matches(who) {
+            if !path.covered_by(&r.path) || !r.matches(who) {
                 continue;
             }
             return match r.action {
@@ -500,64 +500,6 @@ fn cert_field(id: &CertIdentity, f: Field, pats: &[Pattern]) -> bool {
     }
 }
 
-/// Whether prefix `p` covers normalised path `path`, by whole segments.
-pub fn path_covers(p: &str, path: &str) -> bool {
-    if p == "/" {
-        return true;
-    }
-    let p = p.trim_end_matches('/');
-    path == p || (path.starts_with(p) && path.as_bytes().get(p.len()) == Some(&b'/'))
-}
-
-/// Normalises a request path for matching: decodes percent-encoded unreserved characters,
-/// collapses `//`, resolves `.` and `..`. Returns `None` if `..` would leave the root, the
-/// path does not start with `/`, or an escape is malformed. `%2F` stays encoded (it is not
-/// a separator).
-pub fn normalize_path(path: &str) -> Option<String> {
-    let path = path.split(['?', '#']).next().unwrap_or_default();
-    if !path.starts_with('/') {
-        return None;
-    }
-    let b = path.as_bytes();
-    let mut bytes: Vec<u8> = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let h = b.get(i + 1..i + 3)?;
-            let s = std::str::from_utf8(h).ok()?;
-            let v = u8::from_str_radix(s, 16).ok()?;
-            if v.is_ascii_alphanumeric() || matches!(v, b'-' | b'.' | b'_' | b'~') {
-                bytes.push(v);
-            } else {
-                bytes.push(b'%');
-                bytes.extend_from_slice(s.to_ascii_uppercase().as_bytes());
-            }
-            i += 3;
-        } else {
-            bytes.push(b[i]);
-            i += 1;
-        }
-    }
-    let decoded = String::from_utf8(bytes).ok()?;
-    let mut segs: Vec<&str> = Vec::new();
-    for s in decoded.split('/') {
-        match s {
-            "" | "." => {}
-            ".." => {
-                segs.pop()?;
-            }
-            other => segs.push(other),
-        }
-    }
-    let trailing = decoded.ends_with('/') && !segs.is_empty();
-    let mut out = String::from("/");
-    out.push_str(&segs.join("/"));
-    if trailing {
-        out.push('/');
-    }
-    Some(out)
-}
-
 /// Routes compiled from `[[listener.route]]`: the longest covering prefix wins.
 #[derive(Debug, Clone)]
 pub struct RouteTable<T> {
@@ -592,12 +534,11 @@ impl<T> RouteTable<T> {
         self.routes.iter().map(|(_, t)| t)
     }
 
-    /// The target for a request path, or `None` (use the listener's backend).
-    pub fn select(&self, path: &str) -> Option<&T> {
-        let norm = normalize_path(path)?;
+    /// The target for a canonical request path, or `None` (use the listener's backend).
+    pub fn select(&self, path: &CanonicalPath) -> Option<&T> {
         self.routes
             .iter()
-            .find(|(p, _)| path_covers(p, &norm))
+            .find(|(p, _)| path.covered_by(p))
             .map(|(_, t)| t)
     }
 }
@@ -605,6 +546,10 @@ impl<T> RouteTable<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cp(p: &str) -> CanonicalPath {
+        canonicalize(p, &PathOptions::STRICT).expect("canonical test path")
+    }
 
     fn ident(ou: &str, email: &str, policy: &str) -> CertIdentity {
         CertIdentity {
@@ -661,17 +606,17 @@ group = ["staff"]
         let ops = ident("Platform", "a@example.org", "1.3.6.1.4.1.99999.1.1");
         let sales = ident("Sales", "a@example.org", "1.3.6.1.4.1.99999.1.1");
         assert!(rs
-            .evaluate(Principal::Certificate(&ops), "/admin/users")
+            .evaluate(Principal::Certificate(&ops), &cp("/admin/users"))
             .is_allowed());
         assert!(
             rs.evaluate(
                 Principal::Certificate(&ident("platform", "x@y", "1.2")),
-                "/admin"
+                &cp("/admin")
             )
             .is_allowed(),
             "OU is case-insensitive"
         );
-        match rs.evaluate(Principal::Certificate(&sales), "/admin/users") {
+        match rs.evaluate(Principal::Certificate(&sales), &cp("/admin/users")) {
             Decision::Deny {
                 client_reason,
                 log_reason,
@@ -686,13 +631,13 @@ group = ["staff"]
         }
         // Encoded and dotted paths cannot sneak past the prefix.
         assert!(!rs
-            .evaluate(Principal::Certificate(&sales), "/%61dmin/users")
+            .evaluate(Principal::Certificate(&sales), &cp("/%61dmin/users"))
             .is_allowed());
         assert!(!rs
-            .evaluate(Principal::Certificate(&sales), "/x/../admin")
+            .evaluate(Principal::Certificate(&sales), &cp("/x/../admin"))
             .is_allowed());
         assert!(!rs
-            .evaluate(Principal::Certificate(&sales), "//admin")
+            .evaluate(Principal::Certificate(&sales), &cp("//admin"))
             .is_allowed());
     }
 
@@ -702,15 +647,15 @@ group = ["staff"]
         let good = ident("Sales", "bob@EXAMPLE.org", "1.2.3");
         let bad = ident("Sales", "bob@example.com", "1.2.3");
         assert!(rs
-            .evaluate(Principal::Certificate(&good), "/mail/inbox")
+            .evaluate(Principal::Certificate(&good), &cp("/mail/inbox"))
             .is_allowed());
-        let d = rs.evaluate(Principal::Certificate(&bad), "/mail/inbox");
+        let d = rs.evaluate(Principal::Certificate(&bad), &cp("/mail/inbox"));
         assert!(
             matches!(&d, Decision::Deny { log_reason, .. } if log_reason.contains("default deny")),
             "{d:?}"
         );
         assert!(
-            !rs.evaluate(Principal::Certificate(&good), "/mailbox")
+            !rs.evaluate(Principal::Certificate(&good), &cp("/mailbox"))
                 .is_allowed(),
             "whole segments only"
         );
@@ -722,19 +667,19 @@ group = ["staff"]
         assert!(rs
             .evaluate(
                 Principal::Certificate(&ident("Sales", "x@y", "1.3.6.1.4.1.99999.1.1")),
-                "/app"
+                &cp("/app")
             )
             .is_allowed());
         assert!(!rs
             .evaluate(
                 Principal::Certificate(&ident("Sales", "x@y", "1.3.6.1.4.1.99999.1.2")),
-                "/app"
+                &cp("/app")
             )
             .is_allowed());
         assert!(!rs
             .evaluate(
                 Principal::Certificate(&ident("Sales", "x@y", "1.3.6.1.4.1.99999.1.10")),
-                "/app"
+                &cp("/app")
             )
             .is_allowed());
     }
@@ -751,21 +696,24 @@ group = ["staff"]
             groups: vec![],
         };
         assert!(rs
-            .evaluate(Principal::Password(&staff), "/app")
+            .evaluate(Principal::Password(&staff), &cp("/app"))
             .is_allowed());
         assert!(!rs
-            .evaluate(Principal::Password(&guest), "/app")
+            .evaluate(Principal::Password(&guest), &cp("/app"))
             .is_allowed());
         // Certificate rules never match password users, even a catch-all-looking OU rule.
         assert!(!rs
-            .evaluate(Principal::Password(&staff), "/admin")
+            .evaluate(Principal::Password(&staff), &cp("/admin"))
             .is_allowed());
         let by_name = rules("[[rule]]\naction = \"allow\"\nuser = [\"dave\"]\n");
         assert!(by_name
-            .evaluate(Principal::Password(&guest), "/")
+            .evaluate(Principal::Password(&guest), &cp("/"))
             .is_allowed());
         assert!(!by_name
-            .evaluate(Principal::Certificate(&ident("dave", "dave@x", "1.2")), "/")
+            .evaluate(
+                Principal::Certificate(&ident("dave", "dave@x", "1.2")),
+                &cp("/")
+            )
             .is_allowed());
     }
 
@@ -776,24 +724,26 @@ group = ["staff"]
              [[rule]]\naction = \"allow\"\nauth = \"password\"\n",
         );
         let id = ident("x", "x@y", "1.2");
-        assert!(rs.evaluate(Principal::Certificate(&id), "/").is_allowed());
+        assert!(rs
+            .evaluate(Principal::Certificate(&id), &cp("/"))
+            .is_allowed());
         let mut other = id.clone();
         other.serial_hex = "a1b3".into();
         assert!(!rs
-            .evaluate(Principal::Certificate(&other), "/")
+            .evaluate(Principal::Certificate(&other), &cp("/"))
             .is_allowed());
         let u = PasswordUser {
             name: "e".into(),
             groups: vec![],
         };
-        assert!(rs.evaluate(Principal::Password(&u), "/").is_allowed());
+        assert!(rs.evaluate(Principal::Password(&u), &cp("/")).is_allowed());
     }
 
     #[test]
     fn no_rules_allows_and_bad_rules_are_named() {
         let id = ident("x", "x@y", "1.2");
         assert!(RuleSet::default()
-            .evaluate(Principal::Certificate(&id), "/")
+            .evaluate(Principal::Certificate(&id), &cp("/"))
             .is_allowed());
         let bad = [
             (
@@ -843,18 +793,9 @@ group = ["staff"]
             ("/api/v2/".into(), 2),
         ])
         .expect("ok");
-        assert_eq!(t.select("/api/v2/x?q=1"), Some(&2));
-        assert_eq!(t.select("/api/v1"), Some(&1));
-        assert_eq!(t.select("/apix"), Some(&0));
+        assert_eq!(t.select(&cp("/api/v2/x")), Some(&2));
+        assert_eq!(t.select(&cp("/api/v1")), Some(&1));
+        assert_eq!(t.select(&cp("/apix")), Some(&0));
         assert!(RouteTable::new(vec![("/a".into(), 0), ("/a/".into(), 1)]).is_err());
-    }
-
-    #[test]
-    fn path_normalisation() {
-        assert_eq!(normalize_path("/a/./b//c/").as_deref(), Some("/a/b/c/"));
-        assert_eq!(normalize_path("/a/%2e%2E/b").as_deref(), Some("/b"));
-        assert_eq!(normalize_path("/a%2fb").as_deref(), Some("/a%2Fb"));
-        assert_eq!(normalize_path("/../x"), None);
-        assert_eq!(normalize_path("/%zz"), None);
     }
 }

@@ -62,12 +62,34 @@ fn write(path: &Path, data: &[u8], private: bool) -> Result<(), DevPkiError> {
         path: path.to_path_buf(),
         source,
     };
-    std::fs::write(path, data).map_err(io)?;
-    if private {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    if !private {
+        return std::fs::write(path, data).map_err(io);
     }
-    Ok(())
+    // A private key is never readable by others, not even for an instant: it is written to
+    // a new file created with mode 0600 (O_CREAT|O_EXCL, whatever the umask), then renamed
+    // over the old one (which may have had looser permissions).
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp.{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(io)
 }
 
 impl DevPki {
@@ -105,11 +127,17 @@ impl DevPki {
     /// # Errors
     /// [`DevPkiError`] if files cannot be written or certificates generated.
     pub fn ensure(dir: &Path) -> Result<Self, DevPkiError> {
+        use std::os::unix::fs::DirBuilderExt;
         let pki = DevPki::at(dir);
-        std::fs::create_dir_all(dir).map_err(|source| DevPkiError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        // The state directory holds private keys: owner only (mode 0700 at creation).
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| DevPkiError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
         if !pki.complete() {
             pki.generate()?;
         }
@@ -268,12 +296,13 @@ crl_files = ["{}"]
 fn random_serial() -> [u8; 16] {
     let mut s = [0u8; 16];
     // The provider's CSPRNG (the OS generator behind aws-lc-rs / ring).
-    let provider = if cfg!(feature = "aws-lc-rs") {
-        "aws-lc-rs"
-    } else {
-        "ring"
-    };
-    if let Ok(p) = crate::tls::policy::base_provider(provider) {
+    #[cfg(feature = "aws-lc-rs")]
+    let provider = Some(rustls::crypto::aws_lc_rs::default_provider());
+    #[cfg(all(not(feature = "aws-lc-rs"), feature = "ring"))]
+    let provider = Some(rustls::crypto::ring::default_provider());
+    #[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
+    let provider: Option<rustls::crypto::CryptoProvider> = None;
+    if let Some(p) = provider {
         if p.secure_random.fill(&mut s).is_err() {
             tracing::warn!("secure random unavailable; serial from the clock");
             s[..16].copy_from_slice(

@@ -118,6 +118,20 @@ pub(crate) fn crl_key(url: &str, issuer: &CertInfo<'_>) -> Vec<u8> {
     k
 }
 
+/// A CRL held by the gateway (downloaded or a configured file), for `/metrics` and
+/// `/readyz`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlOverview {
+    /// Its URL or file path.
+    pub source: String,
+    /// Issuer DN (RFC 4514).
+    pub issuer: String,
+    /// thisUpdate, Unix seconds.
+    pub this_update: i64,
+    /// nextUpdate, Unix seconds.
+    pub next_update: i64,
+}
+
 type OcspResult = Result<OcspAnswer, Reason>;
 type CrlResult = Result<Arc<CrlState>, Reason>;
 
@@ -196,6 +210,30 @@ impl RevocationCache {
         self.metrics.snapshot()
     }
 
+    /// The live counters (histograms by source).
+    pub fn live_metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Entries held: (per-certificate statuses, CRLs).
+    pub fn entries(&self) -> (usize, usize) {
+        (self.status.len(), self.crls.len())
+    }
+
+    /// The CRLs downloaded from distribution points, with their validity.
+    pub fn crls(&self) -> Vec<CrlOverview> {
+        self.crls
+            .pin()
+            .values()
+            .map(|s| CrlOverview {
+                source: s.url.clone(),
+                issuer: super::cert::name_string(&s.crl.issuer),
+                this_update: s.crl.this_update,
+                next_update: s.crl.next_update,
+            })
+            .collect()
+    }
+
     /// Logs the counters (one `info` line); call it on an interval.
     pub fn log_metrics(&self) {
         let m = self.metrics();
@@ -217,6 +255,7 @@ impl RevocationCache {
             rejected_unknown = m.rejected_unknown,
             rejected_malformed = m.rejected_malformed,
             rejected_issuer_not_found = m.rejected_issuer_not_found,
+            rejected_path = m.rejected_path,
             soft_fail_accepts = m.soft_fail_accepts,
             entries = self.status.len(),
             crls = self.crls.len(),
@@ -355,7 +394,7 @@ impl RevocationCache {
                             e.refetch = Some(target.clone());
                             cache.insert(&k, e);
                         }
-                        Err(_) => cache.metrics.fetch_failure(),
+                        Err(_) => cache.metrics.fetch_failure(Source::Ocsp),
                     }
                     r
                 });
@@ -391,7 +430,7 @@ impl RevocationCache {
                 .join_or_start(&self.bg, key, recheck, move || async move {
                     let r = fetch_crl(&cache, &k, url, issuer, ctx, now).await;
                     if r.is_err() {
-                        cache.metrics.fetch_failure();
+                        cache.metrics.fetch_failure(Source::Crl);
                     }
                     r
                 });
@@ -486,12 +525,14 @@ pub(crate) fn crl_reason(e: CrlError, source: &str) -> Reason {
         CrlError::WrongIssuer | CrlError::NoCrlSign | CrlError::BadSignature(_) => {
             Reason::BadSignature { why }
         }
-        CrlError::Stale(_) | CrlError::NotYetValid(_) | CrlError::NoNextUpdate => {
-            Reason::Stale { why }
-        }
-        CrlError::Encoding(_) | CrlError::Der(_) | CrlError::Unsupported(_) => {
-            Reason::Malformed { why }
-        }
+        CrlError::Stale(_)
+        | CrlError::NotYetValid(_)
+        | CrlError::NoNextUpdate
+        | CrlError::Older { .. } => Reason::Stale { why },
+        CrlError::Encoding(_)
+        | CrlError::Der(_)
+        | CrlError::Unsupported(_)
+        | CrlError::SerialTooLong(_) => Reason::Malformed { why },
     }
 }
 
@@ -537,7 +578,7 @@ pub(crate) async fn fetch_ocsp_raw(
         Some(u) => ctx.fetcher.get_ocsp(&u).await,
         None => ctx.fetcher.post_ocsp(&t.url, req.der.clone()).await,
     };
-    cache.metrics.latency(t0.elapsed());
+    cache.metrics.latency(Source::Ocsp, t0.elapsed());
     let body = body.map_err(fetch_reason)?;
     let answer = ocsp::verify_response(
         &body,
@@ -596,7 +637,7 @@ async fn fetch_crl(
     cache.metrics.crl_fetch();
     let t0 = Instant::now();
     let fetched = ctx.fetcher.get(&url, &validators).await;
-    cache.metrics.latency(t0.elapsed());
+    cache.metrics.latency(Source::Crl, t0.elapsed());
     let old_expiry = old.as_ref().map(|o| o.crl.next_update);
     let stale_old = |why: String| match old_expiry {
         Some(t) => Reason::Stale {
@@ -641,14 +682,13 @@ async fn fetch_crl(
             return Err(stale_old(e.to_string()));
         }
     };
-    let provider = ctx.provider.clone();
-    let skew = ctx.skew;
-    let iss = issuer.clone();
     let src = url.clone();
-    // Parsing a large CRL is CPU work: keep it off the fetch runtime's thread.
+    // Only the header is read here (bounded work, nothing built from unsigned data): the
+    // signer and the entries are decided by CRL processing. Off the fetch runtime's thread.
     let parsed = tokio::task::spawn_blocking(move || {
-        let issuer = CertInfo::parse(&iss).map_err(|e| Reason::Malformed { why: e.to_string() })?;
-        crl::load(&bytes, &issuer, &provider, now, skew).map_err(|e| crl_reason(e, &src))
+        crl::to_der(&bytes)
+            .and_then(|d| Crl::parse(&d))
+            .map_err(|e| crl_reason(e, &src))
     })
     .await
     .map_err(|e| Reason::Unavailable {
@@ -664,10 +704,17 @@ async fn fetch_crl(
             return Err(r);
         }
     };
-    let changed = old.as_ref().is_none_or(|o| {
-        o.crl.this_update != crl.this_update || o.crl.serials.len() != crl.serials.len()
-    });
-    tracing::debug!(url = %url, entries = crl.serials.len(), next_update = %super::der::fmt_time(crl.next_update), "CRL loaded");
+    // A replayed older CRL must not replace a newer one (it could un-revoke).
+    if let Some(o) = old.as_ref().filter(|o| crl.is_older_than(&o.crl)) {
+        let e = crl.older_error();
+        if o.crl.is_current(now, ctx.skew) {
+            tracing::warn!(url = %url, error = %e, "older CRL served; keeping the newer copy");
+            return Ok(o.clone());
+        }
+        return Err(crl_reason(e, &url));
+    }
+    let changed = old.as_ref().is_none_or(|o| o.crl.digest != crl.digest);
+    tracing::debug!(url = %url, bytes = crl.der().len(), next_update = %super::der::fmt_time(crl.next_update), "CRL loaded");
     let s = Arc::new(CrlState {
         crl: Arc::new(crl),
         url,

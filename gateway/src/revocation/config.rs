@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 /// Which status sources are acceptable, and in which order they are consulted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RevocationOrder {
     /// OCSP first (the freshest source); the CRL when OCSP gives no current answer.
@@ -36,26 +36,10 @@ impl RevocationOrder {
     }
 }
 
-/// A status source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Source {
-    /// An OCSP responder.
-    Ocsp,
-    /// A CRL (fetched from a distribution point or a configured file).
-    Crl,
-}
-
-impl std::fmt::Display for Source {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Source::Ocsp => "OCSP",
-            Source::Crl => "CRL",
-        })
-    }
-}
+pub use crate::status::Source;
 
 /// Hash algorithm of the OCSP CertID.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CertIdHash {
     /// SHA-1, what deployed responders expect (RFC 5019).
@@ -66,7 +50,7 @@ pub enum CertIdHash {
 }
 
 /// An OCSP responder used for the certificates of one issuer instead of the AIA URL.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OcspResponderOverride {
     /// PEM (or DER) file with the issuing CA's certificate.
@@ -78,14 +62,15 @@ pub struct OcspResponderOverride {
 /// Per-listener revocation settings (`[listener.revocation]`).
 ///
 /// The default is strict: checking on, OCSP first then CRL, fail closed.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RevocationConfig {
     /// Check certificate status at all. `false` is a relaxation, logged at start-up.
     pub enabled: bool,
     /// `ocsp-first` (default), `crl-first`, `ocsp-only` or `crl-only`.
     pub order: RevocationOrder,
-    /// Also check the intermediates of the client chain (default: the leaf only).
+    /// Also check the intermediates of the chain (default `true`: every certificate of the
+    /// validated path but the trust anchor; `false` checks the leaf only, a relaxation).
     pub check_intermediates: bool,
     /// CRL files (DER or PEM) consulted in addition to the distribution points.
     pub crl_files: Vec<PathBuf>,
@@ -108,7 +93,9 @@ pub struct RevocationConfig {
     pub ocsp_get: bool,
     /// Accept a certificate whose status cannot be had. A relaxation, logged at start-up.
     pub soft_fail: bool,
-    /// Upper bound on per-certificate cache entries.
+    /// Upper bound on per-certificate status cache entries. The cache is process-wide
+    /// (shared by every listener and upstream checker): with several listeners the smallest
+    /// value among those that check status bounds it for all.
     pub cache_max_entries: usize,
     /// Staple OCSP responses for the listener's own server certificate (fetched from its
     /// AIA responder, refreshed ahead of nextUpdate, stapled only while current and good).
@@ -120,7 +107,7 @@ impl Default for RevocationConfig {
         RevocationConfig {
             enabled: true,
             order: RevocationOrder::OcspFirst,
-            check_intermediates: false,
+            check_intermediates: true,
             crl_files: Vec::new(),
             ocsp_responders: Vec::new(),
             fetch_timeout_ms: 3000,
@@ -220,6 +207,12 @@ impl RevocationConfig {
                     .to_string(),
             );
         }
+        if !self.check_intermediates {
+            out.push(
+                "revocation.check_intermediates = false: a revoked intermediate CA is not noticed (only the leaf's status is checked)"
+                    .to_string(),
+            );
+        }
         if self.clock_skew_secs > 600 {
             out.push(format!(
                 "revocation.clock_skew_secs = {}: stale status tolerated for more than 10 minutes",
@@ -238,6 +231,10 @@ mod tests {
     fn default_is_strict() {
         let c = RevocationConfig::default();
         assert!(c.enabled && !c.soft_fail);
+        assert!(
+            c.check_intermediates,
+            "intermediates are checked by default"
+        );
         assert_eq!(c.order, RevocationOrder::OcspFirst);
         assert!(c.relaxations().is_empty());
         assert!(c.validate().is_ok());

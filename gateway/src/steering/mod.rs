@@ -23,6 +23,7 @@ mod abuse;
 mod cbpf;
 pub mod config;
 mod kernel;
+pub mod prefixset;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -252,8 +253,40 @@ pub fn predicted_cpu(targets: &[u32], src: SocketAddr, dst: SocketAddr) -> Optio
 /// The blocklist as userspace sees it, published RCU-style for [`SteeringControl::is_blocked`].
 #[derive(Debug, Default)]
 struct BlockView {
+    /// The static and operator prefixes, as configured (for edits).
     nets: Vec<Cidr>,
+    /// The same, as a sorted range set for O(log n) lookups at accept.
+    set: prefixset::PrefixSet,
+    /// Sources blocked by abuse blocking, by [`abuse_key`].
     hosts: HashSet<IpAddr>,
+}
+
+impl BlockView {
+    fn new(nets: Vec<Cidr>, hosts: HashSet<IpAddr>) -> Self {
+        BlockView {
+            set: prefixset::PrefixSet::new(&nets),
+            nets,
+            hosts,
+        }
+    }
+}
+
+/// What abuse blocking counts and blocks: an IPv4 address, or the /64 of an IPv6 address
+/// (one host usually owns a whole /64, and could otherwise rotate through 2^64 addresses).
+/// IPv4-mapped IPv6 addresses count as IPv4.
+pub fn abuse_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(a) => IpAddr::V4(a),
+        IpAddr::V6(a) => IpAddr::V6((u128::from(a) & !u128::from(u64::MAX)).into()),
+    }
+}
+
+/// The blocklist entry of an abuse key: /32 or /64.
+fn abuse_net(key: IpAddr) -> Cidr {
+    match key {
+        IpAddr::V4(_) => Cidr::host(key),
+        IpAddr::V6(_) => Cidr::new(key, 64).unwrap_or_else(|_| Cidr::host(key)),
+    }
 }
 
 struct Shared {
@@ -322,9 +355,8 @@ impl SteeringControl {
     /// blocking). A lock-free read; with XDP the kernel already drops these sources, without
     /// it the accept path should close such connections at once.
     pub fn is_blocked(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
         let view = self.shared.view.load();
-        view.hosts.contains(&ip) || view.nets.iter().any(|n| n.contains(ip))
+        (!view.hosts.is_empty() && view.hosts.contains(&abuse_key(ip))) || view.set.contains(ip)
     }
 
     /// Puts `net` on the blocklist (XDP drops its packets when XDP is active).
@@ -343,10 +375,9 @@ impl SteeringControl {
         if !nets.contains(&net) {
             nets.push(net);
         }
-        self.shared.view.store(Arc::new(BlockView {
-            nets,
-            hosts: old.hosts.clone(),
-        }));
+        self.shared
+            .view
+            .store(Arc::new(BlockView::new(nets, old.hosts.clone())));
         Ok(())
     }
 
@@ -361,21 +392,22 @@ impl SteeringControl {
         }
         let old = self.shared.view.load();
         let nets = old.nets.iter().copied().filter(|n| *n != net).collect();
-        self.shared.view.store(Arc::new(BlockView {
-            nets,
-            hosts: old.hosts.clone(),
-        }));
+        self.shared
+            .view
+            .store(Arc::new(BlockView::new(nets, old.hosts.clone())));
         Ok(())
     }
 
-    /// Reports a failed handshake from `ip` (revoked, untrusted or missing client
-    /// certificate). With abuse blocking enabled, `max_failures` of them within
-    /// `window_secs` block the source for `cooldown_secs`. Cheap when disabled.
+    /// Reports a client-caused failure from `ip` (bad, revoked or missing client
+    /// certificate on a SENSITIVE listener, a protocol error after the ClientHello; the
+    /// connection path never reports revocation outages or empty connections). With abuse
+    /// blocking enabled, `max_failures` of them within `window_secs` from one source (an
+    /// IPv4 address or an IPv6 /64) block it for `cooldown_secs`. Cheap when disabled.
     pub fn record_handshake_failure(&self, ip: IpAddr) {
         if !self.shared.abuse_cfg.enabled {
             return;
         }
-        let ip = ip.to_canonical();
+        let ip = abuse_key(ip);
         let block = lock(&self.shared.abuse).record(ip, Instant::now());
         if block {
             self.shared.abuse_blocks.fetch_add(1, Ordering::Relaxed);
@@ -392,7 +424,7 @@ impl SteeringControl {
 
     fn set_host_blocked(&self, ip: IpAddr, blocked: bool) {
         let _w = lock(&self.shared.write);
-        let net = Cidr::host(ip);
+        let net = abuse_net(ip);
         if let Some(m) = &self.shared.xdp_maps {
             let mut m = lock(m);
             // Never touch an entry that the static blocklist (or an operator) owns.
@@ -413,10 +445,9 @@ impl SteeringControl {
         } else {
             hosts.remove(&ip);
         }
-        self.shared.view.store(Arc::new(BlockView {
-            nets: old.nets.clone(),
-            hosts,
-        }));
+        self.shared
+            .view
+            .store(Arc::new(BlockView::new(old.nets.clone(), hosts)));
     }
 
     /// Lifts abuse blocks whose cooldown ended; the handle's control thread calls it.
@@ -751,10 +782,7 @@ fn attach_inner(
         xdp_maps,
         xdp_counters,
         reuseport_counters,
-        view: ArcSwap::from_pointee(BlockView {
-            nets: cfg.blocklist.clone(),
-            hosts: HashSet::new(),
-        }),
+        view: ArcSwap::from_pointee(BlockView::new(cfg.blocklist.clone(), HashSet::new())),
         write: Mutex::new(()),
         abuse: Mutex::new(abuse::AbuseTracker::new(&cfg.abuse)),
         abuse_blocks: AtomicU64::new(0),
@@ -809,6 +837,46 @@ mod tests {
             predicted_cpu(&targets, mapped, dst)
         );
         assert_eq!(predicted_cpu(&[], v4, dst), None);
+    }
+
+    /// IPv6 sources are counted and blocked per /64: a host rotating through the addresses
+    /// of its /64 is one source; its neighbour /64 is not affected.
+    #[test]
+    fn abuse_counts_and_blocks_ipv6_per_64() {
+        let cfg = SteeringConfig {
+            mode: SteeringMode::Off,
+            abuse: AbuseConfig {
+                enabled: true,
+                max_failures: 3,
+                window_secs: 60,
+                cooldown_secs: 60,
+                max_tracked: 1024,
+            },
+            ..SteeringConfig::default()
+        };
+        let handle = attach(&cfg, &[]).expect("attach");
+        let c = handle.control();
+        for a in [
+            "2001:db8:1:2::1",
+            "2001:db8:1:2::beef",
+            "2001:db8:1:2:ffff::9",
+        ] {
+            assert!(!c.is_blocked(a.parse().expect("ip")));
+            c.record_handshake_failure(a.parse().expect("ip"));
+        }
+        assert!(c.is_blocked("2001:db8:1:2:1234::1".parse().expect("ip")));
+        assert!(!c.is_blocked("2001:db8:1:3::1".parse().expect("ip")));
+        assert_eq!(c.counters().abuse_blocks, 1);
+        // IPv4 stays per address; mapped addresses are the same source.
+        for _ in 0..3 {
+            c.record_handshake_failure("::ffff:192.0.2.7".parse().expect("ip"));
+        }
+        assert!(c.is_blocked("192.0.2.7".parse().expect("ip")));
+        assert!(!c.is_blocked("192.0.2.8".parse().expect("ip")));
+        assert_eq!(
+            abuse_key("2001:db8::1:2:3:4".parse().expect("ip")).to_string(),
+            "2001:db8::"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod client_verifier;
 pub mod policy;
 pub mod server;
+pub mod tickets;
 
-pub use policy::{build_provider, TlsPolicyError};
-pub use server::{build_server_config, ListenerTls};
+pub use policy::{base_provider, build_provider, restrict_provider, TlsPolicyError};
+pub use server::{build_server_config, ServerTlsError, ServerTlsParts, TlsConfig};
