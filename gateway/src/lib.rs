@@ -8,6 +8,9 @@ pub mod access;
 pub mod cli;
 pub mod config;
 pub mod conn;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 pub mod pki;
 pub mod privileges;

@@ -5,7 +5,9 @@
 
 mod compare;
 mod ebpf;
+mod fuzz;
 mod peers;
+mod soak;
 
 use std::process::Command;
 
@@ -26,6 +28,15 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+        Some("fuzz") => {
+            let secs = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(60);
+            fuzz::fuzz(&ebpf::workspace_root(), secs).map(|_| ())
+        }
+        Some("soak") => soak::soak(
+            &ebpf::workspace_root(),
+            soak::minutes(args.get(1))?,
+            soak::CI_BOUNDS,
+        ),
         Some("compare") => compare::compare(args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10)),
         _ => {
             eprintln!(
@@ -36,7 +47,9 @@ fn main() -> Result<()> {
                  lint           cargo fmt --check and clippy -D warnings\n  \
                  install-tools  rust-src for nightly and bpf-linker into ./.tools (idempotent)\n  \
                  build-ebpf     install-tools, then build the eBPF programs into target/ebpf\n  \
-                 compare [SECS] gateway vs nginx, HAProxy, Caddy under the same loadgen runs"
+                 compare [SECS] gateway vs nginx, HAProxy, Caddy under the same loadgen runs\n  \
+                 soak [MINUTES] mixed traffic against a release gateway; RSS and fds over time (default 2)\n  \
+                 fuzz [SECS]    every cargo-fuzz target in fuzz/ for SECS s each (default 60; nightly, cargo-fuzz in ./.tools)"
             );
             bail!("no command given")
         }
@@ -71,6 +84,10 @@ fn lint() -> Result<()> {
     ]))
 }
 
+/// Seconds each fuzz target runs in `cargo xtask test` (6 targets: 3 minutes, plus the
+/// nightly build of the fuzz workspace).
+const FUZZ_SECS_IN_TEST: u64 = 30;
+
 fn test(extra: &[String]) -> Result<()> {
     // First: the gateway's build script embeds the eBPF programs only when they can be built.
     ebpf::ensure()?;
@@ -94,6 +111,10 @@ fn test(extra: &[String]) -> Result<()> {
     )?;
     // The default build (aws-lc-rs) runs everything.
     total += run_tests(cargo().args(["test", "--workspace"]).args(extra))?;
+    // Two minutes of mixed traffic; fails on memory or descriptor growth.
+    soak::soak(&ebpf::workspace_root(), 2.0, soak::CI_BOUNDS)?;
+    // Each fuzz target for a bounded time (a crash fails the run).
+    fuzz::fuzz(&ebpf::workspace_root(), FUZZ_SECS_IN_TEST)?;
     println!(
         "summary: {} passed, {} failed, {} skipped",
         total.passed, total.failed, total.ignored
