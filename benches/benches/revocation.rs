@@ -17,7 +17,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use gateway::revocation::{
     cert::CertInfo, crl, RevocationCache, RevocationChecker, RevocationConfig, RevocationOrder,
 };
-use gateway::tls::client_verifier::HandshakeStatusCheck;
+use gateway::status::{CertStatus, StatusCheck};
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
@@ -137,7 +137,7 @@ fn cache_hit(c: &mut Criterion) {
     let mut g = c.benchmark_group("revocation_cache_hit");
     g.measurement_time(Duration::from_secs(3));
     g.bench_function("handshake_check/1thread", |b| {
-        b.iter(|| HandshakeStatusCheck::check(&*checker, &leaf, &[], UnixTime::now()).expect("ok"))
+        b.iter(|| assert!(checker.in_handshake(&leaf, &[], UnixTime::now()).is_good()))
     });
     g.bench_function("handshake_check/2threads", |b| {
         b.iter_custom(|iters| {
@@ -147,8 +147,8 @@ fn cache_hit(c: &mut Criterion) {
                 for _ in 0..2 {
                     s.spawn(|| {
                         for _ in 0..per {
-                            HandshakeStatusCheck::check(&*checker, &leaf, &[], UnixTime::now())
-                                .expect("ok");
+                            let st = checker.in_handshake(&leaf, &[], UnixTime::now());
+                            assert!(!matches!(st, CertStatus::Revoked { .. }));
                         }
                     });
                 }
@@ -221,11 +221,33 @@ fn handshake_overhead(c: &mut Criterion) {
     let cfg = gateway::config::Config::load(&d.join("gw.toml")).expect("config");
     let leaf = client.der().clone();
     let checker = warm_checker(&pki, d, &leaf);
-    let status: Arc<dyn HandshakeStatusCheck> = checker.clone();
-    let without = gateway::tls::build_server_config(0, &cfg.listeners[0], "aws-lc-rs", None)
-        .expect("server config");
-    let with = gateway::tls::build_server_config(0, &cfg.listeners[0], "aws-lc-rs", Some(status))
-        .expect("server config");
+    let status: Arc<dyn StatusCheck> = checker.clone();
+    let l = &cfg.listeners[0];
+    let cas = gateway::pki::load_ca_bundle(&l.trusted_cas).expect("cas");
+    let server_config = |status: Option<Arc<dyn StatusCheck>>| {
+        let base = gateway::tls::base_provider("aws-lc-rs").expect("provider");
+        Arc::new(
+            gateway::tls::build_server_config(gateway::tls::ServerTlsParts {
+                settings: &l.tls,
+                client_cert_required: true,
+                provider: gateway::tls::restrict_provider(
+                    &base,
+                    &l.tls.cipher_suites,
+                    &l.tls.groups,
+                )
+                .expect("policy"),
+                provider_name: "aws-lc-rs",
+                chain: gateway::pki::load_certs(&l.server_cert).expect("chain"),
+                key: gateway::pki::load_key(&l.server_key).expect("key"),
+                trusted_cas: &cas,
+                status,
+                cert_resolver: None,
+            })
+            .expect("server config"),
+        )
+    };
+    let without = server_config(None);
+    let with = server_config(Some(status));
     let mut roots = rustls::RootCertStore::empty();
     roots.add(pki.ca_cert.der().clone()).expect("root");
     let mut ccfg = rustls::ClientConfig::builder_with_provider(provider())
@@ -242,10 +264,7 @@ fn handshake_overhead(c: &mut Criterion) {
     let mut g = c.benchmark_group("mtls_handshake_revocation");
     g.measurement_time(Duration::from_secs(4));
     g.sample_size(50);
-    for (name, server) in [
-        ("disabled", without.server_config),
-        ("cache_hit", with.server_config),
-    ] {
+    for (name, server) in [("disabled", without), ("cache_hit", with)] {
         let case = gateway_benches::Case {
             server,
             client: ccfg.clone(),

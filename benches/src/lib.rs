@@ -82,8 +82,8 @@ pub fn case(dir: &Path, alg: &'static SignatureAlgorithm, provider: &str) -> Cas
     );
     write(dir, "gw.toml", &toml);
     let cfg = gateway::config::Config::load(&dir.join("gw.toml")).expect("bench config");
-    let prepared = gateway::server::prepare(cfg).expect("prepare");
-    let server = prepared.tls[0].server_config.clone();
+    let plan = gateway::plan::plan(&cfg).expect("plan");
+    let server = plan.listeners[0].server_config.clone();
 
     let mut roots = RootCertStore::empty();
     roots.add(ca_cert.der().clone()).expect("root");

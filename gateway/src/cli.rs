@@ -42,7 +42,7 @@ pub enum Command {
     },
     /// Check a client certificate chain against a listener's policy (trust, validity, key
     /// policy, EKU, revocation) and print each check; exit code 0 only when accepted.
-    Verify(crate::revocation::verify::VerifyArgs),
+    Verify(crate::verify::VerifyArgs),
     /// Create (or reuse) a development PKI in a directory.
     DevPki {
         /// Directory to write to.
@@ -118,15 +118,14 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::CheckConfig { file } => {
             let cfg = Config::load(&file)?;
-            let relaxations = cfg.relaxations();
-            let prepared = server::prepare(cfg)?;
+            let plan = crate::plan::plan(&cfg)?;
+            let n = plan.listeners.len();
             println!(
-                "{}: OK ({} listener{})",
+                "{}: OK ({n} listener{})",
                 file.display(),
-                prepared.tls.len(),
-                if prepared.tls.len() == 1 { "" } else { "s" }
+                if n == 1 { "" } else { "s" }
             );
-            for r in relaxations {
+            for r in &plan.relaxations {
                 println!("  relaxation: {r}");
             }
             Ok(0)
@@ -143,10 +142,11 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             } else {
                 let cfg = crate::revocation::RevocationConfig::default();
                 let cache = crate::revocation::RevocationCache::new(10_000)?;
-                crate::revocation::upstream::status_factory(
+                let provider = crate::tls::base_provider(&args.crypto_provider)?;
+                crate::revocation::status::status_factory(
                     &cfg,
                     "probe",
-                    &args.crypto_provider,
+                    std::sync::Arc::new(provider),
                     Some(&cache),
                 )
             };
@@ -168,11 +168,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             );
             Ok(0)
         }
-        Command::Verify(args) => Ok(if crate::revocation::verify::run(args)? {
-            0
-        } else {
-            1
-        }),
+        Command::Verify(args) => Ok(if crate::verify::run(args)? { 0 } else { 1 }),
         Command::DevPki { dir } => {
             let pki = DevPki::ensure(&dir)?;
             println!("development PKI in {}", pki.dir.display());
@@ -183,8 +179,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 Some(path) => Config::load(path)?,
                 None => embedded_default(&args)?,
             };
-            let prepared = server::prepare(cfg)?;
-            server::run_until_signal(prepared)?;
+            let plan = crate::plan::plan(&cfg)?;
+            server::run_until_signal(plan)?;
             Ok(0)
         }
     }

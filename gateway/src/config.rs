@@ -8,8 +8,14 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use crate::access::Classification;
+use crate::access::{AccessConfig, RouteConfig, RuleConfig};
+use crate::path::PathOptions;
+use crate::proxy::headers::ForwardingConfig;
 use crate::revocation::RevocationConfig;
 use crate::steering::SteeringConfig;
+pub use crate::tls::TlsConfig;
+use crate::upstream::{parse_backend, Backend, UpstreamTlsConfig};
 
 /// Errors found while loading or validating a configuration.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +56,10 @@ impl ConfigError {
 }
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize)]
+///
+/// Every type in it derives `serde::Serialize` too: the admin listener's `/config` shows the
+/// effective configuration (defaults filled in, secrets redacted).
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Process-wide settings.
@@ -62,10 +71,13 @@ pub struct Config {
     /// One or more TLS listeners.
     #[serde(rename = "listener")]
     pub listeners: Vec<ListenerConfig>,
+    /// The admin listener (`/metrics`, `/healthz`, `/readyz`, `/config`); off when absent.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
 }
 
 /// Process-wide settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GlobalConfig {
     /// Number of worker threads; 0 means one per CPU in the process's affinity mask.
@@ -121,48 +133,8 @@ impl Default for GlobalConfig {
     }
 }
 
-/// Data classification of a listener (S.E.E. 14.2.14).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Classification {
-    /// A valid client certificate is required; the handshake fails without one.
-    Sensitive,
-    /// A certificate is optional; without one the client must authenticate otherwise.
-    InConfidence,
-}
-
-/// Where requests are forwarded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Backend {
-    /// An HTTP/1.1 origin, `http://host:port`.
-    Http {
-        /// `host:port` to connect to.
-        authority: String,
-        /// Scheme+authority, for the Host header.
-        base: String,
-    },
-    /// The built-in identity echo backend (answers with the identity it received, as JSON).
-    BuiltinIdentity,
-    /// An HTTPS origin, `https://host[:port]`: the gateway is a S.E.E. TLS client of it
-    /// (see [`crate::upstream`]; needs `[listener.upstream]`).
-    Https {
-        /// `host:port` to connect to.
-        authority: String,
-        /// Scheme+authority, for the Host header.
-        base: String,
-        /// The host name to verify in the backend's certificate.
-        host: String,
-    },
-    /// Raw TCP mode, `tcp://host:port`: the decrypted stream is relayed with a PROXY v2
-    /// header (see [`crate::tcp_proxy`]).
-    Tcp {
-        /// `host:port` to connect to.
-        authority: String,
-    },
-}
-
 /// One TLS listener.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     /// A name used in logs and metrics.
@@ -189,59 +161,27 @@ pub struct ListenerConfig {
     pub revocation: RevocationConfig,
     /// Password fallback (IN CONFIDENCE only) and its rate limits: `[listener.access]`.
     #[serde(default)]
-    pub access: crate::access::AccessConfig,
+    pub access: AccessConfig,
     /// Authorisation rules, first match wins, default deny once any exists:
     /// `[[listener.rule]]`.
     #[serde(default, rename = "rule")]
-    pub rules: Vec<crate::access::rules::RuleConfig>,
+    pub rules: Vec<RuleConfig>,
     /// Path prefixes routed to other backends: `[[listener.route]]`.
     #[serde(default, rename = "route")]
-    pub routes: Vec<crate::access::rules::RouteConfig>,
+    pub routes: Vec<RouteConfig>,
     /// TLS settings when `backend` is `https://`: `[listener.upstream]`.
     #[serde(default)]
-    pub upstream: Option<crate::upstream::UpstreamTlsConfig>,
+    pub upstream: Option<UpstreamTlsConfig>,
     /// Request path canonicalisation: `[listener.paths]` (strict by default).
     #[serde(default)]
-    pub paths: crate::proxy::path::PathOptions,
+    pub paths: PathOptions,
+    /// Trusted proxies for forwarding headers: `[listener.forwarding]` (none by default).
+    #[serde(default)]
+    pub forwarding: ForwardingConfig,
 }
 
 fn default_classification() -> Classification {
     Classification::Sensitive
-}
-
-/// TLS parameters of a listener. The defaults are the strict policy.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TlsConfig {
-    /// Protocol versions: any of `"1.2"`, `"1.3"`.
-    pub versions: Vec<String>,
-    /// Cipher suites by IANA/rustls name. Default: the AES-GCM suites only.
-    pub cipher_suites: Vec<String>,
-    /// Key exchange groups. Default: X25519MLKEM768 (where the provider has it), X25519,
-    /// secp256r1, secp384r1.
-    pub groups: Vec<String>,
-    /// Minimum RSA modulus size in bits for client certificates and their chain.
-    pub min_rsa_bits: usize,
-    /// Require the clientAuth extended key usage in client certificates.
-    pub require_client_auth_eku: bool,
-    /// ALPN protocols offered, in preference order (`h2`, `http/1.1`).
-    pub alpn: Vec<String>,
-    /// TLS 1.2 session-id cache and TLS 1.3 tickets enabled.
-    pub session_resumption: bool,
-}
-
-impl Default for TlsConfig {
-    fn default() -> Self {
-        TlsConfig {
-            versions: vec!["1.2".into(), "1.3".into()],
-            cipher_suites: Vec::new(),
-            groups: Vec::new(),
-            min_rsa_bits: 2048,
-            require_client_auth_eku: true,
-            alpn: vec!["h2".into(), "http/1.1".into()],
-            session_resumption: true,
-        }
-    }
 }
 
 impl Config {
@@ -290,12 +230,23 @@ impl Config {
         if let Some(p) = &mut self.global.ticket_keys {
             fix(p);
         }
+        if let Some(a) = &mut self.admin {
+            a.resolve_paths(base);
+        }
         for l in &mut self.listeners {
             fix(&mut l.server_cert);
             fix(&mut l.server_key);
             l.trusted_cas.iter_mut().for_each(fix);
             l.revocation.resolve_paths(base);
-            crate::access::resolve_paths(l, base);
+            l.access.resolve_paths(base);
+            if let Some(u) = &mut l.upstream {
+                u.resolve_paths(base);
+            }
+            for r in &mut l.routes {
+                if let Some(u) = &mut r.upstream {
+                    u.resolve_paths(base);
+                }
+            }
         }
     }
 
@@ -338,7 +289,7 @@ impl Config {
                 .map_err(|m| ConfigError::invalid(key("bind"), m))?;
             l.backend()
                 .map_err(|m| ConfigError::invalid(key("backend"), m))?;
-            crate::access::validate_listener(l)
+            l.validate_access()
                 .map_err(|(k, m)| ConfigError::invalid(key(&k), m))?;
             if l.trusted_cas.is_empty() {
                 return Err(ConfigError::invalid(
@@ -359,6 +310,10 @@ impl Config {
         self.steering
             .validate()
             .map_err(|(k, m)| ConfigError::invalid(format!("steering.{k}"), m))?;
+        if let Some(a) = &self.admin {
+            a.validate()
+                .map_err(|(k, m)| ConfigError::invalid(format!("admin.{k}"), m))?;
+        }
         Ok(())
     }
 
@@ -366,6 +321,9 @@ impl Config {
     /// logged as a warning at start-up.
     pub fn relaxations(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if let Some(a) = &self.admin {
+            out.extend(a.relaxations());
+        }
         if self.global.allow_root {
             out.push(
                 "global.allow_root = true: when started as root without global.user, the process keeps uid 0 after start-up (capabilities are still dropped)"
@@ -390,13 +348,19 @@ impl Config {
                 ));
             }
             out.extend(
+                l.forwarding
+                    .relaxations()
+                    .into_iter()
+                    .map(|r| format!("listener {name}: {r}")),
+            );
+            out.extend(
                 l.paths
                     .relaxations()
                     .into_iter()
                     .map(|r| format!("listener {name}: {r}")),
             );
             out.extend(
-                crate::access::relaxations(l)
+                l.access_relaxations()
                     .into_iter()
                     .map(|r| format!("listener {name}: {r}")),
             );
@@ -434,67 +398,216 @@ impl ListenerConfig {
     pub fn backend(&self) -> Result<Backend, String> {
         parse_backend(&self.backend)
     }
+
+    /// Checks the listener's access, rule, route and upstream settings without touching
+    /// files. `Err((key, message))` names the key below `listener[i].`.
+    ///
+    /// A password file on a SENSITIVE or TCP listener, a bad rule, a route that is not
+    /// `http(s)://`, an `https://` backend without upstream settings (or upstream settings
+    /// without an `https://` backend), path-scoped rules or routes on a TCP listener are
+    /// refused.
+    fn validate_access(&self) -> Result<(), (String, String)> {
+        let l = self;
+        l.access.validate(l.classification)?;
+        crate::access::RuleSet::compile(&l.rules)
+            .map_err(|e| (format!("rule[{}].{}", e.index, e.key), e.message))?;
+        let backend = parse_backend(&l.backend).map_err(|m| ("backend".to_string(), m))?;
+        check_upstream("", &backend, l.upstream.as_ref())?;
+        if matches!(backend, Backend::Tcp { .. }) {
+            if l.access.password_file.is_some() {
+                return Err((
+                    "access.password_file".into(),
+                    "a tcp:// listener has no HTTP, so no password fallback".into(),
+                ));
+            }
+            if !l.routes.is_empty() {
+                return Err((
+                    "route".into(),
+                    "a tcp:// listener cannot route by path".into(),
+                ));
+            }
+            if let Some(i) = l
+                .rules
+                .iter()
+                .position(|r| r.path.as_deref().is_some_and(|p| p != "/"))
+            {
+                return Err((
+                    format!("rule[{i}].path"),
+                    "a tcp:// listener has no paths; rules apply to the connection".into(),
+                ));
+            }
+        }
+        let mut paths = Vec::new();
+        for (i, r) in l.routes.iter().enumerate() {
+            let b = parse_backend(&r.backend).map_err(|m| (format!("route[{i}].backend"), m))?;
+            if !matches!(b, Backend::Http { .. } | Backend::Https { .. }) {
+                return Err((
+                    format!("route[{i}].backend"),
+                    "a route goes to http:// or https://".into(),
+                ));
+            }
+            check_upstream(&format!("route[{i}]."), &b, r.upstream.as_ref())?;
+            paths.push((r.path.clone(), ()));
+        }
+        crate::access::RouteTable::new(paths).map_err(|(i, m)| (format!("route[{i}].path"), m))?;
+        Ok(())
+    }
+
+    /// Relaxations in the listener's access and upstream settings, for the start-up log.
+    fn access_relaxations(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.access.password_file.is_some() {
+            out.push(
+                "access.password_file set: clients without a certificate may log in with a password"
+                    .into(),
+            );
+        }
+        if let Some(u) = &self.upstream {
+            out.extend(u.relaxations());
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            if let Some(u) = &r.upstream {
+                out.extend(
+                    u.relaxations()
+                        .into_iter()
+                        .map(|m| format!("route[{i}]: {m}")),
+                );
+            }
+        }
+        out
+    }
 }
 
-/// Parses a backend URL.
-///
-/// # Errors
-/// A message naming what is unsupported.
-pub fn parse_backend(s: &str) -> Result<Backend, String> {
-    if s == "builtin:identity" {
-        return Ok(Backend::BuiltinIdentity);
+fn check_upstream(
+    prefix: &str,
+    b: &Backend,
+    u: Option<&UpstreamTlsConfig>,
+) -> Result<(), (String, String)> {
+    match (b, u) {
+        (Backend::Https { .. }, None) => Err((
+            format!("{prefix}upstream"),
+            "an https:// backend needs [upstream] settings with its trusted_cas".into(),
+        )),
+        (Backend::Https { .. }, Some(u)) => u
+            .validate()
+            .map_err(|(k, m)| (format!("{prefix}upstream.{k}"), m)),
+        (_, Some(_)) => Err((
+            format!("{prefix}upstream"),
+            "upstream TLS settings only apply to an https:// backend".into(),
+        )),
+        (_, None) => Ok(()),
     }
-    let uri: http::Uri = s.parse().map_err(|e| format!("{s:?} is not a URL ({e})"))?;
-    let scheme = match uri.scheme_str() {
-        Some(s @ ("http" | "https" | "tcp")) => s,
-        Some(other) => {
-            return Err(format!(
-                "scheme {other:?} is not supported; use http://host:port, https://host:port, tcp://host:port or builtin:identity"
-            ))
+}
+
+/// `[admin]`: the admin listener.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address to listen on. Not loopback: a relaxation (logged); use `[admin.tls]` then.
+    pub bind: String,
+    /// Mutual TLS for the admin listener.
+    #[serde(default)]
+    pub tls: Option<AdminTlsConfig>,
+}
+
+/// `[admin.tls]`: the admin listener's own certificate and the CA its clients must chain to.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminTlsConfig {
+    /// PEM chain, leaf first.
+    pub server_cert: PathBuf,
+    /// PEM private key.
+    pub server_key: PathBuf,
+    /// PEM files (or directories) of the CAs admin clients' certificates must chain to.
+    pub client_cas: Vec<PathBuf>,
+}
+
+impl AdminConfig {
+    /// The parsed bind address.
+    ///
+    /// # Errors
+    /// A message saying what is wrong.
+    pub fn bind_addr(&self) -> Result<SocketAddr, String> {
+        self.bind
+            .parse()
+            .map_err(|e| format!("{:?} is not an IP:port socket address ({e})", self.bind))
+    }
+
+    /// Checks the shape (address parses, TLS lists a CA).
+    ///
+    /// # Errors
+    /// `(key, message)`.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        self.bind_addr().map_err(|m| ("bind".to_string(), m))?;
+        if let Some(t) = &self.tls {
+            if t.client_cas.is_empty() {
+                return Err((
+                    "tls.client_cas".into(),
+                    "at least one CA for admin clients is required".into(),
+                ));
+            }
         }
-        None => return Err(format!("{s:?} has no scheme; use http://host:port")),
-    };
-    let auth = uri
-        .authority()
-        .ok_or_else(|| format!("{s:?} has no host"))?;
-    if uri.path() != "/" && !uri.path().is_empty() {
-        return Err(format!(
-            "{s:?}: a path prefix on the backend is not supported"
-        ));
+        Ok(())
     }
-    if scheme == "tcp" {
-        if auth.port_u16().is_none() {
-            return Err(format!("{s:?}: a tcp:// backend needs a port"));
+
+    /// Relaxations: a non-loopback bind (without or with mTLS).
+    pub fn relaxations(&self) -> Vec<String> {
+        match self.bind_addr() {
+            Ok(a) if !a.ip().is_loopback() => vec![format!(
+                "admin.bind = {:?} is not loopback: metrics and configuration reachable from the network{}",
+                self.bind,
+                if self.tls.is_some() {
+                    " (mutual TLS required)"
+                } else {
+                    " WITHOUT authentication"
+                }
+            )],
+            _ => Vec::new(),
         }
-        return Ok(Backend::Tcp {
-            authority: auth.as_str().to_string(),
-        });
     }
-    if scheme == "https" {
-        let authority = if auth.port_u16().is_some() {
-            auth.as_str().to_string()
-        } else {
-            format!("{}:443", auth.host())
-        };
-        return Ok(Backend::Https {
-            authority,
-            base: format!("https://{}", auth.as_str()),
-            host: auth
-                .host()
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string(),
-        });
+
+    pub(crate) fn resolve_paths(&mut self, base: &Path) {
+        if let Some(t) = &mut self.tls {
+            for p in std::iter::once(&mut t.server_cert)
+                .chain(std::iter::once(&mut t.server_key))
+                .chain(t.client_cas.iter_mut())
+            {
+                if p.is_relative() {
+                    *p = base.join(&*p);
+                }
+            }
+        }
     }
-    let authority = if auth.port_u16().is_some() {
-        auth.as_str().to_string()
-    } else {
-        format!("{}:80", auth.host())
-    };
-    Ok(Backend::Http {
-        authority,
-        base: format!("http://{}", auth.as_str()),
-    })
+}
+
+/// The configuration as JSON with secrets redacted (keys naming a password, secret or token
+/// that hold an inline value; file paths are kept).
+pub fn redacted_json(cfg: &Config) -> serde_json::Value {
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, val) in m.iter_mut() {
+                    let k = k.to_ascii_lowercase();
+                    let secret =
+                        (k.contains("password") || k.contains("secret") || k.contains("token"))
+                            && !k.ends_with("_file")
+                            && !k.ends_with("_files");
+                    if secret && !val.is_null() && !val.is_boolean() && !val.is_number() {
+                        *val = serde_json::Value::String("<redacted>".into());
+                    } else {
+                        walk(val);
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut v = serde_json::to_value(cfg).unwrap_or_else(
+        |e| serde_json::json!({ "error": format!("configuration not serialisable: {e}") }),
+    );
+    walk(&mut v);
+    v
 }
 
 #[cfg(test)]

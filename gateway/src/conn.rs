@@ -2,46 +2,19 @@
 //! status check, then HTTP service until the client or shutdown closes it.
 
 use std::fmt;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::CertificateDer;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 
-use crate::config::Classification;
-use crate::metrics::{Metrics, Rejection, WorkerCounters};
+use crate::metrics::{ListenerCounters, Metrics, Refusal, Rejection, WorkerCounters};
 use crate::pki::identity::CertIdentity;
+use crate::plan::{ListenerKind, ListenerPlan};
 use crate::proxy::{ConnContext, Proxy};
-
-/// A boxed future, for object-safe async hooks.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// A check run after the handshake and before any byte reaches the backend, on every
-/// connection with a client certificate (full and resumed handshakes alike). Revocation
-/// status checking plugs in here.
-pub trait PostHandshakeCheck: Send + Sync + fmt::Debug {
-    /// Returns `Err(refusal)` to drop the connection.
-    fn check<'a>(
-        &'a self,
-        chain: &'a [CertificateDer<'static>],
-    ) -> BoxFuture<'a, Result<(), CheckRefusal>>;
-}
-
-/// Why a [`PostHandshakeCheck`] refused a connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckRefusal {
-    /// The reason, for the log.
-    pub reason: String,
-    /// Whether the client is at fault (e.g. its certificate is revoked), as opposed to the
-    /// gateway's sources (a revocation outage): only client faults count for abuse blocking.
-    pub client_fault: bool,
-}
+use crate::status::CertStatus;
 
 /// Called with the client's address when a failure is the client's fault (for abuse
 /// blocking): a bad, revoked or (on SENSITIVE listeners) missing certificate, or a TLS
@@ -50,32 +23,39 @@ pub struct CheckRefusal {
 /// time-outs, network errors, or revocation outages.
 pub type FailureHook = Arc<dyn Fn(std::net::IpAddr) + Send + Sync>;
 
-/// A listener's state as one worker sees it: the shared TLS configuration plus the worker's
-/// own backend connection pool.
+/// A listener as one worker serves it: the shared plan plus the worker's own backend
+/// connection pools. Rebuilt by the worker when a reload swaps the plan.
 pub struct ListenerRuntime {
-    /// Listener name for logs.
-    pub name: Arc<str>,
-    /// TLS acceptor with the listener's rustls config.
-    pub acceptor: TlsAcceptor,
-    /// The listener's classification.
-    pub classification: Classification,
-    /// The proxy (backend + this worker's pool).
+    /// The listener's plan (TLS acceptor, status check, access, routes, limits).
+    pub plan: Arc<ListenerPlan>,
+    /// The proxy (the plan's targets, each with this worker's pool).
     pub proxy: Proxy,
-    /// Deadline for the TLS handshake.
-    pub handshake_timeout: Duration,
-    /// Deadline for the post-handshake check.
-    pub check_timeout: Duration,
-    /// Post-handshake certificate status check.
-    pub post_check: Option<Arc<dyn PostHandshakeCheck>>,
     /// Failure hook (abuse blocking).
     pub on_failure: Option<FailureHook>,
+    /// This listener's counters in this worker (see [`Metrics::listener_slot`]).
+    pub counters: Arc<ListenerCounters>,
+}
+
+impl ListenerRuntime {
+    /// A worker's runtime for `plan`, with fresh backend pools, counting into `counters`.
+    pub fn new(
+        plan: Arc<ListenerPlan>,
+        on_failure: Option<FailureHook>,
+        counters: Arc<ListenerCounters>,
+    ) -> Self {
+        ListenerRuntime {
+            proxy: Proxy::with_plan(plan.access.clone(), plan.forwarding.clone()),
+            plan,
+            on_failure,
+            counters,
+        }
+    }
 }
 
 impl fmt::Debug for ListenerRuntime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ListenerRuntime")
-            .field("name", &self.name)
-            .field("classification", &self.classification)
+            .field("plan", &self.plan)
             .finish_non_exhaustive()
     }
 }
@@ -133,18 +113,58 @@ fn bytes_sent(stream: &TcpStream) -> Option<u64> {
 /// A plaintext TLS alert record is 7 bytes: more than that means a ServerHello went out.
 const ONE_ALERT: u64 = 7;
 
-fn classify(e: &std::io::Error) -> (Rejection, String) {
-    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-        Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))) => {
-            (Rejection::Certificate, o.0.to_string())
+fn classify(e: &std::io::Error) -> (Rejection, Refusal, String) {
+    use rustls::CertificateError as C;
+    let Some(err) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
+        return (Rejection::Handshake, Refusal::Protocol, e.to_string());
+    };
+    match err {
+        rustls::Error::InvalidCertificate(c) => {
+            let refusal = match c {
+                C::Revoked => Refusal::Revoked,
+                C::Expired | C::ExpiredContext { .. } => Refusal::Expired,
+                C::NotValidYet | C::NotValidYetContext { .. } => Refusal::NotYetValid,
+                C::UnknownIssuer => Refusal::Untrusted,
+                C::BadSignature | C::UnsupportedSignatureAlgorithmContext { .. } => {
+                    Refusal::BadSignature
+                }
+                C::InvalidPurpose | C::InvalidPurposeContext { .. } => Refusal::Eku,
+                C::Other(o) => {
+                    if let Some(r) = o.0.downcast_ref::<crate::revocation::RevocationError>() {
+                        if r.is_revoked() {
+                            Refusal::Revoked
+                        } else {
+                            Refusal::NoCurrentStatus
+                        }
+                    } else if o.0.is::<crate::pki::keypolicy::PolicyRejection>() {
+                        Refusal::KeyPolicy
+                    } else {
+                        Refusal::BadCertificate
+                    }
+                }
+                _ => Refusal::BadCertificate,
+            };
+            let text = match c {
+                C::Other(o) => o.0.to_string(),
+                c => format!("{c:?}"),
+            };
+            (Rejection::Certificate, refusal, text)
         }
-        Some(rustls::Error::InvalidCertificate(c)) => (Rejection::Certificate, format!("{c:?}")),
-        Some(rustls::Error::NoCertificatesPresented) => (
+        rustls::Error::NoCertificatesPresented => (
             Rejection::Handshake,
+            Refusal::NoCertificate,
             "no client certificate presented".into(),
         ),
-        Some(other) => (Rejection::Handshake, other.to_string()),
-        None => (Rejection::Handshake, e.to_string()),
+        other => (Rejection::Handshake, Refusal::Protocol, other.to_string()),
+    }
+}
+
+/// Counts the connection closed when dropped (however the connection task ends).
+struct ClosedGuard(Arc<ListenerCounters>);
+
+impl Drop for ClosedGuard {
+    fn drop(&mut self) {
+        WorkerCounters::inc(&self.0.closed);
     }
 }
 
@@ -177,18 +197,25 @@ pub async fn serve_connection(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let counters: &WorkerCounters = metrics.worker(worker);
+    let plan = &rt.plan;
+    let lc = &rt.counters;
+    WorkerCounters::inc(&lc.accepted);
+    let _closed = ClosedGuard(lc.clone());
+    let started = std::time::Instant::now();
     let local = stream.local_addr();
-    let accept = rt.acceptor.accept(stream).into_fallible();
-    let tls = match tokio::time::timeout(rt.handshake_timeout, accept).await {
+    let accept = plan.acceptor.accept(stream).into_fallible();
+    let tls = match tokio::time::timeout(plan.limits.handshake_timeout, accept).await {
         Ok(Ok(tls)) => tls,
         Ok(Err((e, stream))) => {
+            lc.handshake_seconds.observe(started.elapsed());
             // Measured before the close; only read on this (rare) path.
             let answered =
                 rt.on_failure.is_some() && bytes_sent(&stream).is_none_or(|n| n > ONE_ALERT);
             linger_close(stream).await;
-            let (kind, reason) = classify(&e);
+            let (kind, refusal, reason) = classify(&e);
             counters.reject(kind);
-            tracing::info!(listener = %rt.name, %peer, %reason, "handshake rejected");
+            lc.refuse(refusal);
+            tracing::info!(listener = %plan.name, %peer, %reason, "handshake rejected");
             if let Some(hook) = &rt.on_failure {
                 if client_fault(&e, answered) {
                     hook(peer.ip());
@@ -198,33 +225,49 @@ pub async fn serve_connection(
         }
         Err(_) => {
             counters.reject(Rejection::HandshakeTimeout);
-            tracing::debug!(listener = %rt.name, %peer, "handshake timed out");
+            lc.refuse(Refusal::Timeout);
+            tracing::debug!(listener = %plan.name, %peer, "handshake timed out");
             return;
         }
     };
+    lc.handshake_seconds.observe(started.elapsed());
     let (_, session) = tls.get_ref();
-    if session.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+    let resumed = session.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+    if resumed {
         WorkerCounters::inc(&counters.resumed);
     }
     let identity = match session.peer_certificates() {
         Some(chain) if !chain.is_empty() => {
-            if let Some(check) = &rt.post_check {
-                let verdict = tokio::time::timeout(rt.check_timeout, check.check(chain)).await;
+            if let Some(check) = &plan.status {
+                let verdict =
+                    tokio::time::timeout(plan.limits.check_timeout, check.check_chain(chain)).await;
                 let refusal = match verdict {
-                    Ok(Ok(())) => None,
-                    Ok(Err(r)) => Some(r),
-                    Err(_) => Some(CheckRefusal {
-                        reason: "certificate status check deadline exceeded".to_string(),
-                        client_fault: false,
+                    Ok(status) if !status.covers(chain.len()) => Some((
+                        "the status check gave no answer for every certificate".to_string(),
+                        false,
+                    )),
+                    // Revoked: the client's certificate is bad. Unavailable (unreachable,
+                    // stale, unknown...) is the status sources' failure, not the client's.
+                    Ok(status) => status.refusal().map(|r| {
+                        (
+                            r.to_string(),
+                            matches!(r.status, CertStatus::Revoked { .. }),
+                        )
                     }),
+                    Err(_) => Some((
+                        "certificate status check deadline exceeded".to_string(),
+                        false,
+                    )),
                 };
-                if let Some(CheckRefusal {
-                    reason,
-                    client_fault,
-                }) = refusal
-                {
+                if let Some((reason, client_fault)) = refusal {
                     counters.reject(Rejection::Status);
-                    tracing::warn!(listener = %rt.name, %peer, %reason, "connection refused after handshake");
+                    // Only a revoked certificate is the client's fault here.
+                    lc.refuse(if client_fault {
+                        Refusal::Revoked
+                    } else {
+                        Refusal::NoCurrentStatus
+                    });
+                    tracing::warn!(listener = %plan.name, %peer, %reason, "connection refused after handshake");
                     // A revoked certificate counts; a revocation outage never does (it
                     // would block genuine clients).
                     if let (Some(hook), true) = (&rt.on_failure, client_fault) {
@@ -237,7 +280,8 @@ pub async fn serve_connection(
                 Ok(id) => Some(Arc::new(id)),
                 Err(e) => {
                     counters.reject(Rejection::Certificate);
-                    tracing::warn!(listener = %rt.name, %peer, error = %e, "unreadable client certificate");
+                    lc.refuse(Refusal::BadCertificate);
+                    tracing::warn!(listener = %plan.name, %peer, error = %e, "unreadable client certificate");
                     return;
                 }
             }
@@ -245,26 +289,34 @@ pub async fn serve_connection(
         _ => None,
     };
     WorkerCounters::inc(&counters.handshakes_ok);
+    WorkerCounters::inc(if resumed { &lc.resumed } else { &lc.full });
 
-    if let (Some(backend), Ok(local)) = (rt.proxy.tcp_backend(), local) {
-        // Raw TCP mode: certificate + rules, then the stream with a PROXY v2 header.
-        let rules = rt.proxy.plan().map(|p| p.access.rules());
+    if let ListenerKind::Tcp { backend } = &plan.kind {
+        // Raw TCP mode: certificate + access decision, then the stream with a PROXY v2
+        // header.
+        let local = match local {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::info!(listener = %plan.name, %peer, error = %e, "tcp connection without a local address");
+                return;
+            }
+        };
         let res = crate::tcp_proxy::serve_tcp_connection(
             tls,
             peer,
             local,
             identity.as_deref(),
-            rules,
+            &plan.access.access,
             backend,
         )
         .await;
         if let Err(reason) = res {
-            tracing::info!(listener = %rt.name, %peer, %reason, "tcp connection refused or failed");
+            tracing::info!(listener = %plan.name, %peer, %reason, "tcp connection refused or failed");
         }
         return;
     }
 
-    let ctx = Arc::new(ConnContext::new(peer, identity, rt.classification));
+    let ctx = Arc::new(ConnContext::new(peer, identity));
     let proxy = rt.proxy.clone();
     let metrics2 = metrics.clone();
     let service = hyper::service::service_fn(move |req| {
@@ -272,7 +324,11 @@ pub async fn serve_connection(
         let proxy = proxy.clone();
         let metrics = metrics2.clone();
         async move {
-            Ok::<_, std::convert::Infallible>(proxy.handle(req, &ctx, metrics.worker(worker)).await)
+            let t0 = std::time::Instant::now();
+            let counters = metrics.worker(worker);
+            let resp = proxy.handle(req, &ctx, counters).await;
+            counters.response(resp.status().as_u16(), t0.elapsed());
+            Ok::<_, std::convert::Infallible>(resp)
         }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -280,7 +336,7 @@ pub async fn serve_connection(
     builder
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(rt.handshake_timeout)
+        .header_read_timeout(plan.limits.handshake_timeout)
         .max_buf_size(64 * 1024);
     builder
         .http2()

@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 pub mod access;
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod conn;
@@ -12,14 +13,18 @@ pub mod conn;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod metrics;
+pub mod path;
 pub mod pki;
+pub mod plan;
 pub mod privileges;
 pub mod probe;
 pub mod proxy;
 pub mod revocation;
 pub mod server;
+pub mod status;
 pub mod steering;
 pub mod tcp_proxy;
 pub mod tls;
 pub mod upstream;
+pub mod verify;
 pub mod worker;

@@ -21,7 +21,8 @@ use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
 use crate::pki::identity::rfc4514;
 use crate::pki::keypolicy::KeyPolicy;
 use crate::pki::{load_ca_bundle, load_certs, load_key};
-use crate::upstream::{CertStatus, ChainStatusCheck, SeeServerVerifier, StatusFactory};
+use crate::status::{CertStatus, StatusCheck, StatusFactory};
+use crate::upstream::SeeServerVerifier;
 
 /// Where the CA bundle comes from when `--ca` is not given.
 pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -210,7 +211,7 @@ pub async fn run_with(
         args.ca.clone()
     };
     let anchors = load_ca_bundle(&ca_paths).context("loading trusted CAs")?;
-    let status: Result<Option<Arc<dyn ChainStatusCheck>>, String> =
+    let status: Result<Option<Arc<dyn StatusCheck>>, String> =
         status.map(|make| make(&anchors)).transpose();
     let provider = crate::tls::build_provider(&args.crypto_provider, &[], &[])
         .context("building the crypto provider")?;
@@ -367,34 +368,34 @@ pub async fn run_with(
                 problems.push(format!("revocation checker unavailable: {e}"));
             }
             (Ok(Some(s)), false) => {
-                let reports = tokio::time::timeout(deadline, s.check_chain(&chain, &anchors))
+                let reports = tokio::time::timeout(deadline, s.check_chain(&chain))
                     .await
                     .unwrap_or_default();
                 for (i, _) in chain.iter().enumerate() {
-                    match reports.get(i) {
+                    match reports.certs.get(i) {
                         Some(r) => {
-                            let st = match &r.status {
-                                CertStatus::Good => "good".to_string(),
-                                CertStatus::Revoked { reason } => {
+                            let (st, via) = match &r.status {
+                                CertStatus::Good { source } => (
+                                    "good".to_string(),
+                                    source
+                                        .map_or_else(|| "no source".to_string(), |s| s.to_string()),
+                                ),
+                                CertStatus::Revoked { source, .. } => {
                                     problems.push(format!(
-                                        "certificate [{i}] {} is REVOKED ({reason})",
-                                        r.subject
+                                        "certificate [{i}] {} is REVOKED ({})",
+                                        r.subject, r.status
                                     ));
-                                    format!("REVOKED ({reason})")
+                                    (format!("REVOKED ({})", r.status), source.to_string())
                                 }
-                                CertStatus::Unknown { reason } => {
+                                CertStatus::Unavailable { reason } => {
                                     problems.push(format!(
                                         "certificate [{i}] {}: no current status ({reason})",
                                         r.subject
                                     ));
-                                    format!("UNKNOWN ({reason})")
+                                    (format!("UNKNOWN ({reason})"), "no source".to_string())
                                 }
                             };
-                            writeln!(
-                                out,
-                                "revocation [{i}]: {st} via {} ({})",
-                                r.source, r.freshness
-                            )?;
+                            writeln!(out, "revocation [{i}]: {st} via {via} ({})", r.detail)?;
                         }
                         None => {
                             writeln!(

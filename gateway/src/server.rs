@@ -1,27 +1,21 @@
-//! Starting and stopping the gateway: builds every listener's TLS state, creates the
-//! per-worker reuseport sockets, starts the workers, and shuts them down gracefully.
+//! Starting and stopping the gateway: serves a [`GatewayPlan`] (built by the plan step),
+//! creates the per-worker reuseport sockets, starts the workers, and shuts them down
+//! gracefully. The running plan sits behind an `ArcSwap` so a reload can replace it whole.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
-use crate::access::{build_plan, AccessPlan};
-use crate::config::{Config, ConfigError};
-use crate::conn::ListenerRuntime;
 use crate::metrics::Metrics;
-use crate::proxy::Proxy;
-use crate::revocation::{RevocationCache, RevocationChecker};
-use crate::tls::{build_server_config, ListenerTls};
+use crate::plan::{GatewayPlan, SharedPlan};
 use crate::worker::{allowed_cpus, reuseport_listener, spawn_worker, WorkerError, WorkerPlan};
 
 /// Errors starting the gateway.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The configuration is not acceptable.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
     /// Sockets or threads could not be set up.
     #[error(transparent)]
     Worker(#[from] WorkerError),
@@ -31,121 +25,22 @@ pub enum StartError {
     /// Privileges could not be dropped (or would not be: root without `global.user`).
     #[error(transparent)]
     Privileges(#[from] crate::privileges::PrivilegeError),
+    /// The admin listener cannot start.
+    #[error(transparent)]
+    Admin(#[from] crate::admin::AdminError),
 }
 
-/// Everything built from the configuration before serving.
-#[derive(Debug)]
-pub struct Prepared {
-    /// The configuration.
-    pub config: Config,
-    /// Each listener's TLS state.
-    pub tls: Vec<ListenerTls>,
-    /// Each listener's access plan (password fallback, rules, routes, upstream TLS).
-    pub access: Vec<Arc<AccessPlan>>,
-    /// Each listener's revocation checker (`None` where disabled).
-    pub revocation: Vec<Option<Arc<RevocationChecker>>>,
-    /// The process-wide revocation cache (when any listener checks status).
-    pub revocation_cache: Option<Arc<RevocationCache>>,
-}
-
-/// Validates a configuration completely (files, keys, certificates, TLS policy) without
-/// serving: what `gateway check-config` runs.
-///
-/// # Errors
-/// The first [`ConfigError`] found.
-pub fn prepare(config: Config) -> Result<Prepared, ConfigError> {
-    let mut tls = Vec::with_capacity(config.listeners.len());
-    let mut revocation = Vec::with_capacity(config.listeners.len());
-    let revocation_cache = if config
-        .listeners
-        .iter()
-        .any(|l| l.revocation.enabled || l.revocation.staple_ocsp)
-    {
-        let max = config
-            .listeners
-            .iter()
-            .map(|l| l.revocation.cache_max_entries)
-            .max()
-            .unwrap_or_default();
-        Some(RevocationCache::new(max).map_err(|e| {
-            ConfigError::invalid(
-                "listener.revocation",
-                format!("cannot start the fetch thread: {e}"),
-            )
-        })?)
-    } else {
-        None
-    };
-    let ticket_keys = match &config.global.ticket_keys {
-        Some(path) => {
-            let keys = crate::tls::tickets::TicketKeys::load(path)
-                .map_err(|e| ConfigError::invalid("global.ticket_keys", e.to_string()))?;
-            tracing::info!(file = %path.display(), keys = ?keys.ids(), "session-ticket keys loaded");
-            Some(keys)
-        }
-        None => None,
-    };
-    for (i, l) in config.listeners.iter().enumerate() {
-        let checker = match &revocation_cache {
-            Some(cache) => crate::revocation::checker_for_listener(
-                i,
-                l,
-                &config.global.crypto_provider,
-                cache,
-            )?,
-            None => None,
-        };
-        let mut t = build_server_config(
-            i,
-            l,
-            &config.global.crypto_provider,
-            checker
-                .clone()
-                .map(|c| c as Arc<dyn crate::tls::client_verifier::HandshakeStatusCheck>),
-        )?;
-        if let Some(cache) = &revocation_cache {
-            if let Some(resolver) = crate::revocation::stapling_for_listener(
-                i,
-                l,
-                &config.global.crypto_provider,
-                cache,
-            )? {
-                // Same certificate and key, served with a current OCSP staple when there is one.
-                let mut sc = (*t.server_config).clone();
-                sc.cert_resolver = resolver;
-                t.server_config = Arc::new(sc);
-            }
-        }
-        if let Some(keys) = &ticket_keys {
-            crate::tls::apply_ticket_keys(&mut t, i, l, keys, config.global.ticket_lifetime_secs)?;
-        }
-        tls.push(t);
-        revocation.push(checker);
-    }
-    let mut access = Vec::with_capacity(config.listeners.len());
-    for (i, l) in config.listeners.iter().enumerate() {
-        // Upstream (https://) backends are checked with the listener's revocation settings,
-        // against each backend's own trust anchors.
-        let factory = crate::revocation::upstream::status_factory(
-            &l.revocation,
-            &format!("{} upstream", l.display_name()),
-            &config.global.crypto_provider,
-            revocation_cache.as_ref(),
-        );
-        access.push(Arc::new(build_plan(
-            i,
-            l,
-            &config.global.crypto_provider,
-            factory.as_deref(),
-        )?));
-    }
-    Ok(Prepared {
-        config,
-        tls,
-        access,
-        revocation,
-        revocation_cache,
-    })
+/// Why a plan cannot replace the running one.
+#[derive(Debug, thiserror::Error)]
+pub enum SwapError {
+    /// Listeners cannot be added, removed or rebound without a restart.
+    #[error("listener {index}: {message}; restart the gateway to change listeners")]
+    Listeners {
+        /// Listener number.
+        index: usize,
+        /// What differs.
+        message: String,
+    },
 }
 
 /// A running gateway.
@@ -155,9 +50,15 @@ pub struct RunningGateway {
     pub local_addrs: Vec<SocketAddr>,
     /// Data-path counters.
     pub metrics: Metrics,
+    /// The admin listener's address, when `[admin]` is configured.
+    pub admin_addr: Option<SocketAddr>,
+    /// What the admin endpoints read (metrics, readiness, reload outcomes).
+    pub admin_state: Arc<crate::admin::AdminState>,
+    plan: SharedPlan,
     shutdown: watch::Sender<bool>,
     workers: Vec<std::thread::JoinHandle<()>>,
     steering: crate::steering::SteeringHandle,
+    admin: Option<crate::admin::AdminHandle>,
 }
 
 impl RunningGateway {
@@ -166,9 +67,46 @@ impl RunningGateway {
         self.steering.control()
     }
 
+    /// The plan being served.
+    pub fn plan(&self) -> Arc<GatewayPlan> {
+        self.plan.load_full()
+    }
+
+    /// Replaces the listener plans atomically: every worker serves new connections with
+    /// `next` from its next accept on; open connections finish under the plan they started
+    /// with. `next` must have the same listeners, bound to the same addresses (sockets, the
+    /// worker count and steering stay as started).
+    ///
+    /// # Errors
+    /// [`SwapError`] if the listeners differ.
+    pub fn swap_plan(&self, next: GatewayPlan) -> Result<(), SwapError> {
+        let current = self.plan.load();
+        if next.listeners.len() != current.listeners.len() {
+            return Err(SwapError::Listeners {
+                index: next.listeners.len().min(current.listeners.len()),
+                message: format!(
+                    "{} listeners configured, {} running",
+                    next.listeners.len(),
+                    current.listeners.len()
+                ),
+            });
+        }
+        for (index, (n, c)) in next.listeners.iter().zip(&current.listeners).enumerate() {
+            if n.bind != c.bind {
+                return Err(SwapError::Listeners {
+                    index,
+                    message: format!("bind {} differs from the running {}", n.bind, c.bind),
+                });
+            }
+        }
+        self.plan.store(Arc::new(next));
+        Ok(())
+    }
+
     /// Signals shutdown and waits for the workers to drain and stop.
     pub fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        drop(self.admin);
         for w in self.workers {
             let _ = w.join();
         }
@@ -183,6 +121,7 @@ impl RunningGateway {
 
     /// Waits for the workers to stop (after a shutdown signal).
     pub fn join(self) {
+        drop(self.admin);
         for w in self.workers {
             let _ = w.join();
         }
@@ -190,13 +129,13 @@ impl RunningGateway {
     }
 }
 
-/// Starts the workers for a prepared configuration, keeping the process's privileges (for
-/// embedding and tests; `gateway serve` uses [`start_unprivileged`]).
+/// Starts the workers serving `plan`, keeping the process's privileges (for embedding and
+/// tests; `gateway serve` uses [`start_unprivileged`]).
 ///
 /// # Errors
 /// [`StartError`] if a socket cannot be bound or a worker cannot start.
-pub fn start(prepared: Prepared) -> Result<RunningGateway, StartError> {
-    start_inner(prepared, false)
+pub fn start(plan: GatewayPlan) -> Result<RunningGateway, StartError> {
+    start_inner(plan, false)
 }
 
 /// Starts the workers like [`start`], but drops privileges once the sockets are bound and
@@ -207,52 +146,35 @@ pub fn start(prepared: Prepared) -> Result<RunningGateway, StartError> {
 /// # Errors
 /// [`StartError`] as [`start`], and [`StartError::Privileges`] when the drop fails or the
 /// process would keep running as root without `global.allow_root`.
-pub fn start_unprivileged(prepared: Prepared) -> Result<RunningGateway, StartError> {
-    start_inner(prepared, true)
+pub fn start_unprivileged(plan: GatewayPlan) -> Result<RunningGateway, StartError> {
+    start_inner(plan, true)
 }
 
-fn start_inner(prepared: Prepared, drop_privileges: bool) -> Result<RunningGateway, StartError> {
-    let Prepared {
-        config,
-        tls,
-        access,
-        revocation,
-        ..
-    } = prepared;
-    for r in config.relaxations() {
+fn start_inner(plan: GatewayPlan, drop_privileges: bool) -> Result<RunningGateway, StartError> {
+    for r in &plan.relaxations {
         tracing::warn!(relaxation = %r, "policy relaxed by configuration");
     }
+    let global = plan.global.clone();
     let cpus = allowed_cpus();
-    let n = if config.global.workers == 0 {
+    let n = if global.workers == 0 {
         cpus.len().max(1)
     } else {
-        config.global.workers
+        global.workers
     };
     let metrics = Metrics::new(n);
     let (tx, rx) = watch::channel(false);
 
     // All sockets first (so a steering program can be attached to each reuseport group
     // before any worker accepts), port 0 resolved by the first socket of each group.
-    let mut per_worker: Vec<Vec<(std::net::TcpListener, Arc<ListenerRuntime>)>> =
-        (0..n).map(|_| Vec::new()).collect();
+    let mut per_worker: Vec<Vec<std::net::TcpListener>> = (0..n).map(|_| Vec::new()).collect();
     let mut local_addrs = Vec::new();
     let failures = crate::steering::FailureReporter::default();
-    let on_failure: Option<crate::conn::FailureHook> = config.steering.abuse.enabled.then(|| {
+    let on_failure: Option<crate::conn::FailureHook> = plan.steering.abuse.enabled.then(|| {
         let f = failures.clone();
         Arc::new(move |ip| f.report(ip)) as crate::conn::FailureHook
     });
-    for (li, (((l, t), plan), checker)) in config
-        .listeners
-        .iter()
-        .zip(&tls)
-        .zip(&access)
-        .zip(&revocation)
-        .enumerate()
-    {
-        let mut addr = l
-            .bind_addr()
-            .map_err(|m| ConfigError::invalid(format!("listener[{li}].bind"), m))?;
-        let name: Arc<str> = Arc::from(l.display_name());
+    for l in &plan.listeners {
+        let mut addr = l.bind;
         for slot in per_worker.iter_mut() {
             let sock = reuseport_listener(addr, 4096)?;
             if addr.port() == 0 {
@@ -260,28 +182,15 @@ fn start_inner(prepared: Prepared, drop_privileges: bool) -> Result<RunningGatew
                     .local_addr()
                     .map_err(|source| WorkerError::Listen { addr, source })?;
             }
-            let rt = Arc::new(ListenerRuntime {
-                name: name.clone(),
-                acceptor: tokio_rustls::TlsAcceptor::from(t.server_config.clone()),
-                classification: t.classification,
-                proxy: Proxy::with_plan(plan.clone()),
-                handshake_timeout: Duration::from_secs(10),
-                check_timeout: Duration::from_secs(10),
-                post_check: checker
-                    .clone()
-                    .map(|c| c as Arc<dyn crate::conn::PostHandshakeCheck>),
-                on_failure: on_failure.clone(),
-            });
-            slot.push((sock, rt));
+            slot.push(sock);
         }
-        tracing::info!(listener = %name, %addr, workers = n, classification = ?l.classification, backend = %l.backend, "listening");
+        tracing::info!(listener = %l.name, %addr, workers = n, classification = ?l.classification, backend = %l.backend_url, "listening");
         local_addrs.push(addr);
     }
 
     let worker_cpus: Vec<Option<u32>> = (0..n)
         .map(|i| {
-            config
-                .global
+            global
                 .pin_workers
                 .then(|| cpus.get(i % cpus.len().max(1)).map(|&c| c as u32))
                 .flatten()
@@ -295,16 +204,19 @@ fn start_inner(prepared: Prepared, drop_privileges: bool) -> Result<RunningGatew
             .map(|(li, a)| {
                 (
                     a.port(),
-                    per_worker.iter().map(|w| w[li].0.as_fd()).collect(),
+                    per_worker
+                        .iter()
+                        .filter_map(|w| w.get(li).map(|s| s.as_fd()))
+                        .collect(),
                 )
             })
             .collect();
-        crate::steering::attach_workers(&config.steering, &worker_cpus, &groups)?
+        crate::steering::attach_workers(&plan.steering, &worker_cpus, &groups)?
     };
     failures.connect(steering.control());
 
     if drop_privileges {
-        let d = crate::privileges::drop_privileges(&config.global.privileges())?;
+        let d = crate::privileges::drop_privileges(&global.privileges())?;
         tracing::info!(
             uid = d.uid,
             gid = d.gid,
@@ -314,28 +226,49 @@ fn start_inner(prepared: Prepared, drop_privileges: bool) -> Result<RunningGatew
         );
     }
 
-    let grace = Duration::from_secs(config.global.shutdown_grace_secs);
+    let admin_cfg = plan.admin.clone();
+    let shared: SharedPlan = Arc::new(ArcSwap::from_pointee(plan));
+    let admin_state = Arc::new(crate::admin::AdminState::new(
+        metrics.clone(),
+        Some(steering.control()),
+        shared.clone(),
+    ));
+    // Bound before the workers start (and, with `serve`, after privileges are dropped: the
+    // admin port must not need them).
+    let admin = admin_cfg
+        .as_ref()
+        .map(|a| crate::admin::start(a, &global.crypto_provider, admin_state.clone()))
+        .transpose()?;
+    let grace = Duration::from_secs(global.shutdown_grace_secs);
     let mut workers = Vec::with_capacity(n);
     for (index, sockets) in per_worker.into_iter().enumerate() {
-        let cpu = config
-            .global
+        let cpu = global
             .pin_workers
             .then(|| cpus.get(index % cpus.len().max(1)).copied())
             .flatten();
-        let plan = WorkerPlan {
+        let wp = WorkerPlan {
             index,
             cpu,
             sockets,
+            plan: shared.clone(),
+            on_failure: on_failure.clone(),
             blocklist: Some(steering.control()),
         };
-        workers.push(spawn_worker(plan, metrics.clone(), rx.clone(), grace)?);
+        workers.push(spawn_worker(wp, metrics.clone(), rx.clone(), grace)?);
     }
+    admin_state
+        .listeners_bound
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     Ok(RunningGateway {
         local_addrs,
         metrics,
+        admin_addr: admin.as_ref().map(|a| a.local_addr),
+        admin_state,
+        plan: shared,
         shutdown: tx,
         workers,
         steering,
+        admin,
     })
 }
 
@@ -343,10 +276,9 @@ fn start_inner(prepared: Prepared, drop_privileges: bool) -> Result<RunningGatew
 ///
 /// # Errors
 /// [`StartError`] if it cannot start.
-pub fn run_until_signal(prepared: Prepared) -> Result<(), StartError> {
-    let interval = prepared.config.global.metrics_interval_secs;
-    let revocation_cache = prepared.revocation_cache.clone();
-    let running = start_unprivileged(prepared)?;
+pub fn run_until_signal(plan: GatewayPlan) -> Result<(), StartError> {
+    let interval = plan.global.metrics_interval_secs;
+    let running = start_unprivileged(plan)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -356,6 +288,7 @@ pub fn run_until_signal(prepared: Prepared) -> Result<(), StartError> {
         })?;
     let metrics = running.metrics.clone();
     let steering = running.steering();
+    let shared = running.plan.clone();
     rt.block_on(async move {
         let metrics_task = (interval > 0).then(|| {
             tokio::spawn(async move {
@@ -366,7 +299,7 @@ pub fn run_until_signal(prepared: Prepared) -> Result<(), StartError> {
                     let s = metrics.snapshot();
                     let steering = steering.counters();
                     tracing::info!(target: "metrics", ?s, ?steering, "counters");
-                    if let Some(c) = &revocation_cache {
+                    if let Some(c) = &shared.load().revocation_cache {
                         c.log_metrics();
                     }
                 }

@@ -17,6 +17,7 @@ use ppp::v2::{Builder, Command, Protocol, Version};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::access::ListenerAccess;
 use crate::pki::identity::CertIdentity;
 
 /// `PP2_TYPE_AUTHORITY`.
@@ -242,8 +243,9 @@ pub enum TcpRefusal {
 }
 
 /// Serves one TCP-mode connection after the handshake (and status check): requires a
-/// verified certificate, applies the listener's rules with path `/`, then relays to
-/// `backend` (`host:port`) with the PROXY v2 header.
+/// verified certificate, asks the listener's access decision with path `/` (the same
+/// [`ListenerAccess::authorize`] HTTP requests go through), then relays to `backend`
+/// (`host:port`) with the PROXY v2 header.
 ///
 /// # Errors
 /// A [`TcpRefusal`] for the log; the connection is simply closed.
@@ -252,18 +254,19 @@ pub async fn serve_tcp_connection(
     peer: SocketAddr,
     local: SocketAddr,
     identity: Option<&CertIdentity>,
-    rules: Option<&crate::access::rules::RuleSet>,
+    access: &ListenerAccess,
     backend: &str,
 ) -> Result<(u64, u64), TcpRefusal> {
     let id = identity.ok_or(TcpRefusal::NoCertificate)?;
-    if let Some(rules) = rules {
-        if let crate::access::rules::Decision::Deny { log_reason, .. } = rules.evaluate(
-            crate::access::rules::Principal::Certificate(id),
-            &crate::proxy::path::CanonicalPath::root(),
-        ) {
-            return Err(TcpRefusal::Denied(log_reason));
-        }
-    }
+    access
+        .authorize(
+            peer.ip(),
+            Some(id),
+            &crate::path::CanonicalPath::root(),
+            &http::HeaderMap::new(),
+        )
+        .await
+        .map_err(|refused| TcpRefusal::Denied(refused.log_reason))?;
     let addr = crate::upstream::resolve(backend)
         .await
         .map_err(|source| TcpRefusal::Resolve {

@@ -3,7 +3,7 @@
 //! The backend's certificate must chain to a CA configured *for that backend*, be within
 //! its validity period, carry good signatures, match the host name, pass the key policy
 //! (RSA >= 2048, P-256/P-384, no SHA-1, serverAuth EKU), and have a current status that
-//! is not revoked. The status check runs through a [`ChainStatusCheck`] (the revocation
+//! is not revoked. The status check runs through a [`StatusCheck`] (the revocation
 //! machinery) right after the handshake and before a single byte of the request is sent;
 //! an unknown status refuses the connection (fail closed). The caller answers 502 and logs
 //! the [`UpstreamError`].
@@ -34,9 +34,10 @@ use tokio_rustls::TlsConnector;
 
 use crate::pki::keypolicy::{KeyPolicy, KeyPolicyError, RequiredEku};
 use crate::pki::{load_ca_bundle, load_certs, load_key};
+use crate::status::{CertStatus, ChainStatus, StatusCheck, StatusFactory};
 
 /// Whether the backend certificate's revocation status must be known.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum UpstreamRevocation {
     /// Check every certificate of the chain; refuse on revoked or unknown (the default).
@@ -48,7 +49,7 @@ pub enum UpstreamRevocation {
 
 /// TLS settings for an `https://` backend: `[listener.upstream]` or
 /// `[listener.route.upstream]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamTlsConfig {
     /// PEM files/directories of the CAs trusted for this backend (not the listener's).
@@ -138,62 +139,6 @@ impl UpstreamTlsConfig {
         }
     }
 }
-
-/// Status of one certificate as reported by a [`ChainStatusCheck`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CertStatus {
-    /// A current CRL or OCSP response says it is not revoked.
-    Good,
-    /// Revoked.
-    Revoked {
-        /// Reason and date, as known.
-        reason: String,
-    },
-    /// No current status could be had (fetch failed, stale, no CRL/OCSP pointer).
-    Unknown {
-        /// Why.
-        reason: String,
-    },
-}
-
-/// The status of one certificate of a chain, with where it came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertStatusReport {
-    /// Subject DN of the certificate.
-    pub subject: String,
-    /// The status.
-    pub status: CertStatus,
-    /// Where it came from: `CRL <url>`, `OCSP <url>`, `stapled OCSP`, `cache`.
-    pub source: String,
-    /// Freshness: `thisUpdate .. nextUpdate` or similar.
-    pub freshness: String,
-}
-
-/// Boxed future returned by [`ChainStatusCheck::check_chain`].
-pub type StatusFuture<'a> = Pin<Box<dyn Future<Output = Vec<CertStatusReport>> + Send + 'a>>;
-
-/// The revocation machinery as seen by upstream TLS and `gateway probe`: an asynchronous
-/// status check of a chain that has already been verified.
-///
-/// Implementations fetch CRL/OCSP with deadlines (single-flight, cached) and must report
-/// one entry for every certificate they were asked about, `Unknown` when they could not
-/// tell.
-pub trait ChainStatusCheck: Send + Sync + fmt::Debug {
-    /// Checks `presented` (leaf first, then the intermediates as sent by the server).
-    /// `anchors` are the trusted CAs, so the checker can find the issuer of the last
-    /// certificate. Trust anchors themselves are not checked.
-    fn check_chain<'a>(
-        &'a self,
-        presented: &'a [CertificateDer<'static>],
-        anchors: &'a [CertificateDer<'static>],
-    ) -> StatusFuture<'a>;
-}
-
-/// Makes the status checker of one backend from that backend's trust anchors (the
-/// revocation machinery needs them to find the issuer of a certificate the server did not
-/// send). Called once per `https://` target when the configuration is loaded.
-pub type StatusFactory =
-    dyn Fn(&[CertificateDer<'static>]) -> Result<Arc<dyn ChainStatusCheck>, String> + Send + Sync;
 
 /// Why an upstream connection was refused or failed. Logged by the caller, who answers 502.
 #[derive(Debug, thiserror::Error)]
@@ -332,54 +277,48 @@ impl ServerCertVerifier for SeeServerVerifier {
     }
 }
 
-/// Runs `status` over a verified chain and turns the first revoked or unknown entry into an
-/// error. A checker that reports nothing for a certificate counts as unknown.
+/// Runs `status` over a verified chain and turns its refusal (a revoked certificate, else
+/// the first without a current status) into an error. A checker that reports nothing for
+/// a certificate counts as unavailable.
 ///
 /// # Errors
 /// [`UpstreamError::Revoked`] or [`UpstreamError::StatusUnknown`].
 pub async fn check_status(
-    status: &dyn ChainStatusCheck,
+    status: &dyn StatusCheck,
     presented: &[CertificateDer<'static>],
-    anchors: &[CertificateDer<'static>],
     addr: &str,
-) -> Result<Vec<CertStatusReport>, UpstreamError> {
-    let reports = status.check_chain(presented, anchors).await;
-    if reports.len() < presented.len() {
+) -> Result<ChainStatus, UpstreamError> {
+    let reports = status.check_chain(presented).await;
+    if !reports.covers(presented.len()) {
         return Err(UpstreamError::StatusUnknown {
             addr: addr.into(),
-            subject: format!("chain certificate #{}", reports.len()),
+            subject: format!("chain certificate #{}", reports.certs.len()),
             reason: "the status checker gave no answer for it".into(),
         });
     }
-    for r in &reports {
-        match &r.status {
-            CertStatus::Good => {}
-            CertStatus::Revoked { reason } => {
-                return Err(UpstreamError::Revoked {
-                    addr: addr.into(),
-                    subject: r.subject.clone(),
-                    reason: reason.clone(),
-                    origin: r.source.clone(),
-                })
-            }
-            CertStatus::Unknown { reason } => {
-                return Err(UpstreamError::StatusUnknown {
-                    addr: addr.into(),
-                    subject: r.subject.clone(),
-                    reason: reason.clone(),
-                })
-            }
-        }
+    match reports.refusal() {
+        None => Ok(reports),
+        Some(r) => Err(match &r.status {
+            CertStatus::Revoked { source, .. } => UpstreamError::Revoked {
+                addr: addr.into(),
+                subject: r.subject.clone(),
+                reason: r.status.to_string(),
+                origin: source.to_string(),
+            },
+            _ => UpstreamError::StatusUnknown {
+                addr: addr.into(),
+                subject: r.subject.clone(),
+                reason: r.status.to_string(),
+            },
+        }),
     }
-    Ok(reports)
 }
 
 /// A configured TLS client for one backend.
 #[derive(Clone)]
 pub struct UpstreamTls {
     connector: TlsConnector,
-    anchors: Arc<Vec<CertificateDer<'static>>>,
-    status: Option<Arc<dyn ChainStatusCheck>>,
+    status: Option<Arc<dyn StatusCheck>>,
     server_name: Option<ServerName<'static>>,
     timeout: Duration,
 }
@@ -387,7 +326,6 @@ pub struct UpstreamTls {
 impl fmt::Debug for UpstreamTls {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UpstreamTls")
-            .field("anchors", &self.anchors.len())
             .field("status", &self.status)
             .field("server_name", &self.server_name)
             .field("timeout", &self.timeout)
@@ -461,7 +399,6 @@ impl UpstreamTls {
             };
         Ok(UpstreamTls {
             connector: TlsConnector::from(Arc::new(config)),
-            anchors: Arc::new(anchors),
             status,
             server_name,
             timeout: Duration::from_secs(cfg.connect_timeout_secs.max(1)),
@@ -525,7 +462,7 @@ impl UpstreamTls {
                 .peer_certificates()
                 .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
                 .unwrap_or_default();
-            check_status(status.as_ref(), &presented, &self.anchors, addr).await?;
+            check_status(status.as_ref(), &presented, addr).await?;
         }
         Ok(tls)
     }
@@ -691,4 +628,95 @@ pub async fn resolve(addr: &str) -> io::Result<SocketAddr> {
         .await?
         .next()
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{addr}: no address")))
+}
+
+/// Where requests are forwarded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// An HTTP/1.1 origin, `http://host:port`.
+    Http {
+        /// `host:port` to connect to.
+        authority: String,
+        /// Scheme+authority, for the Host header.
+        base: String,
+    },
+    /// The built-in identity echo backend (answers with the identity it received, as JSON).
+    BuiltinIdentity,
+    /// An HTTPS origin, `https://host[:port]`: the gateway is a S.E.E. TLS client of it
+    /// (see [`UpstreamTls`]; needs `[listener.upstream]`).
+    Https {
+        /// `host:port` to connect to.
+        authority: String,
+        /// Scheme+authority, for the Host header.
+        base: String,
+        /// The host name to verify in the backend's certificate.
+        host: String,
+    },
+    /// Raw TCP mode, `tcp://host:port`: the decrypted stream is relayed with a PROXY v2
+    /// header (the `tcp_proxy` module).
+    Tcp {
+        /// `host:port` to connect to.
+        authority: String,
+    },
+}
+
+/// Parses a backend URL.
+///
+/// # Errors
+/// A message naming what is unsupported.
+pub fn parse_backend(s: &str) -> Result<Backend, String> {
+    if s == "builtin:identity" {
+        return Ok(Backend::BuiltinIdentity);
+    }
+    let uri: http::Uri = s.parse().map_err(|e| format!("{s:?} is not a URL ({e})"))?;
+    let scheme = match uri.scheme_str() {
+        Some(s @ ("http" | "https" | "tcp")) => s,
+        Some(other) => {
+            return Err(format!(
+                "scheme {other:?} is not supported; use http://host:port, https://host:port, tcp://host:port or builtin:identity"
+            ))
+        }
+        None => return Err(format!("{s:?} has no scheme; use http://host:port")),
+    };
+    let auth = uri
+        .authority()
+        .ok_or_else(|| format!("{s:?} has no host"))?;
+    if uri.path() != "/" && !uri.path().is_empty() {
+        return Err(format!(
+            "{s:?}: a path prefix on the backend is not supported"
+        ));
+    }
+    if scheme == "tcp" {
+        if auth.port_u16().is_none() {
+            return Err(format!("{s:?}: a tcp:// backend needs a port"));
+        }
+        return Ok(Backend::Tcp {
+            authority: auth.as_str().to_string(),
+        });
+    }
+    if scheme == "https" {
+        let authority = if auth.port_u16().is_some() {
+            auth.as_str().to_string()
+        } else {
+            format!("{}:443", auth.host())
+        };
+        return Ok(Backend::Https {
+            authority,
+            base: format!("https://{}", auth.as_str()),
+            host: auth
+                .host()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+        });
+    }
+    let authority = if auth.port_u16().is_some() {
+        auth.as_str().to_string()
+    } else {
+        format!("{}:80", auth.host())
+    };
+    Ok(Backend::Http {
+        authority,
+        base: format!("http://{}", auth.as_str()),
+    })
 }

@@ -3,15 +3,15 @@
 //! path; the kernel (or the steering program) picks the worker for each connection.
 
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::watch;
 
-use crate::conn::{serve_connection, ListenerRuntime};
+use crate::conn::{serve_connection, FailureHook, ListenerRuntime};
 use crate::metrics::{Metrics, WorkerCounters};
+use crate::plan::SharedPlan;
 
 /// Errors setting up workers.
 #[derive(Debug, thiserror::Error)]
@@ -64,21 +64,9 @@ fn pin_current_thread(cpu: usize) -> std::io::Result<()> {
     }
 }
 
-/// The CPU the kernel processed an accepted socket's packets on (SO_INCOMING_CPU).
-pub fn incoming_cpu(fd: &impl AsRawFd) -> Option<usize> {
-    let mut v: libc::c_int = -1;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `v`.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_INCOMING_CPU,
-            (&mut v as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    (rc == 0 && v >= 0).then_some(v as usize)
+/// The CPU the kernel processed an accepted socket's packets on (`SO_INCOMING_CPU`).
+fn incoming_cpu(stream: &tokio::net::TcpStream) -> Option<usize> {
+    socket2::SockRef::from(stream).cpu_affinity().ok()
 }
 
 /// Creates one non-blocking `SO_REUSEPORT` listener socket bound to `addr`.
@@ -110,8 +98,12 @@ pub struct WorkerPlan {
     pub index: usize,
     /// CPU to pin to (None = unpinned).
     pub cpu: Option<usize>,
-    /// One socket per listener, paired with that listener's runtime state.
-    pub sockets: Vec<(std::net::TcpListener, Arc<ListenerRuntime>)>,
+    /// One socket per listener, in the plan's listener order.
+    pub sockets: Vec<std::net::TcpListener>,
+    /// The plan served; a reload swaps it, the accept loop picks the change up.
+    pub plan: SharedPlan,
+    /// Failure hook (abuse blocking).
+    pub on_failure: Option<FailureHook>,
     /// Blocklist consulted at accept (lock-free); with XDP the kernel drops these sources
     /// before a SYN is answered, without it the worker closes them here.
     pub blocklist: Option<crate::steering::SteeringControl>,
@@ -160,7 +152,22 @@ async fn run_worker(
 ) {
     let tracker = ConnTracker::default();
     let mut accept_tasks = Vec::new();
-    for (std_listener, rt) in plan.sockets {
+    for (li, std_listener) in plan.sockets.into_iter().enumerate() {
+        let Some(first) = plan.plan.load().listeners.get(li).cloned() else {
+            tracing::error!(
+                worker = plan.index,
+                listener = li,
+                "socket without a listener plan"
+            );
+            continue;
+        };
+        let shared = plan.plan.clone();
+        let counters = metrics.listener_slot(&first.name, plan.index);
+        let mut rt = Arc::new(ListenerRuntime::new(
+            first,
+            plan.on_failure.clone(),
+            counters,
+        ));
         let listener = match tokio::net::TcpListener::from_std(std_listener) {
             Ok(l) => l,
             Err(e) => {
@@ -193,6 +200,13 @@ async fn run_worker(
                                     Some(c) if c == cpu => WorkerCounters::inc(&counters.local_cpu),
                                     Some(_) => WorkerCounters::inc(&counters.remote_cpu),
                                     None => {}
+                                }
+                            }
+                            // A swapped plan: this worker's runtime (and pools) follow it.
+                            if let Some(current) = shared.load().listeners.get(li) {
+                                if !Arc::ptr_eq(current, &rt.plan) {
+                                    let counters = metrics.listener_slot(&current.name, index);
+                                    rt = Arc::new(ListenerRuntime::new(current.clone(), rt.on_failure.clone(), counters));
                                 }
                             }
                             let rt = rt.clone();

@@ -1,6 +1,12 @@
 //! The `gateway passwd` and `gateway probe` subcommands, run as the real binary.
 
+/// The backend/client test PKI and TLS peers, from the test-support crate's sources
+/// (tests/src).
+#[path = "../../tests/src/tls_peers.rs"]
 mod access_support;
+/// The test PKI (one CA/leaf builder), from the test-support crate's sources (tests/src).
+#[path = "../../tests/src/certs.rs"]
+mod certs;
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};

@@ -14,11 +14,12 @@ use std::time::{Duration, Instant};
 
 use gateway::privileges::{thread_creds, ThreadCreds};
 
-const BIN: &str = env!("CARGO_BIN_EXE_gateway");
+/// The one skip policy, shared with the `gateway-tests` crate (each test file uses part of it).
+#[allow(dead_code)]
+#[path = "../../tests/src/skip.rs"]
+mod skip;
 
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
+const BIN: &str = env!("CARGO_BIN_EXE_gateway");
 
 fn is_root() -> bool {
     thread_creds("self")
@@ -40,12 +41,8 @@ fn can_run(test: &str, tools: &[&str]) -> bool {
             missing.push((*tool).to_string());
         }
     }
-    if missing.is_empty() {
-        return true;
-    }
-    assert!(!ci(), "{test}: CI=true but missing {}", missing.join(", "));
-    eprintln!("SKIPPED {test}: needs {}", missing.join(", "));
-    false
+    let _ = test;
+    skip::can_run(&missing)
 }
 
 fn uid_gid(name: &str) -> (u32, u32) {
@@ -246,13 +243,7 @@ fn serve_as_root_without_user_refuses_and_allow_root_is_a_logged_relaxation() {
 /// never written world-readable and chmod-ed afterwards: traced with strace.
 #[test]
 fn private_keys_are_created_0600_at_open() {
-    let have = Command::new("sh")
-        .args(["-c", "command -v strace"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !have {
-        assert!(!ci(), "CI=true but strace is missing");
-        eprintln!("SKIPPED private_keys_are_created_0600_at_open: needs strace");
+    if !skip::require_tool("strace") {
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -1,6 +1,12 @@
 //! `gateway probe` against a real `openssl s_server` on loopback.
 
+/// The backend/client test PKI and TLS peers, from the test-support crate's sources
+/// (tests/src).
+#[path = "../../tests/src/tls_peers.rs"]
 mod access_support;
+/// The test PKI (one CA/leaf builder), from the test-support crate's sources (tests/src).
+#[path = "../../tests/src/certs.rs"]
+mod certs;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -10,10 +16,10 @@ use std::time::Duration;
 
 use access_support::{Ca, Leaf};
 use gateway::probe::{run_with, ProbeArgs};
-use gateway::upstream::{
-    CertStatus, CertStatusReport, ChainStatusCheck, StatusFactory, StatusFuture,
+use gateway::status::{
+    BoxFuture, CertReport, CertStatus, ChainStatus, Source, StatusCheck, StatusFactory,
 };
-use rustls::pki_types::CertificateDer;
+use rustls::pki_types::{CertificateDer, UnixTime};
 
 const OPENSSL: &str = "/usr/bin/openssl";
 
@@ -88,29 +94,40 @@ fn args(port: u16, ca: &Path) -> ProbeArgs {
 #[derive(Debug)]
 struct FixedStatus(CertStatus);
 
-impl ChainStatusCheck for FixedStatus {
+const DETAIL: &str = "thisUpdate now";
+
+impl StatusCheck for FixedStatus {
+    fn in_handshake(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> CertStatus {
+        self.0.clone()
+    }
+
     fn check_chain<'a>(
         &'a self,
         presented: &'a [CertificateDer<'static>],
-        _a: &'a [CertificateDer<'static>],
-    ) -> StatusFuture<'a> {
-        let out = presented
+    ) -> BoxFuture<'a, ChainStatus> {
+        let certs = presented
             .iter()
-            .map(|_| CertStatusReport {
+            .map(|_| CertReport {
                 subject: "CN=localhost".into(),
+                issuer: "CN=test".into(),
+                serial: "01".into(),
                 status: self.0.clone(),
-                source: "OCSP http://ocsp.test".into(),
-                freshness: "thisUpdate now".into(),
+                detail: DETAIL.into(),
             })
             .collect();
-        Box::pin(async move { out })
+        Box::pin(async move { ChainStatus { certs } })
     }
 }
 
-async fn probe(a: &ProbeArgs, status: Option<Arc<dyn ChainStatusCheck>>) -> (bool, String) {
+async fn probe(a: &ProbeArgs, status: Option<Arc<dyn StatusCheck>>) -> (bool, String) {
     let mut out = Vec::new();
     let factory = status.map(|s| {
-        move |_: &[CertificateDer<'static>]| -> Result<Arc<dyn ChainStatusCheck>, String> {
+        move |_: &[CertificateDer<'static>]| -> Result<Arc<dyn StatusCheck>, String> {
             Ok(s.clone())
         }
     });
@@ -159,7 +176,9 @@ async fn good_server_passes_and_lists_client_ca_names() {
     assert!(!ok, "{text}");
     assert!(text.contains("revocation:   UNKNOWN"), "{text}");
 
-    let good: Arc<dyn ChainStatusCheck> = Arc::new(FixedStatus(CertStatus::Good));
+    let good: Arc<dyn StatusCheck> = Arc::new(FixedStatus(CertStatus::Good {
+        source: Some(Source::Ocsp),
+    }));
     let (ok, text) = probe(&a, Some(good)).await;
     assert!(ok, "{text}");
     assert!(text.contains("protocol:     TLSv1.3"), "{text}");
@@ -186,13 +205,16 @@ async fn good_server_passes_and_lists_client_ca_names() {
 async fn revoked_server_fails() {
     let s = setup();
     let srv = s_server(s.dir.path(), &s.ca.server(false), "revoked", None).await;
-    let revoked: Arc<dyn ChainStatusCheck> = Arc::new(FixedStatus(CertStatus::Revoked {
-        reason: "keyCompromise".into(),
+    let revoked: Arc<dyn StatusCheck> = Arc::new(FixedStatus(CertStatus::Revoked {
+        source: Source::Ocsp,
+        time: None,
+        code: Some(1),
     }));
     let (ok, text) = probe(&args(srv.port, &s.ca_path), Some(revoked)).await;
     assert!(!ok, "{text}");
     assert!(
-        text.contains("REVOKED (keyCompromise)") && text.contains("verdict: FAIL"),
+        text.contains("REVOKED (revoked (according to OCSP, reason code 1))")
+            && text.contains("verdict: FAIL"),
         "{text}"
     );
     assert!(

@@ -1,5 +1,11 @@
 //! Revocation checking against real CRL servers and OCSP responders on loopback.
 
+/// The test PKI (one CA/leaf builder), from the test-support crate's sources (tests/src).
+#[path = "../../tests/src/certs.rs"]
+mod certs;
+/// The CRL/OCSP test servers and the revocation test CA, from the test-support crate's
+/// sources (tests/src).
+#[path = "../../tests/src/status_servers.rs"]
 mod support;
 
 use std::sync::atomic::Ordering;
@@ -9,9 +15,14 @@ use std::time::{Duration, Instant};
 use gateway::revocation::{
     Reason, RevocationCache, RevocationChecker, RevocationConfig, RevocationOrder, Source, Verdict,
 };
-use gateway::tls::client_verifier::HandshakeStatusCheck;
+use gateway::status::{CertStatus, StatusCheck};
 use rustls::pki_types::{CertificateDer, UnixTime};
 use support::*;
+
+/// The one skip policy, shared with the `gateway-tests` crate (each test file uses part of it).
+#[allow(dead_code)]
+#[path = "../../tests/src/skip.rs"]
+mod skip;
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     // The gateway's tests also run with the ring provider only.
@@ -99,13 +110,8 @@ async fn revoked_by_ocsp_only_after_the_last_crl() {
         "{e}"
     );
     // Now cached: the handshake-time check refuses it without a fetch.
-    let r = HandshakeStatusCheck::check(&*c, &leaf.cert, &[], UnixTime::now());
-    assert!(matches!(
-        r,
-        Err(rustls::Error::InvalidCertificate(
-            rustls::CertificateError::Revoked
-        ))
-    ));
+    let r = c.in_handshake(&leaf.cert, &[], UnixTime::now());
+    assert!(matches!(r, CertStatus::Revoked { .. }), "{r:?}");
     assert_eq!(ocsp.requests.load(Ordering::SeqCst), 1);
 }
 
@@ -126,7 +132,10 @@ async fn good_by_ocsp_and_then_from_cache() {
     assert_eq!((m.hits, m.misses, m.ocsp_fetches), (1, 1, 1));
     // A cache miss in the handshake is left to the awaited check.
     let other = ca.leaf(10, None, Some(&ocsp_url));
-    assert!(HandshakeStatusCheck::check(&*c, &other.cert, &[], UnixTime::now()).is_ok());
+    assert!(matches!(
+        c.in_handshake(&other.cert, &[], UnixTime::now()),
+        CertStatus::Unavailable { .. }
+    ));
 }
 
 #[tokio::test]
@@ -393,8 +402,7 @@ async fn thousand_concurrent_checks_make_one_request_per_certificate() {
 
 #[tokio::test]
 async fn openssl_ocsp_responder_good_and_revoked() {
-    if !openssl_available() {
-        eprintln!("openssl not installed; skipped");
+    if !skip::require_tool("openssl") {
         return;
     }
     let ca = Ca::new("Test CA");
@@ -450,7 +458,10 @@ async fn configured_crl_file_and_responder_override() {
         Some(Source::Ocsp)
     );
     // The verified CRL file also answers inside the handshake.
-    assert!(HandshakeStatusCheck::check(&*c, &revoked.cert, &[], UnixTime::now()).is_err());
+    assert!(matches!(
+        c.in_handshake(&revoked.cert, &[], UnixTime::now()),
+        CertStatus::Revoked { .. }
+    ));
 }
 
 #[tokio::test]
@@ -619,7 +630,10 @@ async fn hot_ocsp_answers_are_refreshed_in_the_background() {
     // Without any request-path fetch, the cache-only handshake check learns of it.
     let t0 = Instant::now();
     loop {
-        if HandshakeStatusCheck::check(&*c, &leaf.cert, &[], UnixTime::now()).is_err() {
+        if matches!(
+            c.in_handshake(&leaf.cert, &[], UnixTime::now()),
+            CertStatus::Revoked { .. }
+        ) {
             break;
         }
         assert!(
@@ -666,7 +680,10 @@ async fn replaced_crl_file_takes_effect_without_restart() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // And inside the handshake, too.
-    assert!(HandshakeStatusCheck::check(&*c, &leaf.cert, &[], UnixTime::now()).is_err());
+    assert!(matches!(
+        c.in_handshake(&leaf.cert, &[], UnixTime::now()),
+        CertStatus::Revoked { .. }
+    ));
 }
 
 #[test]

@@ -1,7 +1,13 @@
 //! Raw TCP mode: the backend receives a PROXY protocol v2 header, read here by a parser
 //! written from the specification (not the `ppp` crate that encodes it), then the stream.
 
+/// The backend/client test PKI and TLS peers, from the test-support crate's sources
+/// (tests/src).
+#[path = "../../tests/src/tls_peers.rs"]
 mod access_support;
+/// The test PKI (one CA/leaf builder), from the test-support crate's sources (tests/src).
+#[path = "../../tests/src/certs.rs"]
+mod certs;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

@@ -1,7 +1,13 @@
 //! Upstream TLS with the real revocation machinery: a backend whose certificate the CRL
 //! lists is refused before any request is sent; a listed-as-good one is proxied.
 
+/// The backend/client test PKI and TLS peers, from the test-support crate's sources
+/// (tests/src).
+#[path = "../../tests/src/tls_peers.rs"]
 mod access_support;
+/// The test PKI (one CA/leaf builder), from the test-support crate's sources (tests/src).
+#[path = "../../tests/src/certs.rs"]
+mod certs;
 
 use std::sync::Arc;
 
@@ -34,7 +40,7 @@ async fn revoked_backend_is_refused_good_one_connects() {
     let good = ca.server(false);
     let revoked = ca.server(false);
     let crl = dir.path().join("backend.crl");
-    std::fs::write(&crl, ca.crl(&[&revoked])).expect("crl");
+    std::fs::write(&crl, ca.crl_revoking(&[&revoked])).expect("crl");
     let good_port = backend(server_config(&good, None)).await;
     let revoked_port = backend(server_config(&revoked, None)).await;
 
@@ -44,10 +50,12 @@ async fn revoked_backend_is_refused_good_one_connects() {
         ..RevocationConfig::default()
     };
     let cache = RevocationCache::new(1000).expect("cache");
-    let factory = gateway::revocation::upstream::status_factory(
+    let factory = gateway::revocation::status::status_factory(
         &rcfg,
         "test upstream",
-        gateway::tls::policy::DEFAULT_PROVIDER,
+        Arc::new(
+            gateway::tls::base_provider(gateway::tls::policy::DEFAULT_PROVIDER).expect("provider"),
+        ),
         Some(&cache),
     )
     .expect("factory");

@@ -1,7 +1,13 @@
 //! Upstream TLS: the gateway as a S.E.E. client of a backend on loopback. Only a backend
 //! with a good, trusted, current, unrevoked certificate for the right name gets a request.
 
+/// The backend/client test PKI and TLS peers, from the test-support crate's sources
+/// (tests/src).
+#[path = "../../tests/src/tls_peers.rs"]
 mod access_support;
+/// The test PKI (one CA/leaf builder), from the test-support crate's sources (tests/src).
+#[path = "../../tests/src/certs.rs"]
+mod certs;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,13 +15,16 @@ use std::sync::Arc;
 
 use access_support::{server_config, Ca, Leaf};
 use bytes::Bytes;
+use gateway::status::{
+    BoxFuture, CertReport, CertStatus, ChainStatus, Source, StatusCheck, StatusFactory,
+};
 use gateway::upstream::{
-    error_chain, CertStatus, CertStatusReport, ChainStatusCheck, StatusFactory, StatusFuture,
-    UpstreamConnector, UpstreamError, UpstreamRevocation, UpstreamTls, UpstreamTlsConfig,
+    error_chain, UpstreamConnector, UpstreamError, UpstreamRevocation, UpstreamTls,
+    UpstreamTlsConfig,
 };
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::CertificateDer;
+use rustls::pki_types::{CertificateDer, UnixTime};
 
 /// An HTTPS backend on 127.0.0.1 answering "backend ok"; counts the requests it served.
 async fn backend(cfg: Arc<rustls::ServerConfig>) -> (u16, Arc<AtomicUsize>) {
@@ -80,22 +89,33 @@ fn cfg(p: &Pki) -> UpstreamTlsConfig {
 #[derive(Debug)]
 struct FixedStatus(CertStatus);
 
-impl ChainStatusCheck for FixedStatus {
+const DETAIL: &str = "now";
+
+impl StatusCheck for FixedStatus {
+    fn in_handshake(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> CertStatus {
+        self.0.clone()
+    }
+
     fn check_chain<'a>(
         &'a self,
         presented: &'a [CertificateDer<'static>],
-        _anchors: &'a [CertificateDer<'static>],
-    ) -> StatusFuture<'a> {
-        let out = presented
+    ) -> BoxFuture<'a, ChainStatus> {
+        let certs = presented
             .iter()
-            .map(|_| CertStatusReport {
+            .map(|_| CertReport {
                 subject: "CN=localhost".into(),
+                issuer: "CN=test".into(),
+                serial: "01".into(),
                 status: self.0.clone(),
-                source: "test".into(),
-                freshness: "now".into(),
+                detail: DETAIL.into(),
             })
             .collect();
-        Box::pin(async move { out })
+        Box::pin(async move { ChainStatus { certs } })
     }
 }
 
@@ -103,7 +123,7 @@ impl ChainStatusCheck for FixedStatus {
 fn fixed(status: CertStatus) -> Box<StatusFactory> {
     Box::new(move |anchors: &[CertificateDer<'static>]| {
         assert_eq!(anchors.len(), 1, "the backend's trust anchors are passed");
-        Ok(Arc::new(FixedStatus(status.clone())) as Arc<dyn ChainStatusCheck>)
+        Ok(Arc::new(FixedStatus(status.clone())) as Arc<dyn StatusCheck>)
     })
 }
 
@@ -195,7 +215,9 @@ async fn revoked_or_unknown_status_is_refused_before_any_request() {
     assert!(e.to_string().contains("revocation"), "{e}");
 
     let revoked = fixed(CertStatus::Revoked {
-        reason: "keyCompromise".into(),
+        source: Source::Ocsp,
+        time: None,
+        code: Some(1),
     });
     let tls =
         UpstreamTls::from_config(&c, access_support::provider(), Some(&*revoked)).expect("tls");
@@ -211,7 +233,7 @@ async fn revoked_or_unknown_status_is_refused_before_any_request() {
         error_chain(&err)
     );
 
-    let unknown = fixed(CertStatus::Unknown {
+    let unknown = fixed(CertStatus::Unavailable {
         reason: "OCSP responder timed out".into(),
     });
     let tls =
@@ -227,7 +249,9 @@ async fn revoked_or_unknown_status_is_refused_before_any_request() {
         "no request reached the backend"
     );
 
-    let good = fixed(CertStatus::Good);
+    let good = fixed(CertStatus::Good {
+        source: Some(Source::Ocsp),
+    });
     let tls = UpstreamTls::from_config(&c, access_support::provider(), Some(&*good)).expect("tls");
     assert_eq!(get(tls, port).await.expect("good status"), "backend ok");
 }

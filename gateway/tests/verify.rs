@@ -1,5 +1,11 @@
 //! `gateway verify`: each check printed, exit code 0 only when accepted.
 
+/// The test PKI (one CA/leaf builder), from the test-support crate's sources (tests/src).
+#[path = "../../tests/src/certs.rs"]
+mod certs;
+/// The CRL/OCSP test servers and the revocation test CA, from the test-support crate's
+/// sources (tests/src).
+#[path = "../../tests/src/status_servers.rs"]
 mod support;
 
 use std::path::Path;

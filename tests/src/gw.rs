@@ -31,12 +31,22 @@ impl TestGateway {
         let path = dir.join("gateway.toml");
         std::fs::write(&path, toml).map_err(|e| e.to_string())?;
         let cfg = Config::load(&path).map_err(|e| e.to_string())?;
-        let prepared = server::prepare(cfg).map_err(|e| e.to_string())?;
-        let running = server::start(prepared).map_err(|e| e.to_string())?;
+        let plan = gateway::plan::plan(&cfg).map_err(|e| e.to_string())?;
+        let running = server::start(plan).map_err(|e| e.to_string())?;
         Ok(TestGateway {
             addrs: running.local_addrs.clone(),
             running: Some(running),
         })
+    }
+
+    /// The admin listener's address (`[admin]` configured).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.running.as_ref().and_then(|r| r.admin_addr)
+    }
+
+    /// The running gateway (reload, admin state...).
+    pub fn running(&self) -> &RunningGateway {
+        self.running.as_ref().expect("running")
     }
 
     /// The first listener's port.

@@ -1,30 +1,19 @@
-//! Test support: a real PKI made with rcgen (and openssl for what rcgen refuses to make),
-//! an in-process gateway on loopback, a header-echo backend, and real clients (curl,
-//! openssl s_client, rustls).
+//! The project's one test-support crate: a real PKI made with rcgen (and openssl for what
+//! rcgen refuses to make), CRL and OCSP test servers on loopback (`status_servers`), TLS
+//! peers for backends and probes (`tls_peers`), an in-process gateway on loopback (`gw`), a
+//! header-echo backend, real clients (curl, openssl s_client, rustls) and the one skip
+//! policy (`skip`). The gateway crate's own integration tests include `skip`,
+//! `status_servers` and `tls_peers` from here by path (they run with either crypto
+//! provider, which a dependency on this crate would not allow).
 
 pub mod backend;
+pub mod certs;
 pub mod clients;
 pub mod gw;
 pub mod pki;
 pub mod raw;
+pub mod skip;
+pub mod status_servers;
+pub mod tls_peers;
 
-/// Whether we run under CI (`CI=true`): tests that need a tool must not skip there.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// Returns true if `tool` is on PATH; outside CI prints a visible skip message when not.
-///
-/// # Panics
-/// In CI, when the tool is missing (a silent skip would hide a missing install step).
-pub fn require_tool(tool: &str) -> bool {
-    let found = std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(!in_ci(), "{tool} is required in CI but not installed");
-        eprintln!("SKIPPED: {tool} not installed (run `cargo xtask install-peers`)");
-    }
-    found
-}
+pub use skip::{can_run, have_tool, in_ci, is_root, require_tool};

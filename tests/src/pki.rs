@@ -94,50 +94,28 @@ impl LeafSpec {
     }
 }
 
-/// DER of a certificatePolicies extension with the given policy OIDs (no qualifiers).
+/// A certificatePolicies extension with the given policy OIDs (no qualifiers), encoded by
+/// the `der` crate (any length).
 fn policies_ext(oids: &[Vec<u64>]) -> CustomExtension {
-    fn enc_oid(oid: &[u64]) -> Vec<u8> {
-        let mut body = vec![(oid[0] * 40 + oid[1]) as u8];
-        for &arc in &oid[2..] {
-            let mut stack = vec![(arc & 0x7f) as u8];
-            let mut v = arc >> 7;
-            while v > 0 {
-                stack.push((v & 0x7f) as u8 | 0x80);
-                v >>= 7;
+    use der::Encode;
+    use x509_cert::ext::pkix::certpolicy::PolicyInformation;
+    use x509_cert::ext::pkix::CertificatePolicies;
+    let infos = oids
+        .iter()
+        .map(|o| {
+            let dotted = o.iter().map(u64::to_string).collect::<Vec<_>>().join(".");
+            PolicyInformation {
+                policy_identifier: const_oid::ObjectIdentifier::new(&dotted).expect("policy OID"),
+                policy_qualifiers: None,
             }
-            stack.reverse();
-            body.extend(stack);
-        }
-        tlv(0x06, &body)
-    }
-    fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
-        let mut out = vec![tag];
-        if body.len() < 128 {
-            out.push(body.len() as u8);
-        } else {
-            out.push(0x81);
-            out.push(body.len() as u8);
-        }
-        out.extend_from_slice(body);
-        out
-    }
-    let infos: Vec<u8> = oids.iter().flat_map(|o| tlv(0x30, &enc_oid(o))).collect();
-    CustomExtension::from_oid_content(&[2, 5, 29, 32], tlv(0x30, &infos))
+        })
+        .collect();
+    let der = CertificatePolicies(infos).to_der().expect("policies DER");
+    CustomExtension::from_oid_content(&[2, 5, 29, 32], der)
 }
 
 fn aia_ocsp_ext(url: &str) -> CustomExtension {
-    // AuthorityInfoAccessSyntax ::= SEQUENCE OF AccessDescription
-    // AccessDescription ::= SEQUENCE { id-ad-ocsp, [6] IA5String }
-    let ocsp_oid = [0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01];
-    let mut uri = vec![0x86, url.len() as u8];
-    uri.extend_from_slice(url.as_bytes());
-    let mut ad = ocsp_oid.to_vec();
-    ad.extend(uri);
-    let mut ad_seq = vec![0x30, ad.len() as u8];
-    ad_seq.extend(ad);
-    let mut outer = vec![0x30, ad_seq.len() as u8];
-    outer.extend(ad_seq);
-    CustomExtension::from_oid_content(&[1, 3, 6, 1, 5, 5, 7, 1, 1], outer)
+    crate::certs::aia_ocsp(url)
 }
 
 fn pem_write(dir: &Path, name: &str, data: &str) -> PathBuf {
@@ -347,4 +325,36 @@ pub fn to_pem(label: &str, der: &[u8]) -> String {
     }
     s.push_str(&format!("-----END {label}-----\n"));
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Extensions longer than 127 (and 255) bytes encode: the `der` crate writes any length.
+    #[test]
+    fn long_extensions_encode_and_parse() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = TestCa::new("Long Extension CA");
+        let url = format!("http://ocsp.test/{}", "a".repeat(300));
+        let policies: Vec<Vec<u64>> = (0..40).map(|i| vec![1, 3, 6, 1, 4, 1, 99_999, i]).collect();
+        let spec = LeafSpec {
+            ocsp_url: Some(url.clone()),
+            policies: policies.clone(),
+            ..LeafSpec::client("long")
+        };
+        let leaf = ca.issue(dir.path(), "long", &spec);
+        let (_, cert) = x509_parser::parse_x509_certificate(&leaf.der).expect("the leaf parses");
+        let text = format!("{:?}", cert.extensions());
+        assert!(text.contains(&url), "the OCSP URL is in the AIA extension");
+        let n = cert
+            .extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                x509_parser::extensions::ParsedExtension::CertificatePolicies(p) => Some(p.len()),
+                _ => None,
+            })
+            .expect("policies present and parsed");
+        assert_eq!(n, policies.len());
+    }
 }

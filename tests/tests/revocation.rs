@@ -2,65 +2,18 @@
 //! certificate was revoked must not reach the backend; a new full handshake gets the
 //! `certificate_revoked` alert.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use gateway_tests::backend::EchoBackend;
 use gateway_tests::gw::{listener_toml, TestGateway, GLOBAL};
 use gateway_tests::pki::{Leaf, LeafSpec, TestCa};
-use http_body_util::Full;
+use gateway_tests::status_servers::CrlServer;
 use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevokedCertParams, SerialNumber};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use time::{Duration as TDuration, OffsetDateTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// A CRL served over HTTP on loopback; the body can be replaced while running.
-fn crl_server(body: Arc<Mutex<Vec<u8>>>) -> String {
-    crl_server_with(body, Arc::default(), Duration::ZERO)
-}
-
-/// As [`crl_server`], counting the requests it answers in `hits` and answering each after
-/// `delay` (so concurrent handshakes really overlap the fetch).
-fn crl_server_with(
-    body: Arc<Mutex<Vec<u8>>>,
-    hits: Arc<std::sync::atomic::AtomicUsize>,
-    delay: Duration,
-) -> String {
-    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    std_listener.set_nonblocking(true).expect("nonblocking");
-    let addr = std_listener.local_addr().expect("addr");
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
-            while let Ok((stream, _)) = listener.accept().await {
-                let body = body.clone();
-                let hits = hits.clone();
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |_req| {
-                        hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        let b = body.lock().map(|b| b.clone()).unwrap_or_default();
-                        async move {
-                            tokio::time::sleep(delay).await;
-                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
-                                Bytes::from(b),
-                            )))
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
-    });
-    format!("http://{addr}/client-ca.crl")
-}
 
 /// The gateway on loopback in front of an echo backend, trusting `client_ca` for client
 /// certificates, with `extra` TOML appended to the listener.
@@ -161,8 +114,7 @@ fn resumed_session_of_a_since_revoked_certificate_is_refused() {
     let ca_file = ca.write_cert(dir, "ca.pem");
     let server_ca = TestCa::new("Server CA");
     let server = server_ca.issue(dir, "server", &LeafSpec::server());
-    let body = Arc::new(Mutex::new(crl(&ca, &[])));
-    let crl_url = crl_server(body.clone());
+    let (crl_srv, crl_url) = CrlServer::start(crl(&ca, &[]));
     let serial = 0x5eed_u64;
     let spec = LeafSpec {
         crl_urls: vec![crl_url],
@@ -197,7 +149,7 @@ fn resumed_session_of_a_since_revoked_certificate_is_refused() {
         assert!(hits_good > hits_before);
 
         // Revoke; the gateway's background refresh picks the new CRL up within the interval.
-        *body.lock().expect("lock") = crl(&ca, &[serial]);
+        crl_srv.set(crl(&ca, &[serial]));
         tokio::time::sleep(Duration::from_millis(3000)).await;
 
         let (resumed, r) = request(gw.port(), &cfg).await;
@@ -339,12 +291,8 @@ fn concurrent_cold_cache_handshakes_share_one_crl_fetch() {
     let server_ca = TestCa::new("Server CA");
     let server_ca_file = server_ca.write_cert(d, "server-ca.pem");
     let server = server_ca.issue(d, "server", &LeafSpec::server());
-    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let url = crl_server_with(
-        Arc::new(Mutex::new(crl(&ca, &[666]))),
-        hits.clone(),
-        Duration::from_millis(300),
-    );
+    let (crl_srv, url) = CrlServer::start(crl(&ca, &[666]));
+    *crl_srv.delay.lock().expect("lock") = Duration::from_millis(300);
     let spec = |cn: &str, serial: u64| LeafSpec {
         crl_urls: vec![url.clone()],
         serial: Some(serial),
@@ -392,7 +340,7 @@ fn concurrent_cold_cache_handshakes_share_one_crl_fetch() {
     });
     assert_eq!((ok, refused), (N - N / 10, N / 10));
     assert_eq!(
-        hits.load(std::sync::atomic::Ordering::SeqCst),
+        crl_srv.requests.load(std::sync::atomic::Ordering::SeqCst),
         1,
         "CRL fetched more than once"
     );

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 use serde::Deserialize;
@@ -18,11 +18,11 @@ use crate::access::logincache::LoginCache;
 use crate::access::password::{PasswordFile, PasswordFileError, PasswordUser};
 use crate::access::ratelimit::{FailureLimiter, RateLimitConfig};
 use crate::access::rules::{Decision, Principal, RuleConfig, RuleError, RuleSet};
-use crate::config::Classification;
-use crate::pki::identity::{headers, AuthMethod, CertIdentity};
+use crate::access::Classification;
+use crate::pki::identity::{AuthMethod, CertIdentity};
 
 /// `[listener.access]`: the password fallback of an IN CONFIDENCE listener.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccessConfig {
     /// Password file (`user:argon2id-PHC[:groups]` lines). Only on IN CONFIDENCE listeners;
@@ -39,7 +39,7 @@ pub struct AccessConfig {
     /// a check beyond it is answered at once with 503 and `Retry-After` (a flood never
     /// queues unbounded argon2 work or holds connections for long). At least 1.
     pub max_queued_checks: usize,
-    /// Seconds a successful password check is remembered (keyed hash of the credentials),
+    /// Seconds a successful password check is remembered (HMAC of the credentials),
     /// so a browser re-sending Basic credentials does not cost an argon2 check per request;
     /// 0 disables.
     pub login_cache_secs: u64,
@@ -123,7 +123,7 @@ pub enum AccessError {
 pub struct ListenerAccess {
     classification: Classification,
     realm: String,
-    passwords: Option<arc_swap::ArcSwap<PasswordFile>>,
+    passwords: Option<Arc<PasswordFile>>,
     limiter: FailureLimiter,
     rules: RuleSet,
     checks: Arc<Semaphore>,
@@ -151,24 +151,6 @@ pub struct Granted {
     pub user: Option<PasswordUser>,
     /// The rule that allowed it (None: the listener has no rules).
     pub rule: Option<String>,
-}
-
-impl Granted {
-    /// Identity headers to add for a password user (`x-client-auth-method: password`,
-    /// `x-client-user`). Certificate identity headers are the proxy's.
-    pub fn password_headers(&self) -> Vec<(HeaderName, HeaderValue)> {
-        let Some(u) = &self.user else {
-            return Vec::new();
-        };
-        let mut out = vec![(
-            HeaderName::from_static(headers::AUTH_METHOD),
-            HeaderValue::from_static(AuthMethod::Password.as_str()),
-        )];
-        if let Ok(v) = HeaderValue::from_str(&u.name) {
-            out.push((HeaderName::from_static(headers::USER), v));
-        }
-        out
-    }
 }
 
 /// A request that did not pass: the response to send and the line to log.
@@ -207,7 +189,7 @@ impl ListenerAccess {
             Some(p) => {
                 let file = PasswordFile::load(p)?;
                 warn_nonuniform(p, &file);
-                Some(arc_swap::ArcSwap::from_pointee(file))
+                Some(Arc::new(file))
             }
             None => None,
         };
@@ -231,19 +213,6 @@ impl ListenerAccess {
         })
     }
 
-    /// Replaces the password file (on reload); readers never wait.
-    pub fn replace_passwords(&self, file: PasswordFile) {
-        if let Some(p) = &self.passwords {
-            p.store(Arc::new(file));
-            self.logins.clear();
-        }
-    }
-
-    /// The compiled rules (e.g. to authorise TCP connections with `path = "/"`).
-    pub fn rules(&self) -> &RuleSet {
-        &self.rules
-    }
-
     /// Decides one request.
     ///
     /// * With a verified client certificate (`cert`), the certificate alone counts: any
@@ -256,13 +225,15 @@ impl ListenerAccess {
     ///   password off the event loop.
     /// * Then the rules decide (403 with the rule's short reason).
     ///
+    /// A `tcp://` listener decides its connections here too, with path `/` and no headers.
+    ///
     /// # Errors
     /// [`Refused`] with the response to send and the reason to log.
     pub async fn authorize(
         &self,
         peer: IpAddr,
         cert: Option<&CertIdentity>,
-        path: &crate::proxy::path::CanonicalPath,
+        path: &crate::path::CanonicalPath,
         request_headers: &HeaderMap,
     ) -> Result<Granted, Box<Refused>> {
         let (method, user) = match cert {
@@ -337,6 +308,7 @@ impl ListenerAccess {
             Ok(None) => return challenge("no client certificate and no credentials".into()),
             Err(e) => {
                 if let Err(l) = self.limiter.check(peer, None, now) {
+                    count(&PASSWORD_STATS.rate_limited);
                     return refuse(
                         too_many(l.retry_after()),
                         format!("rate limited ({l:?}) malformed credentials from {peer}"),
@@ -349,9 +321,11 @@ impl ListenerAccess {
         // A recent success with exactly these credentials: no argon2, and no lock-out by
         // someone else's failures for this user.
         if let Some(u) = self.logins.get(&creds.user, &creds.password, now) {
+            count(&PASSWORD_STATS.cached);
             return Ok(u);
         }
         if let Err(l) = self.limiter.check(peer, Some(&creds.user), now) {
+            count(&PASSWORD_STATS.rate_limited);
             return refuse(
                 too_many(l.retry_after()),
                 format!(
@@ -386,7 +360,7 @@ impl ListenerAccess {
                 }
             }
         };
-        let file = passwords.load_full();
+        let file = passwords.clone();
         let user = creds.user.clone();
         let verified = tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -397,10 +371,12 @@ impl ListenerAccess {
         .ok();
         match verified {
             Some((Some(u), creds)) => {
+                count(&PASSWORD_STATS.ok);
                 self.logins.put(&creds.password, &u, Instant::now());
                 Ok(u)
             }
             _ => {
+                count(&PASSWORD_STATS.failed);
                 self.limiter
                     .record_failure(peer, Some(&user), Instant::now());
                 challenge(format!(
@@ -409,6 +385,32 @@ impl ListenerAccess {
             }
         }
     }
+}
+
+/// Process-wide password-authentication counters (password checks are rare and cost an
+/// argon2 run each, so one shared set of relaxed atomics is cheap enough).
+#[derive(Debug, Default)]
+pub struct PasswordStats {
+    /// Passwords verified correct with argon2.
+    pub ok: std::sync::atomic::AtomicU64,
+    /// Passwords verified wrong (or unknown user).
+    pub failed: std::sync::atomic::AtomicU64,
+    /// Accepted from the login cache (no argon2 run).
+    pub cached: std::sync::atomic::AtomicU64,
+    /// Attempts refused by the failure rate limit (429).
+    pub rate_limited: std::sync::atomic::AtomicU64,
+}
+
+/// The process's password-authentication counters (exported on `/metrics`).
+pub static PASSWORD_STATS: PasswordStats = PasswordStats {
+    ok: std::sync::atomic::AtomicU64::new(0),
+    failed: std::sync::atomic::AtomicU64::new(0),
+    cached: std::sync::atomic::AtomicU64::new(0),
+    rate_limited: std::sync::atomic::AtomicU64::new(0),
+};
+
+fn count(c: &std::sync::atomic::AtomicU64) {
+    c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
 fn warn_nonuniform(path: &Path, file: &PasswordFile) {
@@ -504,23 +506,19 @@ mod tests {
             .authorize(
                 ip,
                 None,
-                &crate::proxy::path::CanonicalPath::root(),
+                &crate::path::CanonicalPath::root(),
                 &basic("alice", "alice password"),
             )
             .await
             .expect("granted");
         assert_eq!(g.method, AuthMethod::Password);
-        let hs = g.password_headers();
-        assert!(hs.iter().any(|(k, v)| k == headers::USER && v == "alice"));
-        assert!(hs
-            .iter()
-            .any(|(k, v)| k == headers::AUTH_METHOD && v == "password"));
+        assert_eq!(g.user.as_ref().map(|u| u.name.as_str()), Some("alice"));
 
         let r = a
             .authorize(
                 ip,
                 None,
-                &crate::proxy::path::CanonicalPath::root(),
+                &crate::path::CanonicalPath::root(),
                 &HeaderMap::new(),
             )
             .await
@@ -535,7 +533,7 @@ mod tests {
             .authorize(
                 ip,
                 None,
-                &crate::proxy::path::CanonicalPath::root(),
+                &crate::path::CanonicalPath::root(),
                 &basic("alice", "wrong"),
             )
             .await
@@ -545,7 +543,7 @@ mod tests {
             .authorize(
                 ip,
                 None,
-                &crate::proxy::path::CanonicalPath::root(),
+                &crate::path::CanonicalPath::root(),
                 &basic("alice", "wrong"),
             )
             .await
@@ -556,7 +554,7 @@ mod tests {
             .authorize(
                 "192.0.2.99".parse().expect("ip"),
                 None,
-                &crate::proxy::path::CanonicalPath::root(),
+                &crate::path::CanonicalPath::root(),
                 &basic("alice", "alice password"),
             )
             .await
@@ -566,11 +564,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn successful_logins_are_cached_until_the_file_changes() {
+    async fn successful_logins_are_cached_until_the_plan_is_rebuilt() {
         let (d, a) = setup_with(Classification::InConfidence, 300);
         let ip: IpAddr = "192.0.2.1".parse().expect("ip");
         let good = basic("alice", "alice password");
-        a.authorize(ip, None, &crate::proxy::path::CanonicalPath::root(), &good)
+        a.authorize(ip, None, &crate::path::CanonicalPath::root(), &good)
             .await
             .expect("first login");
         assert_eq!(a.logins.len(), 1);
@@ -581,7 +579,7 @@ mod tests {
                 .authorize(
                     ip,
                     None,
-                    &crate::proxy::path::CanonicalPath::root(),
+                    &crate::path::CanonicalPath::root(),
                     &basic("alice", "guess"),
                 )
                 .await
@@ -591,21 +589,27 @@ mod tests {
         a.authorize(
             "192.0.2.9".parse().expect("ip"),
             None,
-            &crate::proxy::path::CanonicalPath::root(),
+            &crate::path::CanonicalPath::root(),
             &good,
         )
         .await
         .expect("cached login");
-        // A new password file empties the cache: the old password no longer works.
+        // A new password file takes effect with a new plan (a reload builds one), whose
+        // access state starts with an empty cache: the old password no longer works.
         let p = d.path().join("users");
         set_password(&p, "alice", "new alice password", None).expect("passwd");
-        a.replace_passwords(PasswordFile::load(&p).expect("load"));
+        let cfg = AccessConfig {
+            password_file: Some(p),
+            login_cache_secs: 300,
+            ..AccessConfig::default()
+        };
+        let a = ListenerAccess::new(Classification::InConfidence, &cfg, &[]).expect("access");
         assert_eq!(a.logins.len(), 0);
         let r = a
             .authorize(
                 "192.0.2.10".parse().expect("ip"),
                 None,
-                &crate::proxy::path::CanonicalPath::root(),
+                &crate::path::CanonicalPath::root(),
                 &good,
             )
             .await
@@ -642,7 +646,7 @@ mod tests {
                         .authorize(
                             ip,
                             None,
-                            &crate::proxy::path::CanonicalPath::root(),
+                            &crate::path::CanonicalPath::root(),
                             &basic(&format!("user{i}"), "guess"),
                         )
                         .await
@@ -684,7 +688,7 @@ mod tests {
             .authorize(
                 "192.0.2.1".parse().expect("ip"),
                 None,
-                &crate::proxy::path::CanonicalPath::root(),
+                &crate::path::CanonicalPath::root(),
                 &basic("alice", "alice password"),
             )
             .await

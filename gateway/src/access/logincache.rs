@@ -2,25 +2,28 @@
 //!
 //! Browsers send Basic credentials with every request; without a cache every request would
 //! cost an argon2id verification (tens of milliseconds and ~19 MiB). A successful check is
-//! remembered for `ttl` under a keyed SHA-256 of `user NUL password` (the key is random per
-//! process, so the table reveals nothing about passwords and cannot be precomputed). Only
-//! successes are cached: a wrong password always pays the full argon2 cost. The cache is
-//! cleared when the password file is replaced, and it is bounded (when full, expired
-//! entries go first, then everything: the cost of a miss is one argon2 check).
+//! remembered for `ttl` under HMAC-SHA-256 of `user NUL password` (the key is random per
+//! cache, so the table reveals nothing about passwords and cannot be precomputed). Only
+//! successes are cached: a wrong password always pays the full argon2 cost. The cache
+//! belongs to one listener plan: a reload loads the password file into a new plan, with a
+//! new, empty cache. It is bounded (when full, expired entries go first, then everything:
+//! the cost of a miss is one argon2 check).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
-use sha2::{Digest, Sha256};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 use crate::access::password::PasswordUser;
 
 /// Cache of successful logins for one listener.
 #[derive(Debug)]
 pub struct LoginCache {
-    key: [u8; 32],
+    /// HMAC-SHA-256 keyed with a random 64-byte key (one block), ready to clone per use.
+    mac: Hmac<Sha256>,
     ttl: Duration,
     max: usize,
     map: Mutex<HashMap<[u8; 32], (PasswordUser, Instant)>>,
@@ -29,10 +32,10 @@ pub struct LoginCache {
 impl LoginCache {
     /// A cache keeping successes for `ttl` (zero disables it), at most `max` entries.
     pub fn new(ttl: Duration, max: usize) -> Self {
-        let mut key = [0u8; 32];
+        let mut key = [0u8; 64];
         OsRng.fill_bytes(&mut key);
         LoginCache {
-            key,
+            mac: <Hmac<Sha256> as hmac::digest::KeyInit>::new(&key.into()),
             ttl,
             max: max.max(1),
             map: Mutex::new(HashMap::new()),
@@ -40,12 +43,11 @@ impl LoginCache {
     }
 
     fn digest(&self, user: &str, password: &str) -> [u8; 32] {
-        let mut h = Sha256::new();
-        h.update(self.key);
-        h.update(user.as_bytes());
-        h.update([0u8]);
-        h.update(password.as_bytes());
-        h.finalize().into()
+        let mut mac = self.mac.clone();
+        mac.update(user.as_bytes());
+        mac.update(&[0u8]);
+        mac.update(password.as_bytes());
+        mac.finalize().into_bytes().into()
     }
 
     /// The cached user for these credentials, if a check succeeded within the TTL.
@@ -75,11 +77,6 @@ impl LoginCache {
             }
         }
         map.insert(d, (user.clone(), now + self.ttl));
-    }
-
-    /// Forgets everything (the password file changed).
-    pub fn clear(&self) {
-        self.map.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     /// Entries held, for metrics and tests.
@@ -120,8 +117,12 @@ mod tests {
             "no ambiguity between fields"
         );
         assert!(c.get("alice", "pw", t0 + Duration::from_secs(61)).is_none());
-        c.clear();
-        assert!(c.get("alice", "pw", t0).is_none());
+        let other = LoginCache::new(Duration::from_secs(60), 10);
+        assert_ne!(
+            c.digest("alice", "pw"),
+            other.digest("alice", "pw"),
+            "keyed per cache"
+        );
     }
 
     #[test]

@@ -13,122 +13,19 @@ pub mod ratelimit;
 pub mod rules;
 
 pub use listener::{AccessConfig, AccessError, Granted, ListenerAccess, Refused};
-pub use plan::{build_plan, AccessPlan, Target};
+pub use plan::{AccessPlan, Target};
+pub use rules::{RouteConfig, RouteTable, RuleConfig, RuleSet};
 
-use std::path::Path;
+use serde::Deserialize;
 
-use crate::config::{parse_backend, Backend, ListenerConfig};
-
-/// Resolves the relative paths of a listener's access, route and upstream settings against
-/// the config file's directory.
-pub fn resolve_paths(l: &mut ListenerConfig, base: &Path) {
-    l.access.resolve_paths(base);
-    if let Some(u) = &mut l.upstream {
-        u.resolve_paths(base);
-    }
-    for r in &mut l.routes {
-        if let Some(u) = &mut r.upstream {
-            u.resolve_paths(base);
-        }
-    }
-}
-
-/// Checks a listener's access, rule, route and upstream settings without touching files.
-/// `Err((key, message))` names the key below `listener[i].`.
-///
-/// # Errors
-/// A password file on a SENSITIVE or TCP listener, a bad rule, a route that is not
-/// `http(s)://`, an `https://` backend without upstream settings (or upstream settings
-/// without an `https://` backend), path-scoped rules or routes on a TCP listener.
-pub fn validate_listener(l: &ListenerConfig) -> Result<(), (String, String)> {
-    l.access.validate(l.classification)?;
-    rules::RuleSet::compile(&l.rules)
-        .map_err(|e| (format!("rule[{}].{}", e.index, e.key), e.message))?;
-    let backend = parse_backend(&l.backend).map_err(|m| ("backend".to_string(), m))?;
-    check_upstream("", &backend, l.upstream.as_ref())?;
-    if matches!(backend, Backend::Tcp { .. }) {
-        if l.access.password_file.is_some() {
-            return Err((
-                "access.password_file".into(),
-                "a tcp:// listener has no HTTP, so no password fallback".into(),
-            ));
-        }
-        if !l.routes.is_empty() {
-            return Err((
-                "route".into(),
-                "a tcp:// listener cannot route by path".into(),
-            ));
-        }
-        if let Some(i) = l
-            .rules
-            .iter()
-            .position(|r| r.path.as_deref().is_some_and(|p| p != "/"))
-        {
-            return Err((
-                format!("rule[{i}].path"),
-                "a tcp:// listener has no paths; rules apply to the connection".into(),
-            ));
-        }
-    }
-    let mut paths = Vec::new();
-    for (i, r) in l.routes.iter().enumerate() {
-        let b = parse_backend(&r.backend).map_err(|m| (format!("route[{i}].backend"), m))?;
-        if !matches!(b, Backend::Http { .. } | Backend::Https { .. }) {
-            return Err((
-                format!("route[{i}].backend"),
-                "a route goes to http:// or https://".into(),
-            ));
-        }
-        check_upstream(&format!("route[{i}]."), &b, r.upstream.as_ref())?;
-        paths.push((r.path.clone(), ()));
-    }
-    rules::RouteTable::new(paths).map_err(|(i, m)| (format!("route[{i}].path"), m))?;
-    Ok(())
-}
-
-fn check_upstream(
-    prefix: &str,
-    b: &Backend,
-    u: Option<&crate::upstream::UpstreamTlsConfig>,
-) -> Result<(), (String, String)> {
-    match (b, u) {
-        (Backend::Https { .. }, None) => Err((
-            format!("{prefix}upstream"),
-            "an https:// backend needs [upstream] settings with its trusted_cas".into(),
-        )),
-        (Backend::Https { .. }, Some(u)) => u
-            .validate()
-            .map_err(|(k, m)| (format!("{prefix}upstream.{k}"), m)),
-        (_, Some(_)) => Err((
-            format!("{prefix}upstream"),
-            "upstream TLS settings only apply to an https:// backend".into(),
-        )),
-        (_, None) => Ok(()),
-    }
-}
-
-/// Relaxations in a listener's access and upstream settings, for the start-up log.
-pub fn relaxations(l: &ListenerConfig) -> Vec<String> {
-    let mut out = Vec::new();
-    if l.access.password_file.is_some() {
-        out.push(
-            "access.password_file set: clients without a certificate may log in with a password"
-                .into(),
-        );
-    }
-    if let Some(u) = &l.upstream {
-        out.extend(u.relaxations());
-    }
-    for (i, r) in l.routes.iter().enumerate() {
-        if let Some(u) = &r.upstream {
-            out.extend(
-                u.relaxations()
-                    .into_iter()
-                    .map(|m| format!("route[{i}]: {m}")),
-            );
-        }
-    }
-    out
+/// Data classification of a listener (S.E.E. 14.2.14).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Classification {
+    /// A valid client certificate is required; the handshake fails without one.
+    Sensitive,
+    /// A certificate is optional; without one the client must authenticate otherwise.
+    InConfidence,
 }
 
 #[cfg(test)]

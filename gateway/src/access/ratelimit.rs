@@ -26,7 +26,7 @@ use serde::Deserialize;
 const SHARDS: usize = 16;
 
 /// Rate limit settings, `[listener.access.rate_limit]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
     /// Failed attempts allowed at once from one source (IPv4 address or IPv6 /64).

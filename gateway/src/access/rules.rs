@@ -14,7 +14,7 @@
 //!   anything no rule allowed is denied (default deny).
 //! * Path prefixes match whole segments: `/admin` covers `/admin` and `/admin/x`, not
 //!   `/administrator`. Rules and routes match the request's canonical path
-//!   ([`crate::proxy::path`]: unreserved escapes decoded, `//` merged, `.` and `..`
+//!   ([`crate::path`]: unreserved escapes decoded, `//` merged, `.` and `..`
 //!   resolved, ambiguous input refused before any rule runs), so `/%61dmin` is `/admin`; the
 //!   backend receives exactly that canonical path. With `[listener.paths] case_insensitive`,
 //!   prefixes compare ignoring ASCII case.
@@ -26,11 +26,11 @@
 use serde::Deserialize;
 
 use crate::access::password::PasswordUser;
+use crate::path::{canonicalize, CanonicalPath, PathOptions};
 use crate::pki::identity::CertIdentity;
-use crate::proxy::path::{canonicalize, CanonicalPath, PathOptions};
 
 /// Whether a rule allows or denies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
     /// Let the request through.
@@ -40,7 +40,7 @@ pub enum Action {
 }
 
 /// Restricts a rule to one way of authenticating.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuthKind {
     /// Clients authenticated by certificate.
@@ -50,7 +50,7 @@ pub enum AuthKind {
 }
 
 /// One `[[listener.rule]]`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
     /// A name for logs (default `rule[N]`).
@@ -106,7 +106,7 @@ pub struct RuleConfig {
 }
 
 /// One `[[listener.route]]`: requests under `path` go to `backend`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// Path prefix (whole segments, like rules).

@@ -296,12 +296,13 @@ crl_files = ["{}"]
 fn random_serial() -> [u8; 16] {
     let mut s = [0u8; 16];
     // The provider's CSPRNG (the OS generator behind aws-lc-rs / ring).
-    let provider = if cfg!(feature = "aws-lc-rs") {
-        "aws-lc-rs"
-    } else {
-        "ring"
-    };
-    if let Ok(p) = crate::tls::policy::base_provider(provider) {
+    #[cfg(feature = "aws-lc-rs")]
+    let provider = Some(rustls::crypto::aws_lc_rs::default_provider());
+    #[cfg(all(not(feature = "aws-lc-rs"), feature = "ring"))]
+    let provider = Some(rustls::crypto::ring::default_provider());
+    #[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
+    let provider: Option<rustls::crypto::CryptoProvider> = None;
+    if let Some(p) = provider {
         if p.secure_random.fill(&mut s).is_err() {
             tracing::warn!("secure random unavailable; serial from the clock");
             s[..16].copy_from_slice(

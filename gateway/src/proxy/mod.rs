@@ -3,7 +3,9 @@
 
 pub mod builtin;
 pub mod headers;
-pub mod path;
+
+/// Request path canonicalisation (the top-level `path` module, below `access`).
+pub use crate::path;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,12 +19,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use crate::access::AccessPlan;
-use crate::config::{Backend, Classification};
 use crate::metrics::WorkerCounters;
+use crate::path::{CanonicalPath, PathError, PathOptions};
 use crate::pki::identity::CertIdentity;
-use crate::upstream::UpstreamConnector;
-use headers::IdentityHeaders;
-use path::{CanonicalPath, PathError, PathOptions};
+use crate::upstream::{Backend, UpstreamConnector};
+use headers::{ForwardingConfig, IdentityHeaders};
 
 /// Response body type of the proxy.
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
@@ -36,23 +37,19 @@ pub struct ConnContext {
     pub identity: Option<Arc<CertIdentity>>,
     /// Identity headers, computed once per connection.
     pub identity_headers: Option<IdentityHeaders>,
-    /// Listener classification.
-    pub classification: Classification,
+    /// The client address as an `X-Forwarded-For` value, computed once per connection.
+    pub forwarded_for: HeaderValue,
 }
 
 impl ConnContext {
     /// Context for a connection; precomputes the identity headers.
-    pub fn new(
-        peer: SocketAddr,
-        identity: Option<Arc<CertIdentity>>,
-        classification: Classification,
-    ) -> Self {
+    pub fn new(peer: SocketAddr, identity: Option<Arc<CertIdentity>>) -> Self {
         let identity_headers = identity.as_deref().map(IdentityHeaders::for_certificate);
         ConnContext {
             peer,
             identity,
             identity_headers,
-            classification,
+            forwarded_for: headers::forwarded_for_value(peer.ip()),
         }
     }
 }
@@ -60,8 +57,10 @@ impl ConnContext {
 /// A worker's proxy for one listener (its own backend connection pools).
 #[derive(Clone, Debug)]
 pub struct Proxy {
-    /// Access decision and routes (None: certificate clients only, one backend).
-    plan: Option<Arc<AccessPlan>>,
+    /// Access decision and routes.
+    plan: Arc<AccessPlan>,
+    /// Which peers may make forwarding claims.
+    forwarding: Arc<ForwardingConfig>,
     /// One backend and pool per target: `[0]` the listener's backend, then the routes'.
     targets: Vec<ProxyTarget>,
 }
@@ -150,17 +149,9 @@ fn owned_text_response(status: StatusCode, body: String) -> Response<ProxyBody> 
 }
 
 impl Proxy {
-    /// A proxy to `backend` with a fresh connection pool.
-    pub fn new(backend: Backend) -> Self {
-        Proxy {
-            plan: None,
-            targets: vec![ProxyTarget::new(backend, UpstreamConnector::new(None))],
-        }
-    }
-
-    /// A proxy applying `plan` (password fallback, rules, routes, upstream TLS), with fresh
-    /// connection pools for each of its targets.
-    pub fn with_plan(plan: Arc<AccessPlan>) -> Self {
+    /// A proxy applying `plan` (password fallback, rules, routes, upstream TLS) and the
+    /// listener's trusted proxies, with fresh connection pools for each of its targets.
+    pub fn with_plan(plan: Arc<AccessPlan>, forwarding: Arc<ForwardingConfig>) -> Self {
         let targets = plan
             .targets()
             .iter()
@@ -172,7 +163,8 @@ impl Proxy {
             })
             .collect();
         Proxy {
-            plan: Some(plan),
+            plan,
+            forwarding,
             targets,
         }
     }
@@ -181,19 +173,6 @@ impl Proxy {
         Client::builder(TokioExecutor::new())
             .pool_idle_timeout(std::time::Duration::from_secs(60))
             .build(connector)
-    }
-
-    /// The `host:port` of a `tcp://` listener backend (raw TCP mode), if it is one.
-    pub fn tcp_backend(&self) -> Option<&str> {
-        match self.targets.first().map(|t| &t.backend) {
-            Some(Backend::Tcp { authority }) => Some(authority),
-            _ => None,
-        }
-    }
-
-    /// The access plan, if any.
-    pub fn plan(&self) -> Option<&Arc<AccessPlan>> {
-        self.plan.as_ref()
     }
 
     /// Handles one request: authentication gate, header rewrite, forward.
@@ -205,30 +184,38 @@ impl Proxy {
     ) -> Response<ProxyBody> {
         WorkerCounters::inc(&counters.requests);
         // One canonical path: the rules and routes match it, the backend receives it.
-        let opts = self.plan.as_ref().map_or(PathOptions::STRICT, |p| p.paths);
-        let path = match request_path(&req, &opts) {
+        let path = match request_path(&req, &self.plan.paths) {
             Ok(p) => p,
             Err(e) => {
                 tracing::info!(peer = %ctx.peer, target = %req.uri(), reason = %e, "request refused: ambiguous target");
                 return owned_text_response(StatusCode::BAD_REQUEST, format!("{e}\n"));
             }
         };
+        // One host: a single valid Host (HTTP/1.1), equal to :authority (HTTP/2).
+        let version = req.version();
+        let authority = req.uri().authority().cloned();
+        let host = match headers::check_host(req.headers_mut(), version, authority.as_ref()) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::info!(peer = %ctx.peer, reason = %e, "request refused: ambiguous host");
+                return owned_text_response(StatusCode::BAD_REQUEST, format!("{e}\n"));
+            }
+        };
         // Access decision: certificate alone if one was verified; else (IN CONFIDENCE)
         // Basic credentials; then the rules. SENSITIVE listeners never look at passwords.
-        let mut password_user = None;
-        if let Some(plan) = &self.plan {
-            match plan
-                .access
-                .authorize(ctx.peer.ip(), ctx.identity.as_deref(), &path, req.headers())
-                .await
-            {
-                Ok(granted) => password_user = granted.user,
-                Err(refused) => {
-                    tracing::info!(peer = %ctx.peer, path = path.as_str(), status = refused.response.status().as_u16(), reason = %refused.log_reason, "request refused");
-                    return refused.response.map(|b| b.map_err(|n| match n {}).boxed());
-                }
+        let password_user = match self
+            .plan
+            .access
+            .authorize(ctx.peer.ip(), ctx.identity.as_deref(), &path, req.headers())
+            .await
+        {
+            Ok(granted) => granted.user,
+            Err(refused) => {
+                tracing::info!(peer = %ctx.peer, path = path.as_str(), status = refused.response.status().as_u16(), reason = %refused.log_reason, "request refused");
+                return refused.response.map(|b| b.map_err(|n| match n {}).boxed());
             }
-        }
+        };
+        // `authorize` grants a request only with a certificate or a password user.
         let pw_headers;
         let id_headers = match (&ctx.identity_headers, &password_user) {
             (Some(h), _) => h,
@@ -237,60 +224,50 @@ impl Proxy {
                 &pw_headers
             }
             (None, None) => {
-                // Only IN CONFIDENCE listeners complete a handshake without a certificate.
-                let mut r = text_response(StatusCode::UNAUTHORIZED, "authentication required\n");
-                r.headers_mut().insert(
-                    http::header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Basic realm=\"gateway\", charset=\"UTF-8\""),
-                );
-                return r;
+                tracing::error!(peer = %ctx.peer, path = path.as_str(), "request granted without an identity");
+                return text_response(StatusCode::INTERNAL_SERVER_ERROR, "no identity\n");
             }
         };
+        // Identity hygiene: the backend learns who the client is from the gateway only.
+        let trusted_proxy = self.forwarding.is_trusted(ctx.peer.ip());
         let h = req.headers_mut();
         headers::strip_hop_by_hop(h);
-        headers::strip_identity(h);
-        if password_user.is_some() {
-            // The backend gets the user name, never the password.
-            h.remove(http::header::AUTHORIZATION);
+        // Also `Authorization`: a password user's credentials never reach the backend, and
+        // a certificate client is judged by its certificate alone.
+        let stripped = headers::strip_client_claims(h, trusted_proxy);
+        if stripped > 0 {
+            tracing::debug!(peer = %ctx.peer, stripped, "client identity/forwarding headers removed");
         }
         id_headers.apply(h);
-        headers::set_forwarded(h, ctx.peer.ip());
+        headers::set_forwarded(h, &ctx.forwarded_for, host, trusted_proxy);
 
-        let index = self
-            .plan
-            .as_ref()
-            .map(|p| p.target_index(&path))
-            .unwrap_or(0);
+        let index = self.plan.target_index(&path);
         let Some(target) = self.targets.get(index) else {
             return text_response(StatusCode::INTERNAL_SERVER_ERROR, "no backend\n");
         };
-        let (scheme, authority) = match (&target.backend, &target.base) {
-            (Backend::BuiltinIdentity, _) => return builtin::identity_response(&req),
-            (_, Some(base)) => base.clone(),
-            (_, None) => {
-                return text_response(StatusCode::INTERNAL_SERVER_ERROR, "no http backend\n")
-            }
-        };
-        if !req.headers().contains_key(http::header::HOST) {
-            if let Some(a) = req.uri().authority().cloned() {
-                if let Ok(v) = HeaderValue::from_str(a.as_str()) {
-                    req.headers_mut().insert(http::header::HOST, v);
-                }
-            }
-        }
         // Exactly the path the rules matched, then the client's query as sent.
         let mut pq = path.into_string();
         if let Some(q) = req.uri().query() {
             pq.push('?');
             pq.push_str(q);
         }
+        let Ok(pq) = PathAndQuery::from_maybe_shared(Bytes::from(pq)) else {
+            return text_response(StatusCode::BAD_REQUEST, "bad request target\n");
+        };
+        let (scheme, authority) = match (&target.backend, &target.base) {
+            (Backend::BuiltinIdentity, _) => {
+                *req.uri_mut() = Uri::from(pq);
+                return builtin::identity_response(&req);
+            }
+            (_, Some(base)) => base.clone(),
+            (_, None) => {
+                return text_response(StatusCode::INTERNAL_SERVER_ERROR, "no http backend\n")
+            }
+        };
         let mut parts = http::uri::Parts::default();
         parts.scheme = Some(scheme);
         parts.authority = Some(authority);
-        parts.path_and_query = match PathAndQuery::from_maybe_shared(Bytes::from(pq)) {
-            Ok(pq) => Some(pq),
-            Err(_) => return text_response(StatusCode::BAD_REQUEST, "bad request target\n"),
-        };
+        parts.path_and_query = Some(pq);
         *req.uri_mut() = match Uri::from_parts(parts) {
             Ok(u) => u,
             Err(_) => return text_response(StatusCode::BAD_REQUEST, "bad request target\n"),

@@ -118,6 +118,20 @@ pub(crate) fn crl_key(url: &str, issuer: &CertInfo<'_>) -> Vec<u8> {
     k
 }
 
+/// A CRL held by the gateway (downloaded or a configured file), for `/metrics` and
+/// `/readyz`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlOverview {
+    /// Its URL or file path.
+    pub source: String,
+    /// Issuer DN (RFC 4514).
+    pub issuer: String,
+    /// thisUpdate, Unix seconds.
+    pub this_update: i64,
+    /// nextUpdate, Unix seconds.
+    pub next_update: i64,
+}
+
 type OcspResult = Result<OcspAnswer, Reason>;
 type CrlResult = Result<Arc<CrlState>, Reason>;
 
@@ -194,6 +208,30 @@ impl RevocationCache {
     /// The counters.
     pub fn metrics(&self) -> MetricsSnapshot {
         self.metrics.snapshot()
+    }
+
+    /// The live counters (histograms by source).
+    pub fn live_metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Entries held: (per-certificate statuses, CRLs).
+    pub fn entries(&self) -> (usize, usize) {
+        (self.status.len(), self.crls.len())
+    }
+
+    /// The CRLs downloaded from distribution points, with their validity.
+    pub fn crls(&self) -> Vec<CrlOverview> {
+        self.crls
+            .pin()
+            .values()
+            .map(|s| CrlOverview {
+                source: s.url.clone(),
+                issuer: super::cert::name_string(&s.crl.issuer),
+                this_update: s.crl.this_update,
+                next_update: s.crl.next_update,
+            })
+            .collect()
     }
 
     /// Logs the counters (one `info` line); call it on an interval.
@@ -355,7 +393,7 @@ impl RevocationCache {
                             e.refetch = Some(target.clone());
                             cache.insert(&k, e);
                         }
-                        Err(_) => cache.metrics.fetch_failure(),
+                        Err(_) => cache.metrics.fetch_failure(Source::Ocsp),
                     }
                     r
                 });
@@ -391,7 +429,7 @@ impl RevocationCache {
                 .join_or_start(&self.bg, key, recheck, move || async move {
                     let r = fetch_crl(&cache, &k, url, issuer, ctx, now).await;
                     if r.is_err() {
-                        cache.metrics.fetch_failure();
+                        cache.metrics.fetch_failure(Source::Crl);
                     }
                     r
                 });
@@ -537,7 +575,7 @@ pub(crate) async fn fetch_ocsp_raw(
         Some(u) => ctx.fetcher.get_ocsp(&u).await,
         None => ctx.fetcher.post_ocsp(&t.url, req.der.clone()).await,
     };
-    cache.metrics.latency(t0.elapsed());
+    cache.metrics.latency(Source::Ocsp, t0.elapsed());
     let body = body.map_err(fetch_reason)?;
     let answer = ocsp::verify_response(
         &body,
@@ -596,7 +634,7 @@ async fn fetch_crl(
     cache.metrics.crl_fetch();
     let t0 = Instant::now();
     let fetched = ctx.fetcher.get(&url, &validators).await;
-    cache.metrics.latency(t0.elapsed());
+    cache.metrics.latency(Source::Crl, t0.elapsed());
     let old_expiry = old.as_ref().map(|o| o.crl.next_update);
     let stale_old = |why: String| match old_expiry {
         Some(t) => Reason::Stale {

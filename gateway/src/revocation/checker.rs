@@ -21,7 +21,7 @@ use super::flight::wait;
 use super::local::{self, LocalCrl, LocalListing};
 use super::now_secs;
 use super::ocsp::OcspStatus;
-use crate::tls::client_verifier::HandshakeStatusCheck;
+use crate::status::{BoxFuture, CertStatus, ChainStatus, StatusCheck};
 
 /// Errors building a checker.
 #[derive(Debug, thiserror::Error)]
@@ -36,9 +36,10 @@ pub enum CheckerError {
     },
 }
 
-/// The status of one checked certificate.
+/// The status of one certificate the checker accepted, with its provenance (the
+/// [`StatusCheck`] reports it as [`CertStatus::Good`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertStatus {
+pub struct CheckedCert {
     /// Serial, hex.
     pub serial: String,
     /// The source of the `good` answer; `None` when accepted by soft-fail.
@@ -57,7 +58,7 @@ pub enum Verdict {
     /// Revocation checking is disabled for this listener (`enabled = false`).
     NotChecked,
     /// Every checked certificate (leaf first) is not revoked.
-    Good(Vec<CertStatus>),
+    Good(Vec<CheckedCert>),
 }
 
 /// Checks certificate status under one listener's policy. Shared (`Arc`) by all workers.
@@ -75,6 +76,25 @@ pub struct RevocationChecker {
 }
 
 impl RevocationChecker {
+    /// The configured CRL files currently loaded (for `/metrics` and `/readyz`).
+    pub fn local_crls(&self) -> Vec<super::cache::CrlOverview> {
+        self.local
+            .load()
+            .iter()
+            .map(|l| super::cache::CrlOverview {
+                source: l.path.display().to_string(),
+                issuer: super::cert::name_string(&l.crl.issuer),
+                this_update: l.crl.this_update,
+                next_update: l.crl.next_update,
+            })
+            .collect()
+    }
+
+    /// The listener's name.
+    pub fn listener(&self) -> &str {
+        &self.listener
+    }
+
     /// Builds the checker of listener `listener` trusting `anchors` (the listener's trusted
     /// CAs: a leaf's issuer may be a trust anchor the client does not send).
     ///
@@ -214,7 +234,7 @@ impl RevocationChecker {
                             listener = %self.listener, issuer = %e.issuer, serial = %e.serial,
                             reason = %e.reason, "revocation status unavailable; accepted by soft_fail"
                         );
-                        out.push(CertStatus {
+                        out.push(CheckedCert {
                             serial: e.serial,
                             source: None,
                             valid_until: now,
@@ -240,7 +260,7 @@ impl RevocationChecker {
         der: &[u8],
         pool: &[CertificateDer<'_>],
         now: i64,
-    ) -> Result<CertStatus, RevocationError> {
+    ) -> Result<CheckedCert, RevocationError> {
         let err = |reason: Reason, issuer: &[u8], serial: &[u8]| RevocationError {
             reason,
             issuer: name_string(issuer),
@@ -266,7 +286,7 @@ impl RevocationChecker {
             if let Some(r) = &e.revoked {
                 return Err(err(r.clone(), iss, serial));
             }
-            return Ok(CertStatus {
+            return Ok(CheckedCert {
                 serial: hex::encode(serial),
                 source: Some(e.source),
                 valid_until: e.valid_until,
@@ -304,7 +324,7 @@ impl RevocationChecker {
                 Err(r) => failures.push(r),
             }
         }
-        let good = |source, valid_until| CertStatus {
+        let good = |source, valid_until| CheckedCert {
             serial: hex::encode(serial),
             source: Some(source),
             valid_until,
@@ -566,17 +586,17 @@ fn combine(mut failures: Vec<Reason>) -> Reason {
     }
 }
 
-impl HandshakeStatusCheck for RevocationChecker {
-    /// Cache-only: refuses a certificate whose revocation is already known (alert
-    /// `certificate_revoked`); a miss is left to [`RevocationChecker::check`].
-    fn check(
+impl StatusCheck for RevocationChecker {
+    /// Cache-only: reports a certificate whose revocation is already known (the verifier
+    /// sends alert `certificate_revoked`); a miss is left to [`StatusCheck::check_chain`].
+    fn in_handshake(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
-    ) -> Result<(), rustls::Error> {
+    ) -> CertStatus {
         if !self.cfg.enabled {
-            return Ok(());
+            return CertStatus::Good { source: None };
         }
         let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
         let n = if self.cfg.check_intermediates {
@@ -584,17 +604,34 @@ impl HandshakeStatusCheck for RevocationChecker {
         } else {
             0
         };
+        let mut known_good = None;
+        let mut all_known = true;
         for der in std::iter::once(end_entity).chain(intermediates.iter().take(n)) {
             let Ok((iss, serial)) = issuer_and_serial(der) else {
+                all_known = false;
                 continue;
             };
             let revoked = match self.local_listing(iss, serial, now) {
                 LocalListing::Revoked(r) => Some(r),
-                LocalListing::Unverified => None,
-                LocalListing::Clear => self
-                    .cache
-                    .lookup(&status_key(iss, serial), now, self.cfg.order)
-                    .and_then(|e| e.revoked.clone()),
+                LocalListing::Unverified => {
+                    all_known = false;
+                    None
+                }
+                LocalListing::Clear => {
+                    match self
+                        .cache
+                        .lookup(&status_key(iss, serial), now, self.cfg.order)
+                    {
+                        Some(e) => {
+                            known_good = Some(e.source);
+                            e.revoked.clone()
+                        }
+                        None => {
+                            all_known = false;
+                            None
+                        }
+                    }
+                }
             };
             if let Some(r) = revoked {
                 self.cache.metrics.hit();
@@ -603,38 +640,25 @@ impl HandshakeStatusCheck for RevocationChecker {
                     listener = %self.listener, issuer = %name_string(iss), serial = %hex::encode(serial),
                     reason = %r, "client certificate refused in handshake: revoked"
                 );
-                return Err(rustls::Error::InvalidCertificate(
-                    rustls::CertificateError::Revoked,
-                ));
+                return super::status::reason_status(&r);
             }
         }
-        Ok(())
+        match (all_known, known_good) {
+            (true, Some(source)) => CertStatus::Good {
+                source: Some(source),
+            },
+            _ => CertStatus::Unavailable {
+                reason: "not known yet: checked after the handshake".into(),
+            },
+        }
     }
-}
 
-impl crate::conn::PostHandshakeCheck for RevocationChecker {
-    /// The awaited check of every connection (full or resumed handshake) before any byte is
-    /// forwarded: `chain` is the peer's certificates, leaf first.
-    fn check<'a>(
+    /// The awaited check of a chain (leaf first): every client connection (full or resumed
+    /// handshake) before any byte is forwarded, upstream backends, `gateway probe`.
+    fn check_chain<'a>(
         &'a self,
         chain: &'a [CertificateDer<'static>],
-    ) -> crate::conn::BoxFuture<'a, Result<(), crate::conn::CheckRefusal>> {
-        Box::pin(async move {
-            let (leaf, rest) = chain
-                .split_first()
-                .ok_or_else(|| crate::conn::CheckRefusal {
-                    reason: "no client certificate".to_string(),
-                    client_fault: true,
-                })?;
-            RevocationChecker::check(self, leaf, rest)
-                .await
-                .map(|_| ())
-                .map_err(|e| crate::conn::CheckRefusal {
-                    // Revoked: the client's certificate is bad. Anything else (unreachable,
-                    // stale, unknown...) is the status sources' failure, not the client's.
-                    client_fault: e.is_revoked(),
-                    reason: e.to_string(),
-                })
-        })
+    ) -> BoxFuture<'a, ChainStatus> {
+        Box::pin(super::status::chain_status(self, chain))
     }
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 /// Which status sources are acceptable, and in which order they are consulted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RevocationOrder {
     /// OCSP first (the freshest source); the CRL when OCSP gives no current answer.
@@ -36,26 +36,10 @@ impl RevocationOrder {
     }
 }
 
-/// A status source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Source {
-    /// An OCSP responder.
-    Ocsp,
-    /// A CRL (fetched from a distribution point or a configured file).
-    Crl,
-}
-
-impl std::fmt::Display for Source {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Source::Ocsp => "OCSP",
-            Source::Crl => "CRL",
-        })
-    }
-}
+pub use crate::status::Source;
 
 /// Hash algorithm of the OCSP CertID.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CertIdHash {
     /// SHA-1, what deployed responders expect (RFC 5019).
@@ -66,7 +50,7 @@ pub enum CertIdHash {
 }
 
 /// An OCSP responder used for the certificates of one issuer instead of the AIA URL.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OcspResponderOverride {
     /// PEM (or DER) file with the issuing CA's certificate.
@@ -78,7 +62,7 @@ pub struct OcspResponderOverride {
 /// Per-listener revocation settings (`[listener.revocation]`).
 ///
 /// The default is strict: checking on, OCSP first then CRL, fail closed.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RevocationConfig {
     /// Check certificate status at all. `false` is a relaxation, logged at start-up.
@@ -108,7 +92,9 @@ pub struct RevocationConfig {
     pub ocsp_get: bool,
     /// Accept a certificate whose status cannot be had. A relaxation, logged at start-up.
     pub soft_fail: bool,
-    /// Upper bound on per-certificate cache entries.
+    /// Upper bound on per-certificate status cache entries. The cache is process-wide
+    /// (shared by every listener and upstream checker): with several listeners the smallest
+    /// value among those that check status bounds it for all.
     pub cache_max_entries: usize,
     /// Staple OCSP responses for the listener's own server certificate (fetched from its
     /// AIA responder, refreshed ahead of nextUpdate, stapled only while current and good).

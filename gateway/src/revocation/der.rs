@@ -1,5 +1,11 @@
 //! A minimal, allocation-free DER reader for the few structures walked by hand (CRL entry
-//! lists, certificate fields), and X.509 time decoding.
+//! lists, certificate fields), and X.509 time decoding (calendar arithmetic by `time`).
+//!
+//! Kept by hand where it is measured to matter: loading a CRL walks every revoked entry
+//! into the compact sorted serial set (`serials`) without building a parsed structure per
+//! entry (`cargo bench -p gateway-benches --bench revocation`, group `crl_load`, and
+//! BENCHMARKS.md). Everything else (OCSP, certificate extensions) goes through `der`,
+//! `x509-cert`, `x509-ocsp` and `x509-parser`.
 
 /// A DER decoding problem, naming what was being read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -155,7 +161,8 @@ pub(crate) fn time(t: &Tlv<'_>) -> Result<i64, DerError> {
     if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60 {
         return Err(DerError("time field out of range"));
     }
-    Ok(days_from_civil(year, month, day) * 86_400 + hour * 3600 + min * 60 + sec)
+    let days = days_from_civil(year, month, day).ok_or(DerError("time field out of range"))?;
+    Ok(days * 86_400 + hour * 3600 + min * 60 + sec)
 }
 
 fn digits(v: &[u8], at: usize, n: usize) -> Result<i64, DerError> {
@@ -170,15 +177,15 @@ fn digits(v: &[u8], at: usize, n: usize) -> Result<i64, DerError> {
     Ok(out)
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// Days since 1970-01-01 of a Gregorian date; `None` for a date that does not exist.
+fn days_from_civil(y: i64, m: i64, d: i64) -> Option<i64> {
+    /// The Julian day number of 1970-01-01.
+    const UNIX_EPOCH_JULIAN_DAY: i64 = 2_440_588;
+    let month = ::time::Month::try_from(u8::try_from(m).ok()?).ok()?;
+    let date =
+        ::time::Date::from_calendar_date(i32::try_from(y).ok()?, month, u8::try_from(d).ok()?)
+            .ok()?;
+    Some(i64::from(date.to_julian_day()) - UNIX_EPOCH_JULIAN_DAY)
 }
 
 /// Parses an RFC 3339 timestamp (`2026-11-29T04:30:00Z`, `...+01:00`, fractional seconds
@@ -222,29 +229,12 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         }
         _ => return None,
     };
-    Some(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se - offset)
+    Some(days_from_civil(y, mo, d)? * 86_400 + h * 3600 + mi * 60 + se - offset)
 }
 
 /// Formats Unix seconds as RFC 3339 (UTC) for messages.
 pub fn fmt_time(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    // Inverse of days_from_civil.
-    let z = days + 719_468;
-    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        sod / 3600,
-        (sod / 60) % 60,
-        sod % 60
-    )
+    crate::status::fmt_unix(secs)
 }
 
 #[cfg(test)]

@@ -2,11 +2,17 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use super::config::Source;
 use super::error::Reason;
+use crate::metrics::{Histogram, HistogramSnapshot, LATENCY_BUCKETS};
 
 /// Live counters (relaxed atomics; cheap on the hot path).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
+    /// Fetch latency by source (OCSP, CRL).
+    fetch_seconds: [Histogram; 2],
+    /// Failed fetches by source (OCSP, CRL).
+    source_failures: [AtomicU64; 2],
     hits: AtomicU64,
     misses: AtomicU64,
     ocsp_fetches: AtomicU64,
@@ -59,6 +65,36 @@ pub struct MetricsSnapshot {
     pub soft_fail_accepts: u64,
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            fetch_seconds: [
+                Histogram::new(LATENCY_BUCKETS),
+                Histogram::new(LATENCY_BUCKETS),
+            ],
+            source_failures: Default::default(),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            ocsp_fetches: AtomicU64::new(0),
+            crl_fetches: AtomicU64::new(0),
+            crl_not_modified: AtomicU64::new(0),
+            flight_joins: AtomicU64::new(0),
+            fetch_failures: AtomicU64::new(0),
+            fetch_us_total: AtomicU64::new(0),
+            fetch_us_max: AtomicU64::new(0),
+            rejected: Default::default(),
+            soft_fail_accepts: AtomicU64::new(0),
+        }
+    }
+}
+
+fn source_index(s: Source) -> usize {
+    match s {
+        Source::Ocsp => 0,
+        Source::Crl => 1,
+    }
+}
+
 fn reason_index(r: &Reason) -> usize {
     match r {
         Reason::Revoked { .. } => 0,
@@ -90,10 +126,12 @@ impl Metrics {
     pub(crate) fn join(&self) {
         self.flight_joins.fetch_add(1, Relaxed);
     }
-    pub(crate) fn fetch_failure(&self) {
+    pub(crate) fn fetch_failure(&self, src: Source) {
         self.fetch_failures.fetch_add(1, Relaxed);
+        self.source_failures[source_index(src)].fetch_add(1, Relaxed);
     }
-    pub(crate) fn latency(&self, d: std::time::Duration) {
+    pub(crate) fn latency(&self, src: Source, d: std::time::Duration) {
+        self.fetch_seconds[source_index(src)].observe(d);
         let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         self.fetch_us_total.fetch_add(us, Relaxed);
         self.fetch_us_max.fetch_max(us, Relaxed);
@@ -103,6 +141,18 @@ impl Metrics {
     }
     pub(crate) fn soft_fail(&self) {
         self.soft_fail_accepts.fetch_add(1, Relaxed);
+    }
+
+    /// Fetch latencies of one source.
+    pub fn fetch_seconds(&self, src: Source) -> HistogramSnapshot {
+        let mut h = HistogramSnapshot::default();
+        self.fetch_seconds[source_index(src)].add_to(&mut h);
+        h
+    }
+
+    /// Failed fetches of one source (transport, HTTP, verification).
+    pub fn fetch_failures(&self, src: Source) -> u64 {
+        self.source_failures[source_index(src)].load(Relaxed)
     }
 
     /// Reads all counters.

@@ -8,7 +8,9 @@ use serde::Deserialize;
 
 /// How connections are steered to workers. Ordered from most to least capable: a mode that is
 /// unavailable falls back to the next one down (unless `required`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum SteeringMode {
     /// Kernel hash only: nothing is attached.
@@ -43,7 +45,7 @@ impl fmt::Display for SteeringMode {
 }
 
 /// How the XDP program is attached to an interface.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum XdpAttachMode {
     /// Driver (native) mode, falling back to generic (SKB) mode where the driver lacks XDP.
@@ -57,7 +59,7 @@ pub enum XdpAttachMode {
 
 /// Abuse blocking: sources failing `max_failures` handshakes within `window_secs` are put on
 /// the blocklist for `cooldown_secs`. Off by default.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AbuseConfig {
     /// Whether failed handshakes are counted at all.
@@ -85,7 +87,7 @@ impl Default for AbuseConfig {
 }
 
 /// `[steering]` settings.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SteeringConfig {
     /// Wanted steering; see [`SteeringMode`]. Default `auto`.
@@ -270,6 +272,12 @@ impl FromStr for Cidr {
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl serde::Serialize for Cidr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 

@@ -1,7 +1,6 @@
 //! The client-certificate verifier: webpki chain validation (trust, validity, signatures,
-//! clientAuth) plus the S.E.E. key policy, plus an optional status check.
+//! clientAuth) plus the S.E.E. key policy, plus an optional in-handshake status check.
 
-use std::fmt;
 use std::sync::Arc;
 
 use rustls::client::danger::HandshakeSignatureValid;
@@ -11,23 +10,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{DigitallySignedStruct, DistinguishedName, Error, RootCertStore, SignatureScheme};
 
 use crate::pki::keypolicy::{KeyPolicy, RequiredEku};
-
-/// A synchronous status check run inside the handshake after the chain has been verified.
-///
-/// It must not block: it answers from a cache. A definite failure (revoked, or a known
-/// unavailable status under fail-closed) is returned as an error and becomes a TLS alert.
-pub trait HandshakeStatusCheck: Send + Sync + fmt::Debug {
-    /// Checks `end_entity` (and its presented `intermediates`) at `now`.
-    ///
-    /// # Errors
-    /// The rustls error to fail the handshake with (e.g. `CertificateError::Revoked`).
-    fn check(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<(), Error>;
-}
+use crate::status::{CertStatus, StatusCheck};
 
 /// Verifies client certificates under the listener's policy.
 #[derive(Debug)]
@@ -35,7 +18,7 @@ pub struct SeeClientVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     policy: KeyPolicy,
     eku: RequiredEku,
-    status: Option<Arc<dyn HandshakeStatusCheck>>,
+    status: Option<Arc<dyn StatusCheck>>,
 }
 
 /// Errors building the verifier.
@@ -68,7 +51,7 @@ impl SeeClientVerifier {
         required: bool,
         policy: KeyPolicy,
         eku: RequiredEku,
-        status: Option<Arc<dyn HandshakeStatusCheck>>,
+        status: Option<Arc<dyn StatusCheck>>,
     ) -> Result<Self, VerifierError> {
         let mut roots = RootCertStore::empty();
         for (index, ca) in cas.iter().enumerate() {
@@ -180,7 +163,12 @@ impl SeeClientVerifier {
             .inner
             .verify_client_cert(end_entity, intermediates, now)?;
         if let Some(status) = &self.status {
-            status.check(end_entity, intermediates, now)?;
+            // Cache only: a known revocation fails the handshake; anything not yet known is
+            // decided after it (see `StatusCheck::check_chain`).
+            if let CertStatus::Revoked { .. } = status.in_handshake(end_entity, intermediates, now)
+            {
+                return Err(Error::InvalidCertificate(rustls::CertificateError::Revoked));
+            }
         }
         Ok(verified)
     }

@@ -6,5 +6,5 @@ pub mod policy;
 pub mod server;
 pub mod tickets;
 
-pub use policy::{build_provider, TlsPolicyError};
-pub use server::{apply_ticket_keys, build_server_config, ListenerTls};
+pub use policy::{base_provider, build_provider, restrict_provider, TlsPolicyError};
+pub use server::{build_server_config, ServerTlsError, ServerTlsParts, TlsConfig};

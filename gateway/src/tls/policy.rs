@@ -116,7 +116,20 @@ pub fn build_provider(
     suites: &[String],
     groups: &[String],
 ) -> Result<Arc<CryptoProvider>, TlsPolicyError> {
-    let mut p = base_provider(provider)?;
+    restrict_provider(&base_provider(provider)?, suites, groups)
+}
+
+/// `base` restricted to the configured (or default) suites and groups: what
+/// [`build_provider`] does, from a provider built once.
+///
+/// # Errors
+/// A [`TlsPolicyError`] naming the first unacceptable suite or group.
+pub fn restrict_provider(
+    base: &CryptoProvider,
+    suites: &[String],
+    groups: &[String],
+) -> Result<Arc<CryptoProvider>, TlsPolicyError> {
+    let mut p = base.clone();
     let available: Vec<_> = p.cipher_suites.clone();
     let wanted: Vec<String> = if suites.is_empty() {
         DEFAULT_SUITES.iter().map(|s| s.to_string()).collect()

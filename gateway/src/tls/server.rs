@@ -1,115 +1,150 @@
-//! Builds a listener's rustls `ServerConfig` from its configuration.
+//! A listener's rustls `ServerConfig`, from its typed TLS settings and loaded material.
 
 use std::sync::Arc;
 
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::ResolvesServerCert;
 use rustls::ServerConfig;
+use serde::Deserialize;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::config::{Classification, ConfigError, ListenerConfig};
 use crate::pki::keypolicy::{KeyPolicy, RequiredEku};
-use crate::pki::{load_ca_bundle, load_certs, load_key};
-use crate::tls::client_verifier::{HandshakeStatusCheck, SeeClientVerifier};
-use crate::tls::policy::{build_provider, versions};
+use crate::status::StatusCheck;
+use crate::tls::client_verifier::{SeeClientVerifier, VerifierError};
+use crate::tls::policy::{versions, TlsPolicyError};
 
-/// A listener's TLS state, shared read-only by all workers.
-#[derive(Debug, Clone)]
-pub struct ListenerTls {
-    /// The rustls configuration.
-    pub server_config: Arc<ServerConfig>,
-    /// The listener's classification.
-    pub classification: Classification,
-    /// The provider in use (for diagnostics).
-    pub provider: Arc<rustls::crypto::CryptoProvider>,
+/// TLS parameters of a listener (`[listener.tls]`). The defaults are the strict policy.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Protocol versions: any of `"1.2"`, `"1.3"`.
+    pub versions: Vec<String>,
+    /// Cipher suites by IANA/rustls name. Default: the AES-GCM suites only.
+    pub cipher_suites: Vec<String>,
+    /// Key exchange groups. Default: X25519MLKEM768 (where the provider has it), X25519,
+    /// secp256r1, secp384r1.
+    pub groups: Vec<String>,
+    /// Minimum RSA modulus size in bits for client certificates and their chain.
+    pub min_rsa_bits: usize,
+    /// Require the clientAuth extended key usage in client certificates.
+    pub require_client_auth_eku: bool,
+    /// ALPN protocols offered, in preference order (`h2`, `http/1.1`).
+    pub alpn: Vec<String>,
+    /// TLS 1.2 session-id cache and TLS 1.3 tickets enabled.
+    pub session_resumption: bool,
 }
 
-/// Builds the TLS configuration of listener number `index`.
-///
-/// Checks the server certificate (parses, currently valid, matches the key) and the trusted
-/// CAs, and applies the suite/group/version policy.
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            versions: vec!["1.2".into(), "1.3".into()],
+            cipher_suites: Vec::new(),
+            groups: Vec::new(),
+            min_rsa_bits: 2048,
+            require_client_auth_eku: true,
+            alpn: vec!["h2".into(), "http/1.1".into()],
+            session_resumption: true,
+        }
+    }
+}
+
+/// Everything a listener's `ServerConfig` is made of, loaded and checked by the plan step.
+pub struct ServerTlsParts<'a> {
+    /// The listener's TLS settings.
+    pub settings: &'a TlsConfig,
+    /// SENSITIVE: a client certificate is required; IN CONFIDENCE: optional.
+    pub client_cert_required: bool,
+    /// The provider restricted to the listener's suites and groups.
+    pub provider: Arc<CryptoProvider>,
+    /// `global.crypto_provider`, for the session-ticket encrypter.
+    pub provider_name: &'a str,
+    /// The server certificate chain, leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// Its private key.
+    pub key: PrivateKeyDer<'static>,
+    /// The trusted client CAs.
+    pub trusted_cas: &'a [CertificateDer<'static>],
+    /// The in-handshake status check (revocation), if any.
+    pub status: Option<Arc<dyn StatusCheck>>,
+    /// Serves the certificate with an OCSP staple instead of the plain chain, if set.
+    pub cert_resolver: Option<Arc<dyn ResolvesServerCert>>,
+}
+
+/// Why a listener's `ServerConfig` cannot be built; the plan step names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerTlsError {
+    /// `tls.versions` is not acceptable.
+    #[error("{0}")]
+    Versions(TlsPolicyError),
+    /// The server certificate is expired, not yet valid or unparsable.
+    #[error("{0}")]
+    ServerCert(String),
+    /// The trusted CAs cannot make a verifier.
+    #[error(transparent)]
+    Verifier(#[from] VerifierError),
+    /// rustls refused the protocol versions with this provider.
+    #[error("{0}")]
+    Protocol(rustls::Error),
+    /// The server key does not fit the certificate.
+    #[error("{0}")]
+    KeyMismatch(rustls::Error),
+    /// The session-ticket encrypter cannot be made.
+    #[error("{0}")]
+    Ticketer(rustls::Error),
+}
+
+/// Builds a listener's rustls configuration: checks the server certificate's validity, builds
+/// the client verifier (key policy, EKU, trust anchors, status check) and applies the
+/// version, ALPN and resumption settings.
 ///
 /// # Errors
-/// A [`ConfigError::Invalid`] naming the key at fault.
-pub fn build_server_config(
-    index: usize,
-    l: &ListenerConfig,
-    provider_name: &str,
-    status: Option<Arc<dyn HandshakeStatusCheck>>,
-) -> Result<ListenerTls, ConfigError> {
-    let key = |k: &str| format!("listener[{index}].{k}");
-    let provider =
-        build_provider(provider_name, &l.tls.cipher_suites, &l.tls.groups).map_err(|e| {
-            let k = match e {
-                crate::tls::TlsPolicyError::Group(..) => "tls.groups",
-                crate::tls::TlsPolicyError::Provider(..) => "global.crypto_provider",
-                _ => "tls.cipher_suites",
-            };
-            ConfigError::invalid(key(k), e.to_string())
-        })?;
-    let versions = versions(&l.tls.versions)
-        .map_err(|e| ConfigError::invalid(key("tls.versions"), e.to_string()))?;
-
-    let chain = load_certs(&l.server_cert)
-        .map_err(|e| ConfigError::invalid(key("server_cert"), e.to_string()))?;
-    check_server_cert_validity(&chain[0]).map_err(|m| {
-        ConfigError::invalid(
-            key("server_cert"),
-            format!("{}: {m}", l.server_cert.display()),
-        )
-    })?;
-    let private_key = load_key(&l.server_key)
-        .map_err(|e| ConfigError::invalid(key("server_key"), e.to_string()))?;
-
-    let cas = load_ca_bundle(&l.trusted_cas)
-        .map_err(|e| ConfigError::invalid(key("trusted_cas"), e.to_string()))?;
-    let eku = if l.tls.require_client_auth_eku {
+/// A [`ServerTlsError`] saying which part is unusable.
+pub fn build_server_config(parts: ServerTlsParts<'_>) -> Result<ServerConfig, ServerTlsError> {
+    let l = parts.settings;
+    let versions = versions(&l.versions).map_err(ServerTlsError::Versions)?;
+    let leaf = parts
+        .chain
+        .first()
+        .ok_or_else(|| ServerTlsError::ServerCert("no certificate".into()))?;
+    check_server_cert_validity(leaf).map_err(ServerTlsError::ServerCert)?;
+    let eku = if l.require_client_auth_eku {
         RequiredEku::ClientAuth
     } else {
         RequiredEku::None
     };
     let verifier = SeeClientVerifier::new(
-        &cas,
-        provider.clone(),
-        l.classification == Classification::Sensitive,
+        parts.trusted_cas,
+        parts.provider.clone(),
+        parts.client_cert_required,
         KeyPolicy {
-            min_rsa_bits: l.tls.min_rsa_bits,
+            min_rsa_bits: l.min_rsa_bits,
         },
         eku,
-        status,
-    )
-    .map_err(|e| ConfigError::invalid(key("trusted_cas"), e.to_string()))?;
-
-    let mut cfg = ServerConfig::builder_with_provider(provider.clone())
+        parts.status,
+    )?;
+    let mut cfg = ServerConfig::builder_with_provider(parts.provider)
         .with_protocol_versions(&versions)
-        .map_err(|e| ConfigError::invalid(key("tls"), e.to_string()))?
+        .map_err(ServerTlsError::Protocol)?
         .with_client_cert_verifier(Arc::new(verifier))
-        .with_single_cert(chain, private_key)
-        .map_err(|e| {
-            ConfigError::invalid(
-                key("server_key"),
-                format!(
-                    "server key {} does not fit certificate {}: {e}",
-                    l.server_key.display(),
-                    l.server_cert.display()
-                ),
-            )
-        })?;
-    cfg.alpn_protocols = l.tls.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        .with_single_cert(parts.chain, parts.key)
+        .map_err(ServerTlsError::KeyMismatch)?;
+    if let Some(resolver) = parts.cert_resolver {
+        // Same certificate and key, served with a current OCSP staple when there is one.
+        cfg.cert_resolver = resolver;
+    }
+    cfg.alpn_protocols = l.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
     cfg.ignore_client_order = true;
-    if l.tls.session_resumption {
+    if l.session_resumption {
         // Stateless TLS 1.3 tickets: any worker can resume any session, no shared lock on
         // the handshake path. TLS 1.2 resumes from the in-memory session-id cache.
-        cfg.ticketer = ticketer(provider_name)
-            .map_err(|e| ConfigError::invalid(key("tls.session_resumption"), e.to_string()))?;
+        cfg.ticketer = ticketer(parts.provider_name).map_err(ServerTlsError::Ticketer)?;
         cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
     } else {
         cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         cfg.send_tls13_tickets = 0;
     }
-    Ok(ListenerTls {
-        server_config: Arc::new(cfg),
-        classification: l.classification,
-        provider,
-    })
+    Ok(cfg)
 }
 
 fn ticketer(provider: &str) -> Result<Arc<dyn rustls::server::ProducesTickets>, rustls::Error> {
@@ -138,51 +173,5 @@ fn check_server_cert_validity(der: &[u8]) -> Result<(), String> {
     if now > v.not_after {
         return Err(format!("server certificate expired at {}", v.not_after));
     }
-    Ok(())
-}
-
-/// Replaces the listener's per-process random ticketer with one over the fleet's ticket-key
-/// file (`[global] ticket_keys`), derived for this listener's ticket context: its name and
-/// client-authentication policy (trusted CAs, classification, key policy, EKU), so a ticket
-/// resumes only on a listener with the same name and policy, on any host.
-///
-/// Does nothing when the listener has `session_resumption = false`.
-///
-/// # Errors
-/// A [`ConfigError::Invalid`] naming `listener[i].trusted_cas` when the CAs cannot be read.
-pub fn apply_ticket_keys(
-    t: &mut ListenerTls,
-    index: usize,
-    l: &ListenerConfig,
-    keys: &crate::tls::tickets::TicketKeys,
-    lifetime_secs: u32,
-) -> Result<(), ConfigError> {
-    use sha2::{Digest, Sha256};
-    if !l.tls.session_resumption {
-        return Ok(());
-    }
-    let cas = load_ca_bundle(&l.trusted_cas).map_err(|e| {
-        ConfigError::invalid(format!("listener[{index}].trusted_cas"), e.to_string())
-    })?;
-    let mut der: Vec<&[u8]> = cas.iter().map(|c| c.as_ref()).collect();
-    der.sort_unstable();
-    let mut h = Sha256::new();
-    h.update(b"listener\0");
-    h.update(l.display_name().as_bytes());
-    h.update(format!(
-        "\0{:?}\0{}\0{}\0",
-        l.classification, l.tls.min_rsa_bits, l.tls.require_client_auth_eku
-    ));
-    for d in der {
-        h.update((d.len() as u64).to_be_bytes());
-        h.update(d);
-    }
-    let context = h.finalize();
-    let ticketer = keys
-        .ticketer(&context, lifetime_secs)
-        .map_err(|e| ConfigError::invalid("global.ticket_keys", e.to_string()))?;
-    let mut sc = (*t.server_config).clone();
-    sc.ticketer = ticketer;
-    t.server_config = Arc::new(sc);
     Ok(())
 }

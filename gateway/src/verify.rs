@@ -7,13 +7,13 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context};
 use rustls::pki_types::{CertificateDer, UnixTime};
 
-use super::cert::CertInfo;
-use super::der::{fmt_time, parse_rfc3339};
-use super::{
-    now_secs, RevocationCache, RevocationChecker, RevocationConfig, RevocationOrder, Verdict,
-};
 use crate::config::{Config, TlsConfig};
 use crate::pki::keypolicy::{KeyPolicy, KeyPolicyError, RequiredEku};
+use crate::revocation::cert::CertInfo;
+use crate::revocation::der::{fmt_time, parse_rfc3339};
+use crate::revocation::{
+    now_secs, RevocationCache, RevocationChecker, RevocationConfig, RevocationOrder, Verdict,
+};
 
 /// Arguments of `gateway verify`.
 #[derive(Debug, Clone, clap::Args)]

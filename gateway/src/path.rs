@@ -34,7 +34,7 @@ use std::fmt::Write as _;
 /// How strict the normaliser is: `[listener.paths]`. [`PathOptions::default`] is the strict
 /// policy; each `true` `allow_*` or `false` `merge_slashes` is a relaxation (logged at
 /// start-up, see [`PathOptions::relaxations`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PathOptions {
     /// Accept `%2F` inside a segment (kept encoded). A segment that `%2F` splits into a

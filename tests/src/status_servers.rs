@@ -1,5 +1,6 @@
-//! Test PKI (rcgen), a CRL HTTP server and an OCSP responder of our own on loopback, and an
-//! `openssl ocsp` responder. No mocked crypto: everything is signed for real.
+//! The one CRL HTTP server and OCSP responder of the tests, on loopback, and an `openssl
+//! ocsp` responder; certificates come from `certs`. No mocked crypto: everything is signed
+//! for real.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -13,141 +14,17 @@ use der::asn1::{BitString, OctetString};
 use der::{Decode, Encode};
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, CrlDistributionPoint,
-    CustomExtension, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair,
-    KeyUsagePurpose, RevokedCertParams, SerialNumber, SigningKey,
-};
+use rcgen::{KeyPair, SigningKey};
 use rustls::pki_types::CertificateDer;
-use time::OffsetDateTime;
 use x509_cert::spki::AlgorithmIdentifierOwned;
 use x509_ocsp::{
     BasicOcspResponse, CertStatus, OcspGeneralizedTime, OcspRequest, OcspResponse, ResponderId,
     ResponseData, RevokedInfo, SingleResponse, Version,
 };
 
-/// A CA with its key.
-pub struct Ca {
-    pub cert: CertificateDer<'static>,
-    pub params: CertificateParams,
-    pub key: KeyPair,
-    pub pem: String,
-}
-
-impl Ca {
-    pub fn new(cn: &str) -> Ca {
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name.push(DnType::CommonName, cn);
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let key = KeyPair::generate().unwrap();
-        let c = p.self_signed(&key).unwrap();
-        Ca {
-            cert: c.der().clone(),
-            pem: c.pem(),
-            params: p,
-            key,
-        }
-    }
-
-    pub fn issuer(&self) -> Issuer<'_, &KeyPair> {
-        Issuer::from_params(&self.params, &self.key)
-    }
-
-    /// A client leaf with serial `serial`, CDP `crl_url` and AIA OCSP `ocsp_url`.
-    pub fn leaf(&self, serial: u64, crl_url: Option<&str>, ocsp_url: Option<&str>) -> Leaf {
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name
-            .push(DnType::CommonName, format!("client {serial}"));
-        p.serial_number = Some(SerialNumber::from_slice(&serial.to_be_bytes()));
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        if let Some(u) = crl_url {
-            p.crl_distribution_points = vec![CrlDistributionPoint {
-                uris: vec![u.to_string()],
-            }];
-        }
-        if let Some(u) = ocsp_url {
-            p.custom_extensions.push(aia_ocsp(u));
-        }
-        let key = KeyPair::generate().unwrap();
-        let c = p.signed_by(&key, &self.issuer()).unwrap();
-        Leaf {
-            cert: c.der().clone(),
-            pem: c.pem(),
-            key,
-            serial,
-        }
-    }
-
-    /// A delegated OCSP signer, with or without the id-kp-OCSPSigning EKU.
-    pub fn responder(&self, with_eku: bool) -> Leaf {
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name
-            .push(DnType::CommonName, "delegated OCSP responder");
-        p.serial_number = Some(SerialNumber::from_slice(&[0x4f, 0x43]));
-        p.extended_key_usages = if with_eku {
-            vec![ExtendedKeyUsagePurpose::OcspSigning]
-        } else {
-            vec![ExtendedKeyUsagePurpose::ClientAuth]
-        };
-        let key = KeyPair::generate().unwrap();
-        let c = p.signed_by(&key, &self.issuer()).unwrap();
-        Leaf {
-            cert: c.der().clone(),
-            pem: c.pem(),
-            key,
-            serial: 0x4f43,
-        }
-    }
-
-    /// A CRL revoking `serials`, valid from `this` to `next` (relative to now, seconds).
-    pub fn crl(&self, serials: &[u64], this: i64, next: i64) -> Vec<u8> {
-        let now = OffsetDateTime::now_utc();
-        let p = CertificateRevocationListParams {
-            this_update: now + time::Duration::seconds(this),
-            next_update: now + time::Duration::seconds(next),
-            crl_number: SerialNumber::from_slice(&[1]),
-            issuing_distribution_point: None,
-            revoked_certs: serials
-                .iter()
-                .map(|s| RevokedCertParams {
-                    serial_number: SerialNumber::from_slice(&s.to_be_bytes()),
-                    revocation_time: now - time::Duration::seconds(3600),
-                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
-                    invalidity_date: None,
-                })
-                .collect(),
-            key_identifier_method: KeyIdMethod::Sha256,
-        };
-        p.signed_by(&self.issuer()).unwrap().der().to_vec()
-    }
-}
-
-/// A leaf certificate and key.
-pub struct Leaf {
-    pub cert: CertificateDer<'static>,
-    pub pem: String,
-    pub key: KeyPair,
-    pub serial: u64,
-}
-
-fn aia_ocsp(url: &str) -> CustomExtension {
-    // AuthorityInfoAccessSyntax ::= SEQUENCE OF AccessDescription
-    let oid_ocsp = [0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01];
-    let mut loc = vec![0x86, url.len() as u8];
-    loc.extend_from_slice(url.as_bytes());
-    let mut ad = vec![0x30, (oid_ocsp.len() + loc.len()) as u8];
-    ad.extend_from_slice(&oid_ocsp);
-    ad.extend_from_slice(&loc);
-    let mut seq = vec![0x30, ad.len() as u8];
-    seq.extend_from_slice(&ad);
-    CustomExtension::from_oid_content(&[1, 3, 6, 1, 5, 5, 7, 1, 1], seq)
-}
+// Re-exported for the tests that include this file; not every test binary uses each one.
+#[allow(unused_imports)]
+pub use crate::certs::{aia_ocsp, Ca, Leaf};
 
 /// What an HTTP handler returns: status, headers, body, delay.
 pub struct Reply {
@@ -211,13 +88,16 @@ pub fn serve(handler: Handler) -> SocketAddr {
     addr
 }
 
-/// A CRL server: the current CRL bytes can be replaced; counts requests; ETag support.
+/// The one CRL test server: the current CRL bytes can be replaced; counts requests; ETag
+/// support; an optional status to answer instead and an optional delay before each answer
+/// (so concurrent fetches really overlap).
 #[derive(Clone, Default)]
 pub struct CrlServer {
     pub body: Arc<Mutex<Vec<u8>>>,
     pub requests: Arc<AtomicUsize>,
     pub not_modified: Arc<AtomicUsize>,
     pub status: Arc<Mutex<Option<StatusCode>>>,
+    pub delay: Arc<Mutex<Duration>>,
 }
 
 impl CrlServer {
@@ -257,7 +137,7 @@ impl CrlServer {
                     ("content-type", "application/pkix-crl".into()),
                 ],
                 body,
-                delay: Duration::ZERO,
+                delay: *st.delay.lock().unwrap(),
             }
         }));
         (s, format!("http://{addr}/ca.crl"))
@@ -417,13 +297,6 @@ impl Drop for OpensslResponder {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-pub fn openssl_available() -> bool {
-    std::process::Command::new("openssl")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success())
 }
 
 pub fn start_openssl_ocsp(ca: &Ca, entries: &[(u64, bool)]) -> OpensslResponder {

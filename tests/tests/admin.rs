@@ -1,0 +1,255 @@
+//! The admin listener, judged from outside: `/metrics` read by a real Prometheus text parser
+//! (`prometheus-parse`) breaks handshake refusals down by reason (revoked, expired,
+//! untrusted, no certificate), counts admitted handshakes and responses, exports the CRL's
+//! seconds until nextUpdate; `/healthz`, `/readyz` and `/config` answer.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use gateway_tests::gw::{listener_toml, TestGateway, GLOBAL};
+use gateway_tests::pki::{LeafSpec, TestCa};
+use gateway_tests::require_tool;
+use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevokedCertParams, SerialNumber};
+use time::{Duration as TDuration, OffsetDateTime};
+
+/// GET `path` on the admin listener: (status, body).
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect admin");
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    let (head, body) = out.split_once("\r\n\r\n").expect("http answer");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    (status, body.to_string())
+}
+
+fn scrape(addr: SocketAddr) -> prometheus_parse::Scrape {
+    let (status, body) = get(addr, "/metrics");
+    assert_eq!(status, 200, "{body}");
+    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
+        .expect("Prometheus text format parses")
+}
+
+fn value(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    s.samples
+        .iter()
+        .find(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .and_then(|x| match x.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => Some(v),
+            _ => None,
+        })
+}
+
+fn crl(ca: &TestCa, revoked: &[u64]) -> Vec<u8> {
+    let now = OffsetDateTime::now_utc();
+    CertificateRevocationListParams {
+        this_update: now - TDuration::seconds(5),
+        next_update: now + TDuration::hours(1),
+        crl_number: SerialNumber::from_slice(&now.unix_timestamp().to_be_bytes()),
+        issuing_distribution_point: None,
+        revoked_certs: revoked
+            .iter()
+            .map(|s| RevokedCertParams {
+                serial_number: SerialNumber::from_slice(&s.to_be_bytes()),
+                revocation_time: now - TDuration::seconds(1),
+                reason_code: None,
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: KeyIdMethod::Sha256,
+    }
+    .signed_by(&ca.issuer())
+    .expect("sign CRL")
+    .der()
+    .to_vec()
+}
+
+#[test]
+fn metrics_break_refusals_down_by_reason_and_health_endpoints_answer() {
+    if !require_tool("curl") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let server_ca = TestCa::new("Admin Server CA");
+    let server = server_ca.issue(dir, "server", &LeafSpec::server());
+    let server_ca_pem = server_ca.write_cert(dir, "server-ca.pem");
+    let ca = TestCa::new("Admin Client CA");
+    let ca_pem = ca.write_cert(dir, "client-ca.pem");
+    let good = ca.issue(
+        dir,
+        "good",
+        &LeafSpec {
+            serial: Some(1),
+            ..LeafSpec::client("good")
+        },
+    );
+    let revoked = ca.issue(
+        dir,
+        "revoked",
+        &LeafSpec {
+            serial: Some(2),
+            ..LeafSpec::client("revoked")
+        },
+    );
+    let expired = ca.issue(
+        dir,
+        "expired",
+        &LeafSpec {
+            serial: Some(3),
+            not_before: TDuration::days(-10),
+            not_after: TDuration::days(-1),
+            ..LeafSpec::client("expired")
+        },
+    );
+    let stranger = TestCa::new("Unknown CA").issue(dir, "stranger", &LeafSpec::client("x"));
+    let crl_path = dir.join("client-ca.crl");
+    std::fs::write(&crl_path, crl(&ca, &[2])).expect("write crl");
+
+    let toml = format!(
+        "{GLOBAL}[admin]\nbind = \"127.0.0.1:0\"\n{}",
+        listener_toml(
+            "builtin:identity",
+            &server.cert,
+            &server.key,
+            &[&ca_pem],
+            "sensitive",
+            &format!(
+                "name = \"edge\"\n[listener.revocation]\norder = \"crl-only\"\ncrl_files = [{:?}]\n",
+                crl_path.display().to_string()
+            ),
+        )
+    );
+    let gw = TestGateway::start(dir, &toml);
+    let admin = gw.admin_addr().expect("admin listener");
+
+    let run = |leaf: Option<&gateway_tests::pki::Leaf>| {
+        gateway_tests::clients::curl(
+            gw.port(),
+            "/",
+            &server_ca_pem,
+            leaf.map(|l| (l.cert.as_path(), l.key.as_path())),
+            &[],
+        )
+    };
+    assert!(run(Some(&good)).ok_200());
+    assert!(run(Some(&good)).ok_200());
+    for bad in [&revoked, &expired, &stranger] {
+        assert!(!run(Some(bad)).ok_200());
+    }
+    assert!(!run(None).ok_200());
+
+    // The counters are bumped as each connection ends: poll briefly.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let want = [
+        ("revoked", 1.0),
+        ("expired", 1.0),
+        ("untrusted", 1.0),
+        ("no_certificate", 1.0),
+    ];
+    let s = loop {
+        let s = scrape(admin);
+        let done = want.iter().all(|(r, n)| {
+            value(
+                &s,
+                "gateway_handshake_refusals_total",
+                &[("listener", "edge"), ("reason", r)],
+            ) == Some(*n)
+        }) && value(&s, "gateway_connections_active", &[("listener", "edge")]).is_some();
+        if done || Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for (reason, n) in want {
+        assert_eq!(
+            value(
+                &s,
+                "gateway_handshake_refusals_total",
+                &[("listener", "edge"), ("reason", reason)]
+            ),
+            Some(n),
+            "refusals for {reason}"
+        );
+    }
+    assert_eq!(
+        value(
+            &s,
+            "gateway_handshake_refusals_total",
+            &[("listener", "edge"), ("reason", "key_policy")]
+        ),
+        Some(0.0)
+    );
+    let admitted = value(
+        &s,
+        "gateway_handshakes_total",
+        &[("listener", "edge"), ("result", "full")],
+    )
+    .unwrap_or(0.0)
+        + value(
+            &s,
+            "gateway_handshakes_total",
+            &[("listener", "edge"), ("result", "resumed")],
+        )
+        .unwrap_or(0.0);
+    assert_eq!(admitted, 2.0);
+    assert_eq!(
+        value(&s, "gateway_http_responses_total", &[("class", "2xx")]),
+        Some(2.0)
+    );
+    let accepted: f64 = s
+        .samples
+        .iter()
+        .filter(|x| x.metric == "gateway_connections_accepted_total")
+        .filter_map(|x| match x.value {
+            prometheus_parse::Value::Counter(v) => Some(v),
+            _ => None,
+        })
+        .sum();
+    assert_eq!(accepted, 6.0);
+    let handshake_hist = s
+        .samples
+        .iter()
+        .find(|x| x.metric == "gateway_handshake_duration_seconds")
+        .expect("handshake histogram");
+    match &handshake_hist.value {
+        prometheus_parse::Value::Histogram(buckets) => {
+            let total = buckets.iter().map(|b| b.count).fold(0.0, f64::max);
+            assert_eq!(total, 6.0, "every handshake timed: {buckets:?}");
+        }
+        other => panic!("not a histogram: {other:?}"),
+    }
+    let crl_left = value(
+        &s,
+        "gateway_crl_next_update_seconds",
+        &[("crl", &crl_path.display().to_string())],
+    )
+    .expect("CRL age exported");
+    assert!(
+        (3000.0..=3600.0).contains(&crl_left),
+        "seconds until nextUpdate: {crl_left}"
+    );
+    assert_eq!(value(&s, "gateway_ready", &[]), Some(1.0));
+
+    assert_eq!(get(admin, "/healthz").0, 200);
+    let (status, body) = get(admin, "/readyz");
+    assert_eq!((status, body.as_str()), (200, "ready\n"));
+    let (status, body) = get(admin, "/config");
+    assert_eq!(status, 200);
+    let cfg: serde_json::Value = serde_json::from_str(&body).expect("config is JSON");
+    assert_eq!(cfg["listener"][0]["name"], "edge");
+    assert_eq!(cfg["admin"]["bind"], "127.0.0.1:0");
+    assert_eq!(get(admin, "/nope").0, 404);
+}
