@@ -25,7 +25,10 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let s = c.as_str();
     assert!(s.starts_with('/'), "{raw:?} -> {s:?}");
     for seg in s.split('/').skip(1) {
-        assert!(seg != "." && seg != "..", "dot segment left: {raw:?} -> {s:?}");
+        assert!(
+            seg != "." && seg != "..",
+            "dot segment left: {raw:?} -> {s:?}"
+        );
     }
     if opts.merge_slashes {
         assert!(!s.contains("//"), "{raw:?} -> {s:?}");

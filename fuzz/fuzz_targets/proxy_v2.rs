@@ -74,9 +74,20 @@ libfuzzer_sys::fuzz_target!(|input: Input| {
     let body = &h[16..];
     let (src, dst, rest) = match h[13] {
         0x11 => {
-            let ip = |o: usize| IpAddr::V4(Ipv4Addr::new(body[o], body[o + 1], body[o + 2], body[o + 3]));
+            let ip = |o: usize| {
+                IpAddr::V4(Ipv4Addr::new(
+                    body[o],
+                    body[o + 1],
+                    body[o + 2],
+                    body[o + 3],
+                ))
+            };
             let port = |o: usize| u16::from_be_bytes([body[o], body[o + 1]]);
-            (SocketAddr::new(ip(0), port(8)), SocketAddr::new(ip(4), port(10)), &body[12..])
+            (
+                SocketAddr::new(ip(0), port(8)),
+                SocketAddr::new(ip(4), port(10)),
+                &body[12..],
+            )
         }
         0x21 => {
             let ip = |o: usize| {
@@ -85,7 +96,11 @@ libfuzzer_sys::fuzz_target!(|input: Input| {
                 IpAddr::V6(Ipv6Addr::from(a))
             };
             let port = |o: usize| u16::from_be_bytes([body[o], body[o + 1]]);
-            (SocketAddr::new(ip(0), port(32)), SocketAddr::new(ip(16), port(34)), &body[36..])
+            (
+                SocketAddr::new(ip(0), port(32)),
+                SocketAddr::new(ip(16), port(34)),
+                &body[36..],
+            )
         }
         other => panic!("family/protocol byte {other:#x}"),
     };
@@ -111,7 +126,10 @@ libfuzzer_sys::fuzz_target!(|input: Input| {
     let sub = tlvs(&ssl[5..]);
     let get = |t: u8| sub.iter().find(|s| s.0 == t).map(|s| s.1);
     assert_eq!(get(0x21), Some(info.version.as_bytes()));
-    assert_eq!(get(0x23), (!info.cipher.is_empty()).then_some(info.cipher.as_bytes()));
+    assert_eq!(
+        get(0x23),
+        (!info.cipher.is_empty()).then_some(info.cipher.as_bytes())
+    );
     assert_eq!(get(0x22), info.cn.as_deref().map(str::as_bytes));
     assert_eq!(get(0xE0), info.subject_dn.as_deref().map(str::as_bytes));
 });
