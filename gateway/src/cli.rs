@@ -53,9 +53,30 @@ pub enum Command {
     Passwd(crate::access::password::PasswdArgs),
     /// Check a TLS server against the S.E.E. client policy; exits 1 on any failure.
     Probe(crate::probe::ProbeArgs),
+    /// Reload a running gateway: it re-reads its configuration and every file it names
+    /// (certificates, keys, CAs, CRLs, passwords, rules). Exit code 0 when the new
+    /// configuration serves, 1 when it was refused (the previous one keeps serving).
+    Reload(ReloadArgs),
     /// Manage the fleet's session-ticket key file (`[global] ticket_keys`).
     #[command(subcommand)]
     TicketKeys(TicketKeysCommand),
+}
+
+/// Arguments of `gateway reload`.
+#[derive(Debug, clap::Args)]
+pub struct ReloadArgs {
+    /// The gateway's admin listener (`[admin] bind`, without mTLS): `POST /reload`, and the
+    /// outcome or the error is printed.
+    #[arg(long, conflicts_with = "pid_file")]
+    pub admin: Option<std::net::SocketAddr>,
+    /// The gateway's PID file (`serve --pid-file`): SIGHUP; the outcome is in the gateway's
+    /// log and `gateway_reloads_total`.
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// With --pid-file: validate this configuration first, and do not signal when it is
+    /// invalid.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
 }
 
 /// `gateway ticket-keys ...`
@@ -84,6 +105,10 @@ pub struct ServeArgs {
     /// Listen address of the embedded default.
     #[arg(long, default_value = "127.0.0.1:8443")]
     pub bind: String,
+    /// Write the process id here once serving (for `gateway reload --pid-file`); removed at
+    /// exit.
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
 }
 
 /// Initialises logging (RUST_LOG filters; default `info`).
@@ -156,6 +181,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 1
             })
         }
+        Command::Reload(args) => reload(&args),
         Command::TicketKeys(TicketKeysCommand::Rotate { file, keep }) => {
             let keys = crate::tls::tickets::TicketKeys::rotate(&file, keep)?;
             let ids = keys.ids();
@@ -175,18 +201,76 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Serve(args) => {
-            let cfg = match &args.config {
-                Some(path) => Config::load(path)?,
+            let (cfg, path) = match &args.config {
+                Some(path) => (Config::load(path)?, path.clone()),
                 None => embedded_default(&args)?,
             };
             let plan = crate::plan::plan(&cfg)?;
-            server::run_until_signal(plan)?;
+            server::run_until_signal(plan, Some(&path), args.pid_file.as_deref())?;
             Ok(0)
         }
     }
 }
 
-fn embedded_default(args: &ServeArgs) -> anyhow::Result<Config> {
+fn reload(args: &ReloadArgs) -> anyhow::Result<i32> {
+    use std::io::{Read, Write};
+    if let Some(addr) = args.admin {
+        let mut s = std::net::TcpStream::connect(addr)
+            .map_err(|e| anyhow::anyhow!("cannot reach the admin listener {addr}: {e}"))?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(120)))?;
+        write!(
+            s,
+            "POST /reload HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+        let ok = head.split_whitespace().nth(1) == Some("200");
+        if ok {
+            print!("{body}");
+            return Ok(0);
+        }
+        eprint!("{body}");
+        return Ok(1);
+    }
+    let Some(pid_file) = &args.pid_file else {
+        anyhow::bail!(
+            "give --admin ADDR (the admin listener) or --pid-file FILE (serve --pid-file)"
+        );
+    };
+    if let Some(cfg) = &args.config {
+        let checked = Config::load(cfg)
+            .map_err(anyhow::Error::from)
+            .and_then(|c| {
+                crate::plan::plan(&c)
+                    .map(|_| ())
+                    .map_err(anyhow::Error::from)
+            });
+        if let Err(e) = checked {
+            eprintln!("{}: refused, not signalled: {e:#}", cfg.display());
+            return Ok(1);
+        }
+    }
+    let text = std::fs::read_to_string(pid_file)
+        .map_err(|e| anyhow::anyhow!("cannot read PID file {}: {e}", pid_file.display()))?;
+    let pid: libc::pid_t = text.trim().parse().map_err(|_| {
+        anyhow::anyhow!(
+            "PID file {} holds {text:?}, not a process id",
+            pid_file.display()
+        )
+    })?;
+    // SAFETY: kill(2) with a pid read from the operator's PID file and SIGHUP.
+    if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
+        anyhow::bail!(
+            "cannot signal process {pid}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    println!("SIGHUP sent to {pid}: the outcome is in its log and in gateway_reloads_total");
+    Ok(0)
+}
+
+fn embedded_default(args: &ServeArgs) -> anyhow::Result<(Config, PathBuf)> {
     let dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
     let pki = DevPki::ensure(&dir)?;
     let cfg_path = dir.join("gateway.toml");
@@ -220,5 +304,5 @@ fn embedded_default(args: &ServeArgs) -> anyhow::Result<Config> {
         cfg = cfg_path.display(),
         p12 = pki.client_p12.display(),
     );
-    Ok(cfg)
+    Ok((cfg, cfg_path))
 }

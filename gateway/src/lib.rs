@@ -6,12 +6,15 @@
 
 pub mod access;
 pub mod admin;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod conn;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod lifetime;
+pub mod limits;
 pub mod metrics;
 pub mod path;
 pub mod pki;
@@ -20,6 +23,7 @@ pub mod privileges;
 pub mod probe;
 pub mod proxy;
 pub mod revocation;
+pub mod sd_notify;
 pub mod server;
 pub mod status;
 pub mod steering;

@@ -11,6 +11,8 @@ use tokio::sync::watch;
 
 use crate::metrics::Metrics;
 use crate::plan::{GatewayPlan, SharedPlan};
+pub mod reload;
+
 use crate::worker::{allowed_cpus, reuseport_listener, spawn_worker, WorkerError, WorkerPlan};
 
 /// Errors starting the gateway.
@@ -28,20 +30,12 @@ pub enum StartError {
     /// The admin listener cannot start.
     #[error(transparent)]
     Admin(#[from] crate::admin::AdminError),
+    /// The audit log cannot be opened.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
 }
 
-/// Why a plan cannot replace the running one.
-#[derive(Debug, thiserror::Error)]
-pub enum SwapError {
-    /// Listeners cannot be added, removed or rebound without a restart.
-    #[error("listener {index}: {message}; restart the gateway to change listeners")]
-    Listeners {
-        /// Listener number.
-        index: usize,
-        /// What differs.
-        message: String,
-    },
-}
+pub use reload::{ReloadError, ReloadOutcome, Reloader, SwapError};
 
 /// A running gateway.
 #[derive(Debug)]
@@ -59,12 +53,18 @@ pub struct RunningGateway {
     workers: Vec<std::thread::JoinHandle<()>>,
     steering: crate::steering::SteeringHandle,
     admin: Option<crate::admin::AdminHandle>,
+    audit: Option<Arc<crate::audit::AuditLog>>,
 }
 
 impl RunningGateway {
     /// Kernel steering state: counters, blocklist edits, what is active.
     pub fn steering(&self) -> crate::steering::SteeringControl {
         self.steering.control()
+    }
+
+    /// The audit log, when `[audit]` is configured.
+    pub fn audit(&self) -> Option<&Arc<crate::audit::AuditLog>> {
+        self.audit.as_ref()
     }
 
     /// The plan being served.
@@ -80,27 +80,23 @@ impl RunningGateway {
     /// # Errors
     /// [`SwapError`] if the listeners differ.
     pub fn swap_plan(&self, next: GatewayPlan) -> Result<(), SwapError> {
-        let current = self.plan.load();
-        if next.listeners.len() != current.listeners.len() {
-            return Err(SwapError::Listeners {
-                index: next.listeners.len().min(current.listeners.len()),
-                message: format!(
-                    "{} listeners configured, {} running",
-                    next.listeners.len(),
-                    current.listeners.len()
-                ),
-            });
-        }
-        for (index, (n, c)) in next.listeners.iter().zip(&current.listeners).enumerate() {
-            if n.bind != c.bind {
-                return Err(SwapError::Listeners {
-                    index,
-                    message: format!("bind {} differs from the running {}", n.bind, c.bind),
-                });
-            }
-        }
-        self.plan.store(Arc::new(next));
-        Ok(())
+        reload::swap(&self.plan, next)
+    }
+
+    /// A [`Reloader`] re-reading `config_path` into this gateway (SIGHUP, `POST /reload`,
+    /// tests). It also becomes the admin listener's `POST /reload`.
+    pub fn reloader(&self, config_path: &std::path::Path) -> Reloader {
+        let r = Reloader::new(config_path, self.plan.clone(), self.admin_state.clone());
+        let hook = r.clone();
+        let _ = self
+            .admin_state
+            .reload
+            .set(crate::admin::ReloadHook(Arc::new(move || {
+                hook.reload()
+                    .map(|o| o.to_string())
+                    .map_err(|e| e.to_string())
+            })));
+        r
     }
 
     /// Signals shutdown and waits for the workers to drain and stop.
@@ -227,6 +223,14 @@ fn start_inner(plan: GatewayPlan, drop_privileges: bool) -> Result<RunningGatewa
     }
 
     let admin_cfg = plan.admin.clone();
+    let audit = plan
+        .audit
+        .as_ref()
+        .map(crate::audit::AuditLog::start)
+        .transpose()?;
+    if let Some(a) = &audit {
+        metrics.register_collector(a.clone());
+    }
     let shared: SharedPlan = Arc::new(ArcSwap::from_pointee(plan));
     let admin_state = Arc::new(crate::admin::AdminState::new(
         metrics.clone(),
@@ -253,6 +257,7 @@ fn start_inner(plan: GatewayPlan, drop_privileges: bool) -> Result<RunningGatewa
             plan: shared.clone(),
             on_failure: on_failure.clone(),
             blocklist: Some(steering.control()),
+            audit: audit.clone(),
         };
         workers.push(spawn_worker(wp, metrics.clone(), rx.clone(), grace)?);
     }
@@ -269,16 +274,22 @@ fn start_inner(plan: GatewayPlan, drop_privileges: bool) -> Result<RunningGatewa
         workers,
         steering,
         admin,
+        audit,
     })
 }
 
-/// Runs the gateway until SIGINT or SIGTERM, then drains and stops.
+/// Runs the gateway until SIGINT or SIGTERM, then drains and stops. SIGHUP reloads
+/// `config_path` (when given; see [`Reloader`]); `pid_file` is written once serving and
+/// removed at exit.
 ///
 /// # Errors
 /// [`StartError`] if it cannot start.
-pub fn run_until_signal(plan: GatewayPlan) -> Result<(), StartError> {
+pub fn run_until_signal(
+    plan: GatewayPlan,
+    config_path: Option<&std::path::Path>,
+    pid_file: Option<&std::path::Path>,
+) -> Result<(), StartError> {
     let interval = plan.global.metrics_interval_secs;
-    let running = start_unprivileged(plan)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -286,9 +297,23 @@ pub fn run_until_signal(plan: GatewayPlan) -> Result<(), StartError> {
             index: usize::MAX,
             source,
         })?;
+    // Signal handlers first: from here on SIGHUP never kills the process.
+    let signals = {
+        let _guard = rt.enter();
+        Signals::new()
+    };
+    let running = start_unprivileged(plan)?;
+    let reloader = config_path.map(|p| running.reloader(p));
+    if let Some(p) = pid_file {
+        if let Err(e) = std::fs::write(p, format!("{}\n", std::process::id())) {
+            tracing::warn!(file = %p.display(), error = %e, "cannot write the PID file");
+        }
+    }
+    crate::sd_notify::notify("READY=1");
     let metrics = running.metrics.clone();
     let steering = running.steering();
     let shared = running.plan.clone();
+    let audit = running.audit().cloned();
     rt.block_on(async move {
         let metrics_task = (interval > 0).then(|| {
             tokio::spawn(async move {
@@ -305,7 +330,28 @@ pub fn run_until_signal(plan: GatewayPlan) -> Result<(), StartError> {
                 }
             })
         });
-        wait_for_signal().await;
+        let mut signals = signals;
+        loop {
+            match signals.next().await {
+                Signal::Stop => break,
+                Signal::Reopen => {}
+                Signal::Reload => match &reloader {
+                    Some(r) => {
+                        crate::sd_notify::notify("RELOADING=1");
+                        let r = r.clone();
+                        // Files and keys are read on the blocking pool, not this loop.
+                        let _ = tokio::task::spawn_blocking(move || r.reload()).await;
+                        crate::sd_notify::notify("READY=1");
+                    }
+                    None => tracing::warn!("SIGHUP: no configuration file to reload"),
+                },
+            }
+            // SIGHUP and SIGUSR1 reopen the audit log (log rotation).
+            if let Some(a) = &audit {
+                a.reopen();
+            }
+        }
+        crate::sd_notify::notify("STOPPING=1");
         tracing::info!("shutdown requested: no longer accepting, draining in-flight requests");
         if let Some(t) = metrics_task {
             t.abort();
@@ -313,24 +359,63 @@ pub fn run_until_signal(plan: GatewayPlan) -> Result<(), StartError> {
     });
     running.signal_shutdown();
     running.join();
+    if let Some(p) = pid_file {
+        let _ = std::fs::remove_file(p);
+    }
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
-        (Ok(mut int), Ok(mut term)) => {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
+/// What a signal asks for.
+enum Signal {
+    /// SIGINT / SIGTERM.
+    Stop,
+    /// SIGHUP.
+    Reload,
+    /// SIGUSR1: reopen the audit log.
+    Reopen,
+}
+
+/// The process's signal streams (registered before serving, so SIGHUP is never fatal).
+struct Signals {
+    int: Option<tokio::signal::unix::Signal>,
+    term: Option<tokio::signal::unix::Signal>,
+    hup: Option<tokio::signal::unix::Signal>,
+    usr1: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        let reg = |k: SignalKind, name: &str| match signal(k) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(signal = name, error = %e, "cannot handle signal");
+                None
+            }
+        };
+        Signals {
+            int: reg(SignalKind::interrupt(), "SIGINT"),
+            term: reg(SignalKind::terminate(), "SIGTERM"),
+            hup: reg(SignalKind::hangup(), "SIGHUP"),
+            usr1: reg(SignalKind::user_defined1(), "SIGUSR1"),
+        }
+    }
+
+    async fn next(&mut self) -> Signal {
+        async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
             }
         }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
+        tokio::select! {
+            _ = recv(&mut self.int) => Signal::Stop,
+            _ = recv(&mut self.term) => Signal::Stop,
+            _ = recv(&mut self.hup) => Signal::Reload,
+            _ = recv(&mut self.usr1) => Signal::Reopen,
         }
     }
 }

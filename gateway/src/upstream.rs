@@ -202,11 +202,15 @@ fn policy_error(e: KeyPolicyError) -> Error {
     e.into_tls_error("server")
 }
 
-/// A `ServerCertVerifier` applying the S.E.E. client rules: webpki (trust in the given
-/// anchors only, validity, signatures, host name, serverAuth) plus the key policy.
+/// A `ServerCertVerifier` applying the S.E.E. client rules: the RFC 5280 path validation
+/// of [`crate::pki::path`] (trust in the given anchors only, validity, signatures,
+/// basicConstraints, keyUsage, name constraints, serverAuth, the key policy) and the host
+/// name (rustls' `verify_server_name`). webpki only verifies the handshake signatures.
 #[derive(Debug)]
 pub struct SeeServerVerifier {
     inner: Arc<WebPkiServerVerifier>,
+    trust: crate::pki::path::TrustAnchors,
+    algs: &'static [&'static dyn rustls::pki_types::SignatureVerificationAlgorithm],
     policy: KeyPolicy,
 }
 
@@ -226,10 +230,18 @@ impl SeeServerVerifier {
                 UpstreamError::Config(format!("trusted CA #{i} is not a usable trust anchor: {e}"))
             })?;
         }
+        let trust = crate::pki::path::TrustAnchors::new(anchors)
+            .map_err(|e| UpstreamError::Config(format!("trusted CA: {e}")))?;
+        let algs = provider.signature_verification_algorithms.all;
         let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
             .build()
             .map_err(|e| UpstreamError::Config(format!("cannot build server verifier: {e}")))?;
-        Ok(SeeServerVerifier { inner, policy })
+        Ok(SeeServerVerifier {
+            inner,
+            trust,
+            algs,
+            policy,
+        })
     }
 }
 
@@ -250,8 +262,22 @@ impl ServerCertVerifier for SeeServerVerifier {
                 .check(c, RequiredEku::None)
                 .map_err(policy_error)?;
         }
-        self.inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        let _ = ocsp_response; // status comes from the status check, not a staple
+        let mut chain = Vec::with_capacity(1 + intermediates.len());
+        chain.push(end_entity.clone());
+        chain.extend(intermediates.iter().cloned());
+        let policy = crate::pki::path::PathPolicy {
+            key_policy: self.policy,
+            eku: RequiredEku::ServerAuth,
+            target: crate::pki::path::Target::EndEntity,
+            algs: self.algs,
+        };
+        let at = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+        crate::pki::path::validate_path(&chain, &self.trust, at, &policy)
+            .map_err(|e| e.to_rustls())?;
+        let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_name(&parsed, server_name)?;
+        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -532,12 +558,23 @@ pub const PLAIN_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, Default)]
 pub struct UpstreamConnector {
     tls: Option<Arc<UpstreamTls>>,
+    /// Plain TCP connect deadline (`limits.upstream_connect_timeout_secs`).
+    connect_timeout: Option<Duration>,
 }
 
 impl UpstreamConnector {
     /// A connector; `tls` is required for `https://` URIs.
     pub fn new(tls: Option<Arc<UpstreamTls>>) -> Self {
-        UpstreamConnector { tls }
+        UpstreamConnector {
+            tls,
+            connect_timeout: None,
+        }
+    }
+
+    /// Sets the plain TCP connect deadline (default [`PLAIN_CONNECT_TIMEOUT`]).
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
     }
 }
 
@@ -574,6 +611,7 @@ impl tower_service::Service<Uri> for UpstreamConnector {
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         let tls = self.tls.clone();
+        let connect_timeout = self.connect_timeout.unwrap_or(PLAIN_CONNECT_TIMEOUT);
         Box::pin(async move {
             let (https, addr, host) = uri_target(&uri)?;
             if https {
@@ -586,11 +624,11 @@ impl tower_service::Service<Uri> for UpstreamConnector {
                     tls.connect(&addr, &host).await?,
                 ))))
             } else {
-                let tcp = tokio::time::timeout(PLAIN_CONNECT_TIMEOUT, TcpStream::connect(&addr))
+                let tcp = tokio::time::timeout(connect_timeout, TcpStream::connect(&addr))
                     .await
                     .map_err(|_| UpstreamError::Timeout {
                         addr: addr.clone(),
-                        secs: PLAIN_CONNECT_TIMEOUT.as_secs(),
+                        secs: connect_timeout.as_secs(),
                     })?
                     .map_err(|source| UpstreamError::Connect {
                         addr: addr.clone(),

@@ -4,12 +4,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Context};
-use rustls::pki_types::{CertificateDer, UnixTime};
+use anyhow::{anyhow, bail};
 
 use crate::config::{Config, TlsConfig};
 use crate::pki::keypolicy::{KeyPolicy, KeyPolicyError, RequiredEku};
-use crate::revocation::cert::CertInfo;
 use crate::revocation::der::{fmt_time, parse_rfc3339};
 use crate::revocation::{
     now_secs, RevocationCache, RevocationChecker, RevocationConfig, RevocationOrder, Verdict,
@@ -112,19 +110,40 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<bool> {
     let (leaf, inter) = chain
         .split_first()
         .ok_or_else(|| anyhow!("{}: no certificate", args.chain.display()))?;
-    let info = CertInfo::parse(leaf).with_context(|| format!("{}", args.chain.display()))?;
-    println!(
-        "certificate: {} (serial {}), issued by {}",
-        info.subject_string(),
-        info.serial_hex(),
-        info.issuer_string()
-    );
-    println!("policy: listener {listener}; evaluated at {}", fmt_time(at));
     let mut r = Report { ok: true };
+    let parsed: Vec<_> = chain
+        .iter()
+        .map(|c| crate::pki::path::parse_cached(c))
+        .collect();
+    match &parsed[0] {
+        Ok(c) => println!(
+            "certificate: {} (serial {}), issued by {}",
+            c.subject_string(),
+            hex::encode(c.serial()),
+            c.issuer_string()
+        ),
+        Err(_) => println!("certificate: {} (does not parse)", args.chain.display()),
+    }
+    println!("policy: listener {listener}; evaluated at {}", fmt_time(at));
+
+    // Every certificate must parse: a malformed one is a refusal, not an error.
+    for (i, p) in parsed.iter().enumerate() {
+        if let Err(e) = p {
+            r.line(
+                false,
+                "syntax",
+                format!("certificate #{} of {}: {e}", i + 1, args.chain.display()),
+            );
+        }
+    }
+    if !r.ok {
+        println!("verdict: REJECTED");
+        return Ok(false);
+    }
+    let parsed: Vec<_> = parsed.into_iter().flatten().collect();
 
     // Validity of every certificate in the chain.
-    for der in &chain {
-        let c = CertInfo::parse(der)?;
+    for c in &parsed {
         let pass = c.not_before <= at && at <= c.not_after;
         r.line(
             pass,
@@ -178,16 +197,36 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<bool> {
         println!("[skip] extended key usage: not required by this listener (relaxation)");
     }
 
-    // Trust: the same webpki verification the handshake runs.
-    let trust = trust_check(&cas, leaf, inter, at, provider.clone());
-    r.line(
-        trust.is_ok(),
-        "trust",
-        match &trust {
-            Ok(()) => format!("chains to a trusted CA ({} trusted)", cas.len()),
-            Err(e) => e.clone(),
+    // Trust: the same RFC 5280 path validation the handshake runs.
+    let trust =
+        crate::pki::path::TrustAnchors::new(&cas).map_err(|e| anyhow!("trusted CA: {e}"))?;
+    let path_policy = crate::pki::path::PathPolicy {
+        key_policy: policy,
+        eku: if tls.require_client_auth_eku {
+            RequiredEku::ClientAuth
+        } else {
+            RequiredEku::None
         },
-    );
+        target: crate::pki::path::Target::EndEntity,
+        algs: provider.signature_verification_algorithms.all,
+    };
+    let path = crate::pki::path::validate_path(&chain, &trust, at, &path_policy);
+    match &path {
+        Ok(p) => r.line(
+            true,
+            "trust",
+            format!(
+                "RFC 5280 6.1: {} certificate(s) to the trusted CA {} ({} trusted)",
+                p.certs.len(),
+                p.anchor.subject_string(),
+                trust.len()
+            ),
+        ),
+        Err(e) => {
+            r.line(false, "trust", e.to_string());
+            println!("       failed step: {}", e.step.rfc());
+        }
+    }
 
     // Revocation.
     if !rev.enabled {
@@ -238,28 +277,4 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<bool> {
     }
     println!("verdict: {}", if r.ok { "ACCEPTED" } else { "REJECTED" });
     Ok(r.ok)
-}
-
-fn trust_check(
-    cas: &[CertificateDer<'static>],
-    leaf: &CertificateDer<'_>,
-    inter: &[CertificateDer<'_>],
-    at: i64,
-    provider: Arc<rustls::crypto::CryptoProvider>,
-) -> Result<(), String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in cas {
-        roots
-            .add(ca.clone())
-            .map_err(|e| format!("trusted CA unusable: {e}"))?;
-    }
-    let v = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-        .build()
-        .map_err(|e| e.to_string())?;
-    let t = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
-        u64::try_from(at).unwrap_or(0),
-    ));
-    v.verify_client_cert(leaf, inter, t)
-        .map(|_| ())
-        .map_err(|e| format!("{e}"))
 }

@@ -511,8 +511,11 @@ async fn intermediates_checked_when_configured() {
     let leaf = inter.leaf(60, None, Some(&ocsp_url));
     ocsp.set(60, "good");
     let cache = RevocationCache::new(1000).unwrap();
+    // Leaf only: an explicit relaxation since intermediates are checked by default.
+    let mut leaf_only = cfg(RevocationOrder::OcspFirst);
+    leaf_only.check_intermediates = false;
     let c = RevocationChecker::new(
-        &cfg(RevocationOrder::OcspFirst),
+        &leaf_only,
         "t",
         std::slice::from_ref(&root.cert),
         provider(),
@@ -694,6 +697,8 @@ fn malformed_crls_and_ocsp_responses_never_panic() {
     let leaf = ca.leaf(5, None, None);
     let cert = CertInfo::parse(&leaf.cert).unwrap();
     let p = provider();
+    let crl_issuer = gateway::pki::path::ParsedCert::parse(&ca.cert).unwrap();
+    let algs = p.signature_verification_algorithms.all;
     let good_crl = ca.crl(&[1, 2, 3], -60, 3600);
     let state = OcspStateForFuzz::response(&ca);
     let req = ocsp::BuiltRequest {
@@ -707,19 +712,19 @@ fn malformed_crls_and_ocsp_responses_never_panic() {
     };
     for input in [&good_crl, &state] {
         for cut in 0..input.len() {
-            let _ = crl::load(&input[..cut], &issuer, &p, 0, 0);
+            let _ = crl::load(&input[..cut], &crl_issuer, algs, 0, 0);
             let _ = ocsp::verify_response(&input[..cut], &cert, &issuer, &req, &p, at);
         }
         for i in 0..input.len() {
             for bit in [0x01u8, 0x80] {
                 let mut m = input.clone();
                 m[i] ^= bit;
-                let _ = crl::load(&m, &issuer, &p, 0, 0);
+                let _ = crl::load(&m, &crl_issuer, algs, 0, 0);
                 let _ = ocsp::verify_response(&m, &cert, &issuer, &req, &p, at);
             }
         }
     }
-    assert!(crl::load(b"", &issuer, &p, 0, 0).is_err());
+    assert!(crl::load(b"", &crl_issuer, algs, 0, 0).is_err());
     assert!(CertInfo::parse(b"\x30\x03\x02\x01").is_err());
 }
 
@@ -749,4 +754,79 @@ impl OcspStateForFuzz {
             f.post_ocsp(&url, req.der).await.unwrap().to_vec()
         })
     }
+}
+
+#[tokio::test]
+async fn replayed_older_crl_does_not_unrevoke() {
+    let ca = Ca::new("Test CA");
+    let (crl, crl_url) = CrlServer::start(ca.crl(&[27], -30, 3600));
+    let leaf = ca.leaf(27, Some(&crl_url), None);
+    let mut cf = cfg(RevocationOrder::CrlOnly);
+    cf.refresh_interval_secs = 1;
+    let c = checker(cf, &ca);
+    assert!(check(&c, &leaf).await.unwrap_err().is_revoked());
+    // The server now hands out an older CRL (thisUpdate earlier) that does not list it.
+    crl.set(ca.crl(&[], -600, 3600));
+    let before = crl.requests.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        crl.requests.load(Ordering::SeqCst) > before,
+        "the CRL was not refreshed"
+    );
+    let e = check(&c, &leaf).await.unwrap_err();
+    assert!(e.is_revoked(), "an older CRL replaced the newer one: {e}");
+}
+
+#[tokio::test]
+async fn status_check_refuses_a_certificate_expired_since_the_session_began() {
+    // Resumed sessions are not validated again by the handshake: the awaited status check
+    // validates the path at the time of the connection.
+    let ca = Ca::new("Test CA");
+    let (_crl, crl_url) = CrlServer::start(ca.crl(&[], -60, 3600));
+    let leaf = ca.leaf(28, Some(&crl_url), None);
+    let c = checker(cfg(RevocationOrder::CrlOnly), &ca);
+    assert!(check(&c, &leaf).await.is_ok());
+    let year_4100 = 67_300_000_000;
+    let e = c.check_at(&leaf.cert, &[], year_4100).await.unwrap_err();
+    assert!(matches!(e.reason, Reason::Path { .. }), "{e}");
+    assert!(e.to_string().contains("6.1.3 (a)(2)"), "{e}");
+    assert!(
+        gateway::pki::path::leaf_valid_at(std::slice::from_ref(&leaf.cert), year_4100).is_err()
+    );
+}
+
+#[tokio::test]
+async fn unusable_crl_file_is_a_status_failure_not_a_configuration_error() {
+    let ca = Ca::new("Test CA");
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.crl");
+    std::fs::write(&bad, b"not a CRL at all").unwrap();
+    let leaf = ca.leaf(29, None, None);
+    let mut cf = cfg(RevocationOrder::CrlOnly);
+    cf.crl_files = vec![bad];
+    let c = checker(cf, &ca);
+    let e = check(&c, &leaf).await.unwrap_err();
+    assert!(!e.is_revoked(), "{e}");
+    // A good file next to it answers.
+    let good = dir.path().join("good.crl");
+    std::fs::write(&good, ca.crl(&[], -60, 3600)).unwrap();
+    let mut cf = cfg(RevocationOrder::CrlOnly);
+    cf.crl_files = vec![dir.path().join("bad.crl"), good];
+    let c = checker(cf, &ca);
+    assert!(check(&c, &leaf).await.is_ok());
+}
+
+#[tokio::test]
+async fn configured_file_saying_good_does_not_hide_a_distribution_point_saying_revoked() {
+    let ca = Ca::new("Test CA");
+    let (_crl, crl_url) = CrlServer::start(ca.crl(&[30], -30, 3600));
+    let leaf = ca.leaf(30, Some(&crl_url), None);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ca.crl");
+    std::fs::write(&file, ca.crl(&[], -60, 3600)).unwrap();
+    let mut cf = cfg(RevocationOrder::CrlOnly);
+    cf.crl_files = vec![file];
+    let c = checker(cf, &ca);
+    let e = check(&c, &leaf).await.unwrap_err();
+    assert!(e.is_revoked(), "{e}");
 }

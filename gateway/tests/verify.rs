@@ -98,6 +98,21 @@ fn verify_offline_with_crl_files_and_online_with_ocsp() {
     let (code, out) = verify(d, &["good.pem", "--ca", "other.pem", "--crl", "ca.crl"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("[FAIL] trust"), "{out}");
+    assert!(
+        out.contains("failed step: RFC 5280 6.1.3 (a)(4) name chaining"),
+        "{out}"
+    );
+
+    // A certificate that does not parse is a refusal (exit 1) naming the problem, not an error.
+    std::fs::write(
+        d.join("junk.pem"),
+        "-----BEGIN CERTIFICATE-----\nMAMCAQE=\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let (code, out) = verify(d, &["junk.pem", "--ca", "ca.pem", "--crl", "ca.crl"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("[FAIL] syntax"), "{out}");
+    assert!(out.contains("verdict: REJECTED"), "{out}");
 
     let (code, out) = verify(d, &["good.pem", "--ca", "ca.pem", "--at", "yesterday"]);
     assert_eq!(code, 2, "{out}");

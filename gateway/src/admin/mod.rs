@@ -49,6 +49,18 @@ pub struct AdminState {
     pub reloads: ReloadStats,
     /// Set once every listener socket is bound and the workers run.
     pub listeners_bound: AtomicBool,
+    /// `POST /reload`: set by the server when it knows its configuration file.
+    pub reload: std::sync::OnceLock<ReloadHook>,
+}
+
+/// Runs a reload (blocking) and returns its outcome or error as text.
+#[derive(Clone)]
+pub struct ReloadHook(pub Arc<dyn Fn() -> Result<String, String> + Send + Sync>);
+
+impl std::fmt::Debug for ReloadHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReloadHook")
+    }
 }
 
 impl AdminState {
@@ -64,6 +76,7 @@ impl AdminState {
             plan,
             reloads: ReloadStats::default(),
             listeners_bound: AtomicBool::new(false),
+            reload: std::sync::OnceLock::new(),
         };
         st.reloads.last_success_unix.store(now_unix(), Relaxed);
         st
@@ -260,9 +273,18 @@ async fn serve(
     tls: Option<tokio_rustls::TlsAcceptor>,
     state: Arc<AdminState>,
 ) {
+    // Mutations (POST /reload) only from loopback or an authenticated (mTLS) peer.
+    let trusted = tls.is_some() || peer.ip().to_canonical().is_loopback();
     let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
         let state = state.clone();
-        async move { Ok::<_, std::convert::Infallible>(route(&req, &state)) }
+        async move {
+            let resp = if req.method() == http::Method::POST && req.uri().path() == "/reload" {
+                reload(&state, trusted).await
+            } else {
+                route(&req, &state)
+            };
+            Ok::<_, std::convert::Infallible>(resp)
+        }
     });
     let builder = hyper::server::conn::http1::Builder::new();
     let res = match tls {
@@ -294,6 +316,33 @@ fn text(status: StatusCode, content_type: &'static str, body: String) -> Respons
     r
 }
 
+async fn reload(st: &Arc<AdminState>, trusted: bool) -> Response<Full<Bytes>> {
+    const PLAIN: &str = "text/plain; charset=utf-8";
+    if !trusted {
+        return text(
+            StatusCode::FORBIDDEN,
+            PLAIN,
+            "POST /reload is accepted from loopback or over mutual TLS only\n".into(),
+        );
+    }
+    let Some(hook) = st.reload.get().cloned() else {
+        return text(
+            StatusCode::NOT_FOUND,
+            PLAIN,
+            "this gateway has no configuration file to reload\n".into(),
+        );
+    };
+    match tokio::task::spawn_blocking(move || (hook.0)()).await {
+        Ok(Ok(outcome)) => text(StatusCode::OK, PLAIN, outcome + "\n"),
+        Ok(Err(e)) => text(StatusCode::UNPROCESSABLE_ENTITY, PLAIN, e + "\n"),
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            PLAIN,
+            format!("reload failed: {e}\n"),
+        ),
+    }
+}
+
 fn route(req: &Request<hyper::body::Incoming>, st: &Arc<AdminState>) -> Response<Full<Bytes>> {
     const PLAIN: &str = "text/plain; charset=utf-8";
     if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
@@ -322,7 +371,7 @@ fn route(req: &Request<hyper::body::Incoming>, st: &Arc<AdminState>) -> Response
         _ => text(
             StatusCode::NOT_FOUND,
             PLAIN,
-            "not found: /metrics /healthz /readyz /config\n".into(),
+            "not found: GET /metrics /healthz /readyz /config, POST /reload\n".into(),
         ),
     }
 }

@@ -79,57 +79,102 @@ impl KeyPolicy {
         cert: &X509Certificate<'_>,
         eku: RequiredEku,
     ) -> Result<(), KeyPolicyError> {
-        let sig = cert.signature_algorithm.algorithm.to_id_string();
-        if WEAK_SIG_OIDS.contains(&sig.as_str()) {
-            return Err(KeyPolicyError::WeakSignature(sig));
+        self.check_facts(&KeyFacts::of(cert), eku)
+    }
+
+    /// As [`KeyPolicy::check`] on the facts read once from a certificate (the path
+    /// validator keeps them with its parsed certificates).
+    ///
+    /// # Errors
+    /// The first [`KeyPolicyError`] found.
+    pub fn check_facts(&self, f: &KeyFacts, eku: RequiredEku) -> Result<(), KeyPolicyError> {
+        if WEAK_SIG_OIDS.contains(&f.sig_oid.as_str()) {
+            return Err(KeyPolicyError::WeakSignature(f.sig_oid.clone()));
         }
-        let spki = cert.public_key();
-        match spki.parsed() {
-            Ok(PublicKey::RSA(rsa)) => {
-                let bits = rsa.key_size();
-                if bits < self.min_rsa_bits {
+        match &f.key {
+            KeyKind::Rsa(bits) => {
+                if *bits < self.min_rsa_bits {
                     return Err(KeyPolicyError::RsaTooShort {
-                        bits,
+                        bits: *bits,
                         min: self.min_rsa_bits,
                     });
                 }
             }
-            Ok(PublicKey::EC(_)) => {
-                let curve = spki
-                    .algorithm
-                    .parameters
-                    .as_ref()
-                    .and_then(|p| p.as_oid().ok())
-                    .map(|o| o.to_id_string())
-                    .unwrap_or_else(|| "unknown".into());
+            KeyKind::Ec(curve) => {
                 if curve != OID_P256 && curve != OID_P384 {
-                    return Err(KeyPolicyError::Curve(curve));
+                    return Err(KeyPolicyError::Curve(curve.clone()));
                 }
             }
-            Ok(_) | Err(_) => {
-                return Err(KeyPolicyError::KeyType(
-                    spki.algorithm.algorithm.to_id_string(),
-                ))
-            }
+            KeyKind::Other(alg) => return Err(KeyPolicyError::KeyType(alg.clone())),
         }
         let need = match eku {
             RequiredEku::None => return Ok(()),
             RequiredEku::ClientAuth => "clientAuth",
             RequiredEku::ServerAuth => "serverAuth",
         };
-        let ok = match cert.extended_key_usage() {
-            // anyExtendedKeyUsage alone does not satisfy the policy: the purpose must be named.
-            Ok(Some(ext)) => match eku {
-                RequiredEku::ClientAuth => ext.value.client_auth,
-                RequiredEku::ServerAuth => ext.value.server_auth,
+        // anyExtendedKeyUsage alone does not satisfy the policy: the purpose must be named.
+        let ok = match f.eku {
+            Some((client, server)) => match eku {
+                RequiredEku::ClientAuth => client,
+                RequiredEku::ServerAuth => server,
                 RequiredEku::None => true,
             },
-            _ => false,
+            None => false,
         };
         if ok {
             Ok(())
         } else {
             Err(KeyPolicyError::MissingEku(need))
+        }
+    }
+}
+
+/// The public key of a certificate, as the policy sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyKind {
+    /// RSA with this modulus size in bits.
+    Rsa(usize),
+    /// EC on the curve with this OID.
+    Ec(String),
+    /// Any other algorithm (its OID).
+    Other(String),
+}
+
+/// What the key policy looks at in a certificate, read once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFacts {
+    /// The certificate's signature algorithm OID.
+    pub sig_oid: String,
+    /// Its public key.
+    pub key: KeyKind,
+    /// (clientAuth, serverAuth) when an EKU extension parses, else `None`.
+    pub eku: Option<(bool, bool)>,
+}
+
+impl KeyFacts {
+    /// Reads the facts from a parsed certificate.
+    pub fn of(cert: &X509Certificate<'_>) -> KeyFacts {
+        let spki = cert.public_key();
+        let key = match spki.parsed() {
+            Ok(PublicKey::RSA(rsa)) => KeyKind::Rsa(rsa.key_size()),
+            Ok(PublicKey::EC(_)) => KeyKind::Ec(
+                spki.algorithm
+                    .parameters
+                    .as_ref()
+                    .and_then(|p| p.as_oid().ok())
+                    .map(|o| o.to_id_string())
+                    .unwrap_or_else(|| "unknown".into()),
+            ),
+            Ok(_) | Err(_) => KeyKind::Other(spki.algorithm.algorithm.to_id_string()),
+        };
+        let eku = match cert.extended_key_usage() {
+            Ok(Some(ext)) => Some((ext.value.client_auth, ext.value.server_auth)),
+            _ => None,
+        };
+        KeyFacts {
+            sig_oid: cert.signature_algorithm.algorithm.to_id_string(),
+            key,
+            eku,
         }
     }
 }

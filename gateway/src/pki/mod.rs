@@ -6,6 +6,8 @@ pub mod devpki;
 pub mod identity;
 /// Key and signature policy.
 pub mod keypolicy;
+/// Certification path validation (RFC 5280 6.1).
+pub mod path;
 
 use std::path::{Path, PathBuf};
 

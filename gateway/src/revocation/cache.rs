@@ -255,6 +255,7 @@ impl RevocationCache {
             rejected_unknown = m.rejected_unknown,
             rejected_malformed = m.rejected_malformed,
             rejected_issuer_not_found = m.rejected_issuer_not_found,
+            rejected_path = m.rejected_path,
             soft_fail_accepts = m.soft_fail_accepts,
             entries = self.status.len(),
             crls = self.crls.len(),
@@ -524,12 +525,14 @@ pub(crate) fn crl_reason(e: CrlError, source: &str) -> Reason {
         CrlError::WrongIssuer | CrlError::NoCrlSign | CrlError::BadSignature(_) => {
             Reason::BadSignature { why }
         }
-        CrlError::Stale(_) | CrlError::NotYetValid(_) | CrlError::NoNextUpdate => {
-            Reason::Stale { why }
-        }
-        CrlError::Encoding(_) | CrlError::Der(_) | CrlError::Unsupported(_) => {
-            Reason::Malformed { why }
-        }
+        CrlError::Stale(_)
+        | CrlError::NotYetValid(_)
+        | CrlError::NoNextUpdate
+        | CrlError::Older { .. } => Reason::Stale { why },
+        CrlError::Encoding(_)
+        | CrlError::Der(_)
+        | CrlError::Unsupported(_)
+        | CrlError::SerialTooLong(_) => Reason::Malformed { why },
     }
 }
 
@@ -679,14 +682,13 @@ async fn fetch_crl(
             return Err(stale_old(e.to_string()));
         }
     };
-    let provider = ctx.provider.clone();
-    let skew = ctx.skew;
-    let iss = issuer.clone();
     let src = url.clone();
-    // Parsing a large CRL is CPU work: keep it off the fetch runtime's thread.
+    // Only the header is read here (bounded work, nothing built from unsigned data): the
+    // signer and the entries are decided by CRL processing. Off the fetch runtime's thread.
     let parsed = tokio::task::spawn_blocking(move || {
-        let issuer = CertInfo::parse(&iss).map_err(|e| Reason::Malformed { why: e.to_string() })?;
-        crl::load(&bytes, &issuer, &provider, now, skew).map_err(|e| crl_reason(e, &src))
+        crl::to_der(&bytes)
+            .and_then(|d| Crl::parse(&d))
+            .map_err(|e| crl_reason(e, &src))
     })
     .await
     .map_err(|e| Reason::Unavailable {
@@ -702,10 +704,17 @@ async fn fetch_crl(
             return Err(r);
         }
     };
-    let changed = old.as_ref().is_none_or(|o| {
-        o.crl.this_update != crl.this_update || o.crl.serials.len() != crl.serials.len()
-    });
-    tracing::debug!(url = %url, entries = crl.serials.len(), next_update = %super::der::fmt_time(crl.next_update), "CRL loaded");
+    // A replayed older CRL must not replace a newer one (it could un-revoke).
+    if let Some(o) = old.as_ref().filter(|o| crl.is_older_than(&o.crl)) {
+        let e = crl.older_error();
+        if o.crl.is_current(now, ctx.skew) {
+            tracing::warn!(url = %url, error = %e, "older CRL served; keeping the newer copy");
+            return Ok(o.clone());
+        }
+        return Err(crl_reason(e, &url));
+    }
+    let changed = old.as_ref().is_none_or(|o| o.crl.digest != crl.digest);
+    tracing::debug!(url = %url, bytes = crl.der().len(), next_update = %super::der::fmt_time(crl.next_update), "CRL loaded");
     let s = Arc::new(CrlState {
         crl: Arc::new(crl),
         url,

@@ -9,18 +9,20 @@ use std::time::Duration;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, UnixTime};
 
-use super::cache::{
-    crl_key, crl_reason, status_key, FetchCtx, OcspTarget, RevocationCache, StatusEntry,
-};
-use super::cert::{issuer_and_serial, name_string, CertInfo};
+use super::cache::{crl_key, status_key, FetchCtx, OcspTarget, RevocationCache, StatusEntry};
+use super::cert::CertInfo;
 use super::config::{RevocationConfig, Source};
-use super::crl;
+use super::crl::Crl;
+use super::crl_status::{crl_status, CrlContext, CrlStatus, Problem};
+use super::der::normalize_serial;
 use super::error::{Reason, RevocationError};
 use super::fetch::Fetcher;
 use super::flight::wait;
 use super::local::{self, LocalCrl, LocalListing};
 use super::now_secs;
 use super::ocsp::OcspStatus;
+use crate::pki::path::validate::{PathPolicy, Target, TrustAnchors, ValidatedPath};
+use crate::pki::path::ParsedCert;
 use crate::status::{BoxFuture, CertStatus, ChainStatus, StatusCheck};
 
 /// Errors building a checker.
@@ -32,6 +34,12 @@ pub enum CheckerError {
         /// The config key.
         key: &'static str,
         /// What is wrong (names the file).
+        message: String,
+    },
+    /// A trusted CA certificate cannot be used as a trust anchor.
+    #[error("trusted CA: {message}")]
+    Anchors {
+        /// What is wrong.
         message: String,
     },
 }
@@ -67,7 +75,7 @@ pub struct RevocationChecker {
     cfg: RevocationConfig,
     listener: String,
     cache: Arc<RevocationCache>,
-    anchors: Vec<CertificateDer<'static>>,
+    trust: TrustAnchors,
     local: ArcSwap<Vec<LocalCrl>>,
     responders: Vec<(Vec<u8>, Vec<u8>, String)>,
     ctx: Arc<FetchCtx>,
@@ -81,11 +89,20 @@ impl RevocationChecker {
         self.local
             .load()
             .iter()
-            .map(|l| super::cache::CrlOverview {
-                source: l.path.display().to_string(),
-                issuer: super::cert::name_string(&l.crl.issuer),
-                this_update: l.crl.this_update,
-                next_update: l.crl.next_update,
+            .map(|l| match &l.crl {
+                Ok(c) => super::cache::CrlOverview {
+                    source: l.path.display().to_string(),
+                    issuer: super::cert::name_string(&c.issuer),
+                    this_update: c.this_update,
+                    next_update: c.next_update,
+                },
+                // An unusable file is never current.
+                Err(why) => super::cache::CrlOverview {
+                    source: l.path.display().to_string(),
+                    issuer: format!("<unusable: {why}>"),
+                    this_update: 0,
+                    next_update: 0,
+                },
             })
             .collect()
     }
@@ -111,8 +128,15 @@ impl RevocationChecker {
         cache: Arc<RevocationCache>,
     ) -> Result<Arc<Self>, CheckerError> {
         cache.lower_max_entries(cfg.cache_max_entries);
-        let local = local::load(&cfg.crl_files)?;
-        local::verify_with_anchors(&local, anchors, &provider);
+        let trust = TrustAnchors::new(anchors).map_err(|e| CheckerError::Anchors {
+            message: e.to_string(),
+        })?;
+        let local = local::load(&cfg.crl_files, None)?;
+        local::verify_with_anchors(
+            &local,
+            &trust,
+            provider.signature_verification_algorithms.all,
+        );
         let mut responders = Vec::new();
         for r in &cfg.ocsp_responders {
             let file = |m: String| CheckerError::File {
@@ -142,7 +166,7 @@ impl RevocationChecker {
             cfg: cfg.clone(),
             listener: listener.to_string(),
             cache,
-            anchors: anchors.to_vec(),
+            trust,
             local: ArcSwap::from_pointee(local),
             responders,
             ctx,
@@ -199,7 +223,12 @@ impl RevocationChecker {
         self.check_at(end_entity, intermediates, now_secs()).await
     }
 
-    /// As [`RevocationChecker::check`], judging freshness at `now` (Unix seconds).
+    /// As [`RevocationChecker::check`], judging freshness at `now`.
+    ///
+    /// The chain is validated again (RFC 5280 6.1 at `now`: a resumed session whose
+    /// certificate has expired since is refused here) to learn each certificate's issuer,
+    /// then the leaf and, with `check_intermediates` (the default), every intermediate is
+    /// checked.
     ///
     /// # Errors
     /// [`RevocationError`].
@@ -212,19 +241,44 @@ impl RevocationChecker {
         if !self.cfg.enabled {
             return Ok(Verdict::NotChecked);
         }
-        let mut out = Vec::new();
-        let mut chain: Vec<&[u8]> = vec![end_entity.as_ref()];
-        if self.cfg.check_intermediates {
-            chain.extend(intermediates.iter().map(|c| c.as_ref()));
-        }
-        for der in chain {
-            if let Ok((iss, _)) = issuer_and_serial(der) {
-                // A self-issued certificate in the chain (a root sent along) has no status.
-                if !out.is_empty() && CertInfo::parse(der).is_ok_and(|c| c.subject == iss) {
-                    continue;
+        let path = match self.path(end_entity, intermediates, now) {
+            Ok(p) => p,
+            Err(e) => {
+                let (issuer, serial) = match crate::pki::path::parse_cached(end_entity) {
+                    Ok(c) => (c.issuer_string(), hex::encode(normalize_serial(c.serial()))),
+                    Err(_) => ("?".into(), "?".into()),
+                };
+                let e = RevocationError {
+                    reason: if e.step == crate::pki::path::Step::NameChaining {
+                        Reason::IssuerNotFound
+                    } else {
+                        Reason::Path { why: e.to_string() }
+                    },
+                    issuer,
+                    serial,
+                };
+                self.cache.metrics.rejected(&e.reason);
+                tracing::warn!(listener = %self.listener, reason = %e.reason, "client certificate refused: certification path no longer valid");
+                return Err(e);
+            }
+        };
+        let n = if self.cfg.check_intermediates {
+            path.certs.len()
+        } else {
+            1
+        };
+        // CRL signers may be among the presented certificates outside the path.
+        let mut pool: Vec<Arc<ParsedCert>> = path.certs.clone();
+        for c in intermediates {
+            if let Ok(p) = crate::pki::path::parse_cached(c) {
+                if !pool.iter().any(|x| x.digest == p.digest) {
+                    pool.push(p);
                 }
             }
-            match self.check_one(der, intermediates, now).await {
+        }
+        let mut out = Vec::new();
+        for i in 0..n {
+            match self.check_one(&path, &pool, i, now).await {
                 Ok(s) => out.push(s),
                 Err(e) => {
                     self.cache.metrics.rejected(&e.reason);
@@ -255,39 +309,70 @@ impl RevocationChecker {
         Ok(Verdict::Good(out))
     }
 
+    /// The policy used to find issuers for status checking (the verifier has applied the
+    /// listener's full policy already).
+    fn path_policy(&self) -> PathPolicy {
+        PathPolicy {
+            key_policy: crate::pki::keypolicy::KeyPolicy { min_rsa_bits: 2048 },
+            eku: crate::pki::keypolicy::RequiredEku::None,
+            target: Target::Any,
+            algs: self.provider.signature_verification_algorithms.all,
+        }
+    }
+
+    fn path(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: i64,
+    ) -> Result<ValidatedPath, crate::pki::path::PathError> {
+        let mut chain = Vec::with_capacity(1 + intermediates.len());
+        chain.push(end_entity.clone());
+        chain.extend(intermediates.iter().cloned());
+        crate::pki::path::validate_path(&chain, &self.trust, now, &self.path_policy())
+    }
+
     async fn check_one(
         &self,
-        der: &[u8],
-        pool: &[CertificateDer<'_>],
+        path: &ValidatedPath,
+        pool: &[Arc<ParsedCert>],
+        i: usize,
         now: i64,
     ) -> Result<CheckedCert, RevocationError> {
-        let err = |reason: Reason, issuer: &[u8], serial: &[u8]| RevocationError {
+        let cert = &path.certs[i];
+        let issuer_cert = path.issuer_of(i);
+        let serial_hex = hex::encode(normalize_serial(cert.serial()));
+        let err = |reason: Reason| RevocationError {
             reason,
-            issuer: name_string(issuer),
-            serial: hex::encode(serial),
+            issuer: cert.issuer_string(),
+            serial: serial_hex.clone(),
         };
-        let (iss, serial) = issuer_and_serial(der).map_err(|e| RevocationError {
-            reason: Reason::Malformed { why: e.to_string() },
-            issuer: "?".into(),
-            serial: "?".into(),
-        })?;
-        let key = status_key(iss, serial);
-        let local = self.local_listing(iss, serial, now);
-        if let LocalListing::Revoked(r) = local {
-            return Err(err(r, iss, serial));
+        let key = status_key(cert.issuer_raw(), cert.serial());
+        let listing = local::listing(
+            &self.local.load(),
+            cert,
+            now,
+            self.cfg.clock_skew_secs as i64,
+        );
+        if let LocalListing::Revoked = listing {
+            return Err(err(Reason::Revoked {
+                source: Source::Crl,
+                at: None,
+                code: None,
+            }));
         }
-        // A not yet verified CRL file listing the serial: decide on the slow path.
-        let cached = match local {
+        // A configured CRL file not verified yet: decide on the slow path, not the cache.
+        let cached = match listing {
             LocalListing::Unverified => None,
             _ => self.cache.lookup(&key, now, self.cfg.order),
         };
         if let Some(e) = cached {
             self.cache.metrics.hit();
             if let Some(r) = &e.revoked {
-                return Err(err(r.clone(), iss, serial));
+                return Err(err(r.clone()));
             }
             return Ok(CheckedCert {
-                serial: hex::encode(serial),
+                serial: serial_hex.clone(),
                 source: Some(e.source),
                 valid_until: e.valid_until,
                 cached: true,
@@ -295,42 +380,42 @@ impl RevocationChecker {
             });
         }
         self.cache.metrics.miss();
-        let info = CertInfo::parse(der)
-            .map_err(|e| err(Reason::Malformed { why: e.to_string() }, iss, serial))?;
-        let issuer_der = self
-            .find_issuer(&info, pool)
-            .ok_or_else(|| err(Reason::IssuerNotFound, iss, serial))?;
+        let info = CertInfo::parse(cert.der())
+            .map_err(|e| err(Reason::Malformed { why: e.to_string() }))?;
+        let issuer_der: Arc<[u8]> = issuer_cert.der_arc().clone();
         let issuer = CertInfo::parse(&issuer_der)
-            .map_err(|e| err(Reason::Malformed { why: e.to_string() }, iss, serial))?;
+            .map_err(|e| err(Reason::Malformed { why: e.to_string() }))?;
 
         let mut failures: Vec<Reason> = Vec::new();
-        // Configured CRL files are local and cheap: always consulted (revoked wins).
-        let mut local_good: Option<i64> = None;
-        let local = self.local.load();
-        for l in local.iter().filter(|l| l.crl.issuer == info.issuer) {
-            match self.local_check(l, &issuer, now) {
-                Ok(()) => {
-                    if l.crl.is_revoked(info.serial) {
-                        let r = Reason::Revoked {
-                            source: Source::Crl,
-                            at: None,
-                            code: None,
-                        };
-                        return Err(err(r, iss, serial));
-                    }
-                    local_good =
-                        Some(local_good.map_or(l.crl.next_update, |g| g.min(l.crl.next_update)));
-                }
-                Err(r) => failures.push(r),
-            }
-        }
         let good = |source, valid_until| CheckedCert {
-            serial: hex::encode(serial),
+            serial: serial_hex.clone(),
             source: Some(source),
             valid_until,
             cached: false,
             soft_failed: None,
         };
+        let revoked_by = |source| Reason::Revoked {
+            source,
+            at: None,
+            code: None,
+        };
+        // CRLs are always consulted when configured files exist (a revoked there wins over
+        // a good OCSP answer); otherwise in the configured order.
+        let has_local = !self.local.load().is_empty();
+        let mut crl_verdict: Option<CrlStatus> = None;
+        if has_local {
+            let v = self.crl_verdict(path, pool, i, now).await;
+            if let CrlStatus::Revoked { .. } = v {
+                self.remember(
+                    &key,
+                    true,
+                    Source::Crl,
+                    now + self.cfg.refresh_interval_secs as i64,
+                );
+                return Err(err(revoked_by(Source::Crl)));
+            }
+            crl_verdict = Some(v);
+        }
         for &source in self.cfg.order.sources() {
             match source {
                 Source::Ocsp => match self
@@ -344,65 +429,156 @@ impl RevocationChecker {
                             at: Some(time),
                             code: reason,
                         };
-                        return Err(err(r, iss, serial));
+                        return Err(err(r));
                     }
                     Err(r) => failures.push(r),
                 },
                 Source::Crl => {
-                    if let Some(until) = local_good {
-                        let epoch = self.cache.current_epoch();
-                        self.cache.insert(
-                            &key,
-                            StatusEntry::new(None, Source::Crl, until, Some(epoch)),
-                        );
-                        return Ok(good(Source::Crl, until));
-                    }
-                    if info.crl_urls.is_empty() && !failures.is_empty() && !local.is_empty() {
-                        continue;
-                    }
-                    match self
-                        .resolve_crl(&info, &issuer_der, &issuer, &key, now)
-                        .await
-                    {
-                        Ok((false, until)) => return Ok(good(Source::Crl, until)),
-                        Ok((true, _)) => {
-                            let r = Reason::Revoked {
-                                source: Source::Crl,
-                                at: None,
-                                code: None,
-                            };
-                            return Err(err(r, iss, serial));
+                    let v = match crl_verdict.take() {
+                        Some(v) => v,
+                        None => self.crl_verdict(path, pool, i, now).await,
+                    };
+                    match v {
+                        CrlStatus::Good { until } => {
+                            self.remember(&key, false, Source::Crl, until);
+                            return Ok(good(Source::Crl, until));
                         }
-                        Err(r) => failures.push(r),
+                        CrlStatus::Revoked { .. } => {
+                            self.remember(
+                                &key,
+                                true,
+                                Source::Crl,
+                                now + self.cfg.refresh_interval_secs as i64,
+                            );
+                            return Err(err(revoked_by(Source::Crl)));
+                        }
+                        CrlStatus::Undetermined(why, problem) => {
+                            let why = format!("CRL: {why}");
+                            failures.push(match problem {
+                                Problem::Stale => Reason::Stale { why },
+                                Problem::BadSignature => Reason::BadSignature { why },
+                                Problem::Malformed => Reason::Malformed { why },
+                                Problem::NoCrl => Reason::Unavailable { why },
+                            })
+                        }
                     }
                 }
             }
         }
-        Err(err(combine(failures), iss, serial))
+        Err(err(combine(failures)))
     }
 
-    /// Finds the certificate that issued `info` among `pool` and the trust anchors (name
-    /// match and signature check).
-    fn find_issuer(&self, info: &CertInfo<'_>, pool: &[CertificateDer<'_>]) -> Option<Arc<[u8]>> {
-        pool.iter()
-            .map(|c| c.as_ref())
-            .chain(self.anchors.iter().map(|c| c.as_ref()))
-            .find(|c| CertInfo::parse(c).is_ok_and(|cand| info.is_issued_by(&cand, &self.provider)))
-            .map(Arc::from)
+    /// Caches a CRL-derived status, tagged with the current CRL epoch (a CRL change makes it
+    /// stale).
+    fn remember(&self, key: &[u8], revoked: bool, source: Source, until: i64) {
+        let epoch = self.cache.current_epoch();
+        let entry = StatusEntry::new(
+            revoked.then_some(Reason::Revoked {
+                source,
+                at: None,
+                code: None,
+            }),
+            source,
+            until,
+            Some(epoch),
+        );
+        self.cache.insert(key, entry);
     }
 
-    fn local_check(&self, l: &LocalCrl, issuer: &CertInfo<'_>, now: i64) -> Result<(), Reason> {
-        l.check(issuer, &self.provider, now, self.cfg.clock_skew_secs as i64)
+    /// RFC 5280 6.3 over the configured CRL files and (online) the certificate's
+    /// distribution points.
+    async fn crl_verdict(
+        &self,
+        path: &ValidatedPath,
+        pool: &[Arc<ParsedCert>],
+        i: usize,
+        now: i64,
+    ) -> CrlStatus {
+        let cert = &path.certs[i];
+        let issuer = path.issuer_of(i);
+        let mut crls: Vec<Arc<Crl>> = local::usable(&self.local.load());
+        let mut fetch_failures: Vec<Reason> = Vec::new();
+        if !self.offline {
+            for url in &cert.crl_urls {
+                match self.fetch_crl(url, issuer, now).await {
+                    Ok(c) => crls.push(c),
+                    Err(r) => fetch_failures.push(r),
+                }
+            }
+        } else if !cert.crl_urls.is_empty() && self.local.load().is_empty() {
+            fetch_failures.push(Reason::Unavailable {
+                why: "CRL: distribution points are not fetched offline (use --online)".into(),
+            });
+        }
+        let ctx = CrlContext {
+            crls: &crls,
+            pool,
+            anchors: &self.trust,
+            anchor: &path.anchor,
+            time: now,
+            skew: self.cfg.clock_skew_secs as i64,
+            policy: PathPolicy {
+                target: Target::CrlSigner,
+                ..self.path_policy()
+            },
+            depth: 0,
+        };
+        match crl_status(cert, issuer, &ctx) {
+            // Nothing fetched or configured could be used: the fetch failure is the reason.
+            CrlStatus::Undetermined(..) if crls.is_empty() && fetch_failures.len() == 1 => {
+                let r = fetch_failures.remove(0);
+                let why = r.to_string();
+                CrlStatus::Undetermined(
+                    why,
+                    match r {
+                        Reason::Stale { .. } => Problem::Stale,
+                        Reason::BadSignature { .. } => Problem::BadSignature,
+                        Reason::Malformed { .. } => Problem::Malformed,
+                        _ => Problem::NoCrl,
+                    },
+                )
+            }
+            CrlStatus::Undetermined(why, p) if !fetch_failures.is_empty() => {
+                let more: Vec<String> = fetch_failures.iter().map(|r| r.to_string()).collect();
+                CrlStatus::Undetermined(format!("{why}; {}", more.join("; ")), p)
+            }
+            v => v,
+        }
     }
 
-    fn local_listing(&self, iss: &[u8], serial: &[u8], now: i64) -> LocalListing {
-        local::listing(
-            &self.local.load(),
-            iss,
-            serial,
+    /// One distribution point's CRL: from the cache when current, else fetched
+    /// (single-flight, deadline). Parsed only: its signer is decided by CRL processing.
+    async fn fetch_crl(
+        &self,
+        url: &str,
+        issuer: &ParsedCert,
+        now: i64,
+    ) -> Result<Arc<Crl>, Reason> {
+        let skew = self.cfg.clock_skew_secs as i64;
+        let info =
+            CertInfo::parse(issuer.der()).map_err(|e| Reason::Malformed { why: e.to_string() })?;
+        let ck = crl_key(url, &info);
+        if let Some(s) = self.cache.crl(&ck).filter(|s| s.crl.is_current(now, skew)) {
+            return Ok(s.crl.clone());
+        }
+        let rx = self.cache.crl_flight(
+            &ck,
+            url.to_string(),
+            issuer.der_arc().clone(),
+            self.ctx.clone(),
             now,
-            self.cfg.clock_skew_secs as i64,
-        )
+            false,
+        );
+        match wait(rx, self.deadline()).await {
+            Some(Ok(s)) => Ok(s.crl.clone()),
+            Some(Err(r)) => Err(r),
+            None => Err(Reason::Unavailable {
+                why: format!(
+                    "CRL {url}: no answer within {} ms",
+                    self.cfg.fetch_timeout_ms
+                ),
+            }),
+        }
     }
 
     async fn resolve_ocsp(
@@ -446,90 +622,6 @@ impl RevocationChecker {
         }
     }
 
-    async fn resolve_crl(
-        &self,
-        info: &CertInfo<'_>,
-        issuer_der: &Arc<[u8]>,
-        issuer: &CertInfo<'_>,
-        key: &[u8],
-        now: i64,
-    ) -> Result<(bool, i64), Reason> {
-        if self.offline {
-            return Err(Reason::Unavailable {
-                why: "CRL: no given CRL file covers the issuer, and distribution points are not fetched offline (use --online)".into(),
-            });
-        }
-        let urls: Vec<&String> = info
-            .crl_urls
-            .iter()
-            .filter(|u| u.starts_with("http://"))
-            .collect();
-        if urls.is_empty() {
-            return Err(Reason::Unavailable {
-                why: "CRL: the certificate has no http:// CRL distribution point and no configured CRL file covers its issuer".into(),
-            });
-        }
-        let skew = self.cfg.clock_skew_secs as i64;
-        let mut failures = Vec::new();
-        for url in urls {
-            let ck = crl_key(url, issuer);
-            let state = match self.cache.crl(&ck).filter(|s| s.crl.is_current(now, skew)) {
-                Some(s) => s,
-                None => {
-                    let rx = self.cache.crl_flight(
-                        &ck,
-                        url.clone(),
-                        issuer_der.clone(),
-                        self.ctx.clone(),
-                        now,
-                        false,
-                    );
-                    match wait(rx, self.deadline()).await {
-                        Some(Ok(s)) => s,
-                        Some(Err(r)) => {
-                            failures.push(r);
-                            continue;
-                        }
-                        None => {
-                            failures.push(Reason::Unavailable {
-                                why: format!(
-                                    "CRL {url}: no answer within {} ms",
-                                    self.cfg.fetch_timeout_ms
-                                ),
-                            });
-                            continue;
-                        }
-                    }
-                }
-            };
-            if let Err(e) = crl::check_times(&state.crl, now, skew) {
-                failures.push(crl_reason(e, url));
-                continue;
-            }
-            let revoked = state.crl.is_revoked(info.serial);
-            // Tag the entry with the epoch current *after* this CRL was installed (loading a
-            // CRL bumps the epoch); if a newer CRL replaced it meanwhile, cache nothing.
-            let epoch = self.cache.current_epoch();
-            let still_current = self.cache.crl(&ck).is_some_and(|s| Arc::ptr_eq(&s, &state));
-            if !still_current {
-                return Ok((revoked, state.crl.next_update));
-            }
-            let entry = StatusEntry::new(
-                revoked.then_some(Reason::Revoked {
-                    source: Source::Crl,
-                    at: None,
-                    code: None,
-                }),
-                Source::Crl,
-                state.crl.next_update,
-                Some(epoch),
-            );
-            self.cache.insert(key, entry);
-            return Ok((revoked, state.crl.next_update));
-        }
-        Err(combine(failures))
-    }
-
     fn deadline(&self) -> Duration {
         // The fetch has its own deadline; waiters allow for a little scheduling slack.
         Duration::from_millis(self.cfg.fetch_timeout_ms + 250)
@@ -555,9 +647,14 @@ async fn reload_local_crls(me: std::sync::Weak<RevocationChecker>) {
             continue;
         }
         let paths = c.cfg.crl_files.clone();
-        match tokio::task::spawn_blocking(move || local::load(&paths)).await {
+        let held = c.local.load_full();
+        match tokio::task::spawn_blocking(move || local::load(&paths, Some(&held))).await {
             Ok(Ok(fresh)) => {
-                local::verify_with_anchors(&fresh, &c.anchors, &c.provider);
+                local::verify_with_anchors(
+                    &fresh,
+                    &c.trust,
+                    c.provider.signature_verification_algorithms.all,
+                );
                 tracing::info!(listener = %c.listener, "configured CRL files reloaded");
                 c.local.store(Arc::new(fresh));
                 c.cache.bump_epoch();
@@ -607,21 +704,31 @@ impl StatusCheck for RevocationChecker {
         let mut known_good = None;
         let mut all_known = true;
         for der in std::iter::once(end_entity).chain(intermediates.iter().take(n)) {
-            let Ok((iss, serial)) = issuer_and_serial(der) else {
+            let Ok(cert) = crate::pki::path::parse_cached(der) else {
                 all_known = false;
                 continue;
             };
-            let revoked = match self.local_listing(iss, serial, now) {
-                LocalListing::Revoked(r) => Some(r),
+            let revoked = match local::listing(
+                &self.local.load(),
+                &cert,
+                now,
+                self.cfg.clock_skew_secs as i64,
+            ) {
+                LocalListing::Revoked => Some(Reason::Revoked {
+                    source: Source::Crl,
+                    at: None,
+                    code: None,
+                }),
                 LocalListing::Unverified => {
                     all_known = false;
                     None
                 }
                 LocalListing::Clear => {
-                    match self
-                        .cache
-                        .lookup(&status_key(iss, serial), now, self.cfg.order)
-                    {
+                    match self.cache.lookup(
+                        &status_key(cert.issuer_raw(), cert.serial()),
+                        now,
+                        self.cfg.order,
+                    ) {
                         Some(e) => {
                             known_good = Some(e.source);
                             e.revoked.clone()
@@ -637,7 +744,7 @@ impl StatusCheck for RevocationChecker {
                 self.cache.metrics.hit();
                 self.cache.metrics.rejected(&r);
                 tracing::warn!(
-                    listener = %self.listener, issuer = %name_string(iss), serial = %hex::encode(serial),
+                    listener = %self.listener, issuer = %cert.issuer_string(), serial = %hex::encode(normalize_serial(cert.serial())),
                     reason = %r, "client certificate refused in handshake: revoked"
                 );
                 return super::status::reason_status(&r);

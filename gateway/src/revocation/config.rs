@@ -69,7 +69,8 @@ pub struct RevocationConfig {
     pub enabled: bool,
     /// `ocsp-first` (default), `crl-first`, `ocsp-only` or `crl-only`.
     pub order: RevocationOrder,
-    /// Also check the intermediates of the client chain (default: the leaf only).
+    /// Also check the intermediates of the chain (default `true`: every certificate of the
+    /// validated path but the trust anchor; `false` checks the leaf only, a relaxation).
     pub check_intermediates: bool,
     /// CRL files (DER or PEM) consulted in addition to the distribution points.
     pub crl_files: Vec<PathBuf>,
@@ -106,7 +107,7 @@ impl Default for RevocationConfig {
         RevocationConfig {
             enabled: true,
             order: RevocationOrder::OcspFirst,
-            check_intermediates: false,
+            check_intermediates: true,
             crl_files: Vec::new(),
             ocsp_responders: Vec::new(),
             fetch_timeout_ms: 3000,
@@ -206,6 +207,12 @@ impl RevocationConfig {
                     .to_string(),
             );
         }
+        if !self.check_intermediates {
+            out.push(
+                "revocation.check_intermediates = false: a revoked intermediate CA is not noticed (only the leaf's status is checked)"
+                    .to_string(),
+            );
+        }
         if self.clock_skew_secs > 600 {
             out.push(format!(
                 "revocation.clock_skew_secs = {}: stale status tolerated for more than 10 minutes",
@@ -224,6 +231,10 @@ mod tests {
     fn default_is_strict() {
         let c = RevocationConfig::default();
         assert!(c.enabled && !c.soft_fail);
+        assert!(
+            c.check_intermediates,
+            "intermediates are checked by default"
+        );
         assert_eq!(c.order, RevocationOrder::OcspFirst);
         assert!(c.relaxations().is_empty());
         assert!(c.validate().is_ok());

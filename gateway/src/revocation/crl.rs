@@ -1,13 +1,24 @@
-//! CRLs (RFC 5280 §5): parsing DER or PEM, issuer signature and cRLSign checks, freshness,
-//! and compact storage of the revoked serials.
+//! CRLs (RFC 5280 §5): parsed in two stages so that nothing is built from unsigned data.
+//!
+//! [`Crl::parse`] reads only the header (issuer, times, CRL number, extensions, the location
+//! of the entry list): bounded work, no allocation per entry. The revoked serials are read
+//! only after the signature verified ([`Crl::verified_entries`]): each serial at most 20
+//! octets, kept compactly by issuer (indirect CRLs name other issuers in
+//! certificateIssuer entries). Which CRL applies to which certificate (distribution points,
+//! scope, reasons, the CRL signer's own path) is decided in
+//! [`crl_status`](super::crl_status).
 
-use rustls::crypto::CryptoProvider;
+use std::ops::Range;
+use std::sync::{Arc, OnceLock};
+
+use rustls::pki_types::SignatureVerificationAlgorithm;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateRevocationListDer;
 
-use super::cert::{verify_signature, CertInfo};
-use super::der::{bit_string_bytes, fmt_time, normalize_serial, tag, time, DerError, Reader};
-use super::serials::SerialSet;
+use super::der::{bit_string_bytes, tag, time, DerError, Reader};
+use super::serials::{SerialSet, MAX_SERIAL_LEN};
+use crate::pki::path::cert::{DpName, ParsedCert};
+use crate::pki::path::name::NormName;
 
 /// What is wrong with a CRL.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -18,7 +29,7 @@ pub enum CrlError {
     /// Structural problem.
     #[error("CRL: {0}")]
     Der(#[from] DerError),
-    /// Unsupported feature (delta CRL, indirect CRL, unknown critical extension).
+    /// Unsupported feature (delta CRL, unknown critical extension).
     #[error("CRL: unsupported: {0}")]
     Unsupported(String),
     /// The CRL's issuer is not the certificate's issuer.
@@ -39,58 +50,102 @@ pub enum CrlError {
     /// RFC 5280 requires nextUpdate; without it freshness cannot be judged.
     #[error("CRL has no nextUpdate")]
     NoNextUpdate,
+    /// A revoked serial longer than RFC 5280 allows.
+    #[error("CRL entry serial of {0} octets exceeds the 20-octet maximum")]
+    SerialTooLong(usize),
+    /// An older CRL than the one already held (replay).
+    #[error("CRL is older than the one held (thisUpdate {this_update}, cRLNumber {number}): not replacing it")]
+    Older {
+        /// thisUpdate of the refused CRL.
+        this_update: String,
+        /// Its CRL number, hex.
+        number: String,
+    },
 }
 
-/// A parsed CRL whose signature has not been checked yet; borrows the input.
-#[derive(Debug)]
-pub struct ParsedCrl<'a> {
-    /// The signed part.
-    pub tbs: &'a [u8],
-    /// Outer signature algorithm (contents).
-    pub sig_alg: &'a [u8],
-    /// The signature.
-    pub signature: &'a [u8],
-    /// Issuer Name TLV.
-    pub issuer: &'a [u8],
-    /// thisUpdate, Unix seconds.
-    pub this_update: i64,
-    /// nextUpdate, Unix seconds.
-    pub next_update: Option<i64>,
-    /// The revoked serials.
-    pub serials: SerialSet,
+/// The issuingDistributionPoint of a CRL (RFC 5280 5.2.5).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Idp {
+    /// distributionPoint.
+    pub name: Option<DpName>,
+    /// onlyContainsUserCerts.
+    pub only_user: bool,
+    /// onlyContainsCACerts.
+    pub only_ca: bool,
+    /// onlyContainsAttributeCerts.
+    pub only_attr: bool,
+    /// onlySomeReasons (x509-parser bit layout).
+    pub reasons: Option<u16>,
+    /// indirectCRL.
+    pub indirect: bool,
 }
 
-/// A verified CRL, held compactly.
+/// Revoked serials, by certificate issuer.
+#[derive(Debug, Default)]
+pub struct Revoked {
+    by_issuer: Vec<(NormName, SerialSet)>,
+}
+
+impl Revoked {
+    /// Whether the certificate of `issuer` with `serial` (INTEGER contents) is listed.
+    pub fn contains(&self, issuer: &NormName, serial: &[u8]) -> bool {
+        self.by_issuer
+            .iter()
+            .any(|(n, s)| n == issuer && s.contains(serial))
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.by_issuer.iter().map(|(_, s)| s.len()).sum()
+    }
+
+    /// Whether no certificate is listed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A parsed CRL. The entries are read only once a signature has been verified.
 #[derive(Debug)]
 pub struct Crl {
-    /// Issuer Name TLV.
+    der: Arc<[u8]>,
+    tbs: Range<usize>,
+    sig_alg: Range<usize>,
+    signature: Range<usize>,
+    entries: Option<Range<usize>>,
+    /// SHA-256 of the DER.
+    pub digest: [u8; 32],
+    /// Issuer Name TLV as encoded.
     pub issuer: Vec<u8>,
+    /// Issuer, normalized (RFC 5280 7.1).
+    pub issuer_name: NormName,
     /// thisUpdate, Unix seconds.
     pub this_update: i64,
     /// nextUpdate, Unix seconds.
     pub next_update: i64,
-    /// Revoked serials.
-    pub serials: SerialSet,
-}
-
-impl Crl {
-    /// Whether `serial` (normalized) is revoked.
-    pub fn is_revoked(&self, serial: &[u8]) -> bool {
-        self.serials.contains(serial)
-    }
-
-    /// Whether the CRL is current at `now` with `skew` seconds of allowance.
-    pub fn is_current(&self, now: i64, skew: i64) -> bool {
-        self.this_update <= now + skew && now <= self.next_update + skew
-    }
+    /// cRLNumber contents.
+    pub number: Option<Vec<u8>>,
+    /// issuingDistributionPoint.
+    pub idp: Option<Idp>,
+    /// A delta CRL (deltaCRLIndicator): never used as a complete CRL.
+    pub delta: bool,
+    /// The first unrecognized critical CRL extension: the CRL is not used.
+    pub unsupported: Option<String>,
+    revoked: OnceLock<Result<Revoked, CrlError>>,
 }
 
 const OID_DELTA_CRL_INDICATOR: &[u8] = &[0x55, 0x1d, 0x1b];
 const OID_ISSUING_DP: &[u8] = &[0x55, 0x1d, 0x1c];
 const OID_CRL_NUMBER: &[u8] = &[0x55, 0x1d, 0x14];
 const OID_AUTHORITY_KEY_ID: &[u8] = &[0x55, 0x1d, 0x23];
+const OID_FRESHEST_CRL: &[u8] = &[0x55, 0x1d, 0x2e];
+const OID_ISSUER_ALT_NAME: &[u8] = &[0x55, 0x1d, 0x12];
 const OID_REASON_CODE: &[u8] = &[0x55, 0x1d, 0x15];
 const OID_INVALIDITY_DATE: &[u8] = &[0x55, 0x1d, 0x18];
+const OID_CERTIFICATE_ISSUER: &[u8] = &[0x55, 0x1d, 0x1d];
+const OCTET_STRING: u8 = 0x04;
+/// reasonCode removeFromCRL: only meaningful in delta CRLs.
+const REMOVE_FROM_CRL: u8 = 8;
 
 /// Returns DER from DER or PEM input.
 ///
@@ -105,229 +160,362 @@ pub fn to_der(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, CrlError> {
         .map_err(|e| CrlError::Encoding(e.to_string()))
 }
 
-/// Parses a DER CRL (signature not yet checked).
-///
-/// # Errors
-/// [`CrlError`] naming the problem.
-pub fn parse(der: &[u8]) -> Result<ParsedCrl<'_>, CrlError> {
-    let mut top = Reader::new(der);
-    let list = top.expect(tag::SEQUENCE, "CertificateList is not a SEQUENCE")?;
-    if !top.is_empty() {
-        return Err(DerError("trailing data after the CertificateList").into());
-    }
-    let mut outer = Reader::new(list.value);
-    let tbs = outer.expect(tag::SEQUENCE, "tbsCertList")?;
-    let sig_alg = outer.expect(tag::SEQUENCE, "signatureAlgorithm")?;
-    let signature = bit_string_bytes(&outer.expect(tag::BIT_STRING, "signatureValue")?)?;
-
-    let mut r = Reader::new(tbs.value);
-    r.optional(tag::INTEGER)?; // version
-    let inner_alg = r.expect(tag::SEQUENCE, "tbsCertList.signature")?;
-    if inner_alg.value != sig_alg.value {
-        return Err(DerError("inner and outer signature algorithms differ").into());
-    }
-    let issuer = r.expect(tag::SEQUENCE, "issuer")?;
-    let this_update = time(&r.any()?)?;
-    let next_update = match r.peek_tag() {
-        Some(tag::UTC_TIME | tag::GENERALIZED_TIME) => Some(time(&r.any()?)?),
-        _ => None,
-    };
-    let mut serials = Vec::new();
-    if r.peek_tag() == Some(tag::SEQUENCE) {
-        let list = r.any()?;
-        let mut entries = Reader::new(list.value);
-        while !entries.is_empty() {
-            let entry = entries.expect(tag::SEQUENCE, "revokedCertificates entry")?;
-            let mut e = Reader::new(entry.value);
-            let serial = e.expect(tag::INTEGER, "revoked userCertificate")?;
-            e.any()?; // revocationDate
-            if let Some(exts) = e.optional(tag::SEQUENCE)? {
-                check_extensions(exts.value, &[OID_REASON_CODE, OID_INVALIDITY_DATE], "entry")?;
-            }
-            serials.push(normalize_serial(serial.value));
-        }
-    }
-    if let Some(exts) = r.optional(tag::CTX0)? {
-        let seq = Reader::new(exts.value).expect(tag::SEQUENCE, "crlExtensions")?;
-        check_extensions(
-            seq.value,
-            &[OID_ISSUING_DP, OID_CRL_NUMBER, OID_AUTHORITY_KEY_ID],
-            "CRL",
-        )?;
-    }
-    Ok(ParsedCrl {
-        tbs: tbs.raw,
-        sig_alg: sig_alg.value,
-        signature,
-        issuer: issuer.raw,
-        this_update,
-        next_update,
-        serials: SerialSet::build(&serials),
-    })
+fn range_in(whole: &[u8], part: &[u8]) -> Range<usize> {
+    let start = (part.as_ptr() as usize).saturating_sub(whole.as_ptr() as usize);
+    start..start + part.len()
 }
 
-const OCTET_STRING: u8 = 0x04;
+/// One extension: (OID contents, critical, value contents).
+fn extension(ext: &[u8]) -> Result<(&[u8], bool, &[u8]), CrlError> {
+    let mut e = Reader::new(ext);
+    let oid = e.expect(tag::OID, "extension id")?;
+    let critical = matches!(e.optional(tag::BOOLEAN)?, Some(b) if b.value == [0xff]);
+    let value = e.expect(OCTET_STRING, "extension value")?;
+    Ok((oid.value, critical, value.value))
+}
 
-/// A CRL whose IssuingDistributionPoint narrows its scope (only CA certificates, only
-/// attribute certificates, only some reasons, or an indirect CRL) is not a complete answer
-/// for a certificate: using it as one could report `good` for a revoked certificate, so it
-/// is refused (fail closed). A distribution-point name and onlyContainsUserCerts are fine
-/// for the end-entity certificates this gateway checks.
-fn check_idp_scope(idp: &[u8]) -> Result<(), CrlError> {
-    let seq = Reader::new(idp).expect(tag::SEQUENCE, "IssuingDistributionPoint")?;
+/// Parses an issuingDistributionPoint value by hand (x509-parser drops
+/// nameRelativeToCRLIssuer).
+fn parse_idp(value: &[u8]) -> Result<Idp, CrlError> {
+    use crate::pki::path::cert::{parse_dp_name, reason_flags};
+    let bad = || CrlError::Unsupported("issuingDistributionPoint does not parse".into());
+    let seq = Reader::new(value).expect(tag::SEQUENCE, "issuingDistributionPoint")?;
     let mut r = Reader::new(seq.value);
+    let mut idp = Idp::default();
     while !r.is_empty() {
-        let field = r.any()?;
-        let restricts = match field.tag {
-            0x82 | 0x84 | 0x85 => field.value.iter().any(|&b| b != 0), // BOOLEAN TRUE
-            0x83 | 0xa3 => true,                                       // onlySomeReasons
-            _ => false,
-        };
-        if restricts {
-            let what = match field.tag {
-                0x82 => "onlyContainsCACerts",
-                0x84 => "indirectCRL",
-                0x85 => "onlyContainsAttributeCerts",
-                _ => "onlySomeReasons",
-            };
-            return Err(CrlError::Unsupported(format!(
-                "CRL scope restricted by issuingDistributionPoint {what}"
-            )));
+        let f = r.any()?;
+        let flag = f.value == [0xff];
+        match f.tag {
+            0xa0 => idp.name = Some(parse_dp_name(f.value).ok_or_else(bad)?),
+            0x81 => idp.only_user = flag,
+            0x82 => idp.only_ca = flag,
+            0x83 => idp.reasons = Some(reason_flags(f.value)),
+            0x84 => idp.indirect = flag,
+            0x85 => idp.only_attr = flag,
+            _ => return Err(bad()),
         }
     }
-    Ok(())
+    Ok(idp)
 }
 
-/// Rejects delta CRLs and unknown critical extensions.
-fn check_extensions(seq: &[u8], known: &[&[u8]], what: &str) -> Result<(), CrlError> {
-    let mut r = Reader::new(seq);
-    while !r.is_empty() {
-        let ext = r.expect(tag::SEQUENCE, "extension")?;
-        let mut e = Reader::new(ext.value);
-        let oid = e.expect(tag::OID, "extension id")?;
-        if oid.value == OID_DELTA_CRL_INDICATOR {
-            return Err(CrlError::Unsupported("delta CRLs".into()));
-        }
-        let critical = matches!(e.optional(tag::BOOLEAN)?, Some(b) if b.value == [0xff]);
-        if oid.value == OID_ISSUING_DP {
-            let value = e.expect(OCTET_STRING, "issuingDistributionPoint value")?;
-            check_idp_scope(value.value)?;
-        }
-        if critical && !known.contains(&oid.value) {
-            return Err(CrlError::Unsupported(format!(
-                "critical {what} extension {}",
-                hex::encode(oid.value)
-            )));
-        }
-    }
-    Ok(())
-}
-
-impl ParsedCrl<'_> {
-    /// Checks issuer, cRLSign, signature and freshness at `now` and keeps the compact form.
+impl Crl {
+    /// Parses the header of a DER CRL (no entry is read, no signature checked).
     ///
     /// # Errors
-    /// [`CrlError`] naming the failed check.
-    pub fn verify(
-        self,
-        issuer: &CertInfo<'_>,
-        provider: &CryptoProvider,
-        now: i64,
-        skew: i64,
-    ) -> Result<Crl, CrlError> {
-        if self.issuer != issuer.subject {
-            return Err(CrlError::WrongIssuer);
+    /// [`CrlError`] naming the problem.
+    pub fn parse(der: &[u8]) -> Result<Crl, CrlError> {
+        use sha2::Digest;
+        let der: Arc<[u8]> = Arc::from(der);
+        let d: &[u8] = &der;
+        let mut top = Reader::new(d);
+        let list = top.expect(tag::SEQUENCE, "CertificateList is not a SEQUENCE")?;
+        if !top.is_empty() {
+            return Err(DerError("trailing data after the CertificateList").into());
         }
-        if issuer.crl_sign == Some(false) {
-            return Err(CrlError::NoCrlSign);
+        let mut outer = Reader::new(list.value);
+        let tbs = outer.expect(tag::SEQUENCE, "tbsCertList")?;
+        let sig_alg = outer.expect(tag::SEQUENCE, "signatureAlgorithm")?;
+        let signature = bit_string_bytes(&outer.expect(tag::BIT_STRING, "signatureValue")?)?;
+
+        let mut r = Reader::new(tbs.value);
+        r.optional(tag::INTEGER)?; // version
+        let inner_alg = r.expect(tag::SEQUENCE, "tbsCertList.signature")?;
+        if inner_alg.value != sig_alg.value {
+            return Err(DerError("inner and outer signature algorithms differ").into());
         }
-        verify_signature(provider, issuer, self.sig_alg, self.tbs, self.signature)
-            .map_err(|e| CrlError::BadSignature(e.to_string()))?;
-        let next_update = self.next_update.ok_or(CrlError::NoNextUpdate)?;
-        let crl = Crl {
-            issuer: self.issuer.to_vec(),
-            this_update: self.this_update,
-            next_update,
-            serials: self.serials,
+        let issuer = r.expect(tag::SEQUENCE, "issuer")?;
+        let issuer_name =
+            NormName::from_der(issuer.raw).ok_or(DerError("issuer Name does not parse"))?;
+        let this_update = time(&r.any()?)?;
+        let next_update = match r.peek_tag() {
+            Some(tag::UTC_TIME | tag::GENERALIZED_TIME) => Some(time(&r.any()?)?),
+            _ => None,
         };
-        check_times(&crl, now, skew)?;
+        let next_update = next_update.ok_or(CrlError::NoNextUpdate)?;
+        let entries = match r.peek_tag() {
+            Some(tag::SEQUENCE) => Some(range_in(d, r.any()?.value)),
+            _ => None,
+        };
+        let mut crl = Crl {
+            tbs: range_in(d, tbs.raw),
+            sig_alg: range_in(d, sig_alg.value),
+            signature: range_in(d, signature),
+            entries,
+            digest: sha2::Sha256::digest(d).into(),
+            issuer: issuer.raw.to_vec(),
+            issuer_name,
+            this_update,
+            next_update,
+            number: None,
+            idp: None,
+            delta: false,
+            unsupported: None,
+            revoked: OnceLock::new(),
+            der: der.clone(),
+        };
+        if let Some(exts) = r.optional(tag::CTX0)? {
+            let seq = Reader::new(exts.value).expect(tag::SEQUENCE, "crlExtensions")?;
+            let mut er = Reader::new(seq.value);
+            while !er.is_empty() {
+                let ext = er.expect(tag::SEQUENCE, "extension")?;
+                let (oid, critical, value) = extension(ext.value)?;
+                match oid {
+                    OID_ISSUING_DP => crl.idp = Some(parse_idp(value)?),
+                    OID_CRL_NUMBER => {
+                        let n = Reader::new(value).expect(tag::INTEGER, "cRLNumber")?;
+                        crl.number = Some(n.value.to_vec());
+                    }
+                    OID_DELTA_CRL_INDICATOR => crl.delta = true,
+                    OID_AUTHORITY_KEY_ID | OID_FRESHEST_CRL | OID_ISSUER_ALT_NAME => {}
+                    other if critical && crl.unsupported.is_none() => {
+                        crl.unsupported = Some(oid_string(other));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if !r.is_empty() {
+            return Err(DerError("trailing data in tbsCertList").into());
+        }
         Ok(crl)
+    }
+
+    /// The DER encoding.
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// Whether the CRL is current at `now` with `skew` seconds of allowance.
+    pub fn is_current(&self, now: i64, skew: i64) -> bool {
+        self.this_update <= now + skew && now <= self.next_update + skew
+    }
+
+    /// Whether this CRL is older than `held` (thisUpdate or cRLNumber goes back).
+    pub fn is_older_than(&self, held: &Crl) -> bool {
+        if self.this_update < held.this_update {
+            return true;
+        }
+        match (&self.number, &held.number) {
+            (Some(a), Some(b)) => int_cmp(a, b) == std::cmp::Ordering::Less,
+            _ => false,
+        }
+    }
+
+    /// The error refusing this CRL as a replacement of a newer one.
+    pub fn older_error(&self) -> CrlError {
+        CrlError::Older {
+            this_update: crate::pki::path::fmt_time(self.this_update),
+            number: self
+                .number
+                .as_deref()
+                .map(hex::encode)
+                .unwrap_or_else(|| "-".into()),
+        }
+    }
+
+    /// Verifies the signature with `signer`'s key (memoized).
+    ///
+    /// # Errors
+    /// [`CrlError::BadSignature`].
+    pub fn verify_signature(
+        &self,
+        signer: &ParsedCert,
+        algs: &[&'static dyn SignatureVerificationAlgorithm],
+    ) -> Result<(), CrlError> {
+        crate::pki::path::verify::verify(
+            algs,
+            signer,
+            &self.digest,
+            &self.der[self.sig_alg.clone()],
+            &self.der[self.tbs.clone()],
+            &self.der[self.signature.clone()],
+        )
+        .map_err(|e| {
+            CrlError::BadSignature(match e {
+                crate::pki::path::verify::SigError::Invalid => "signature does not verify".into(),
+                crate::pki::path::verify::SigError::Unsupported => {
+                    "signature algorithm or key type not allowed".into()
+                }
+            })
+        })
+    }
+
+    /// Verifies the signature with `signer`'s key, then reads the entries (once).
+    ///
+    /// # Errors
+    /// [`CrlError`]: a bad signature, a malformed entry, a serial over 20 octets, an
+    /// unrecognized critical entry extension.
+    pub fn verified_entries(
+        &self,
+        signer: &ParsedCert,
+        algs: &[&'static dyn SignatureVerificationAlgorithm],
+    ) -> Result<&Revoked, CrlError> {
+        self.verify_signature(signer, algs)?;
+        self.revoked
+            .get_or_init(|| self.read_entries())
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// The entries, if a signature has been verified already.
+    pub fn entries_if_verified(&self) -> Option<&Revoked> {
+        self.revoked.get().and_then(|r| r.as_ref().ok())
+    }
+
+    /// Number of entries read (0 before verification).
+    pub fn entry_count(&self) -> usize {
+        self.entries_if_verified().map_or(0, Revoked::len)
+    }
+
+    fn read_entries(&self) -> Result<Revoked, CrlError> {
+        let Some(range) = self.entries.clone() else {
+            return Ok(Revoked::default());
+        };
+        let mut groups: Vec<(NormName, Vec<&[u8]>)> = vec![(self.issuer_name.clone(), Vec::new())];
+        let mut current = 0usize;
+        let mut list = Reader::new(&self.der[range]);
+        while !list.is_empty() {
+            let entry = list.expect(tag::SEQUENCE, "revokedCertificates entry")?;
+            let mut e = Reader::new(entry.value);
+            let serial = e.expect(tag::INTEGER, "revoked userCertificate")?;
+            if serial.value.len() > MAX_SERIAL_LEN {
+                return Err(CrlError::SerialTooLong(serial.value.len()));
+            }
+            if serial.value.is_empty() {
+                return Err(DerError("empty serial number").into());
+            }
+            e.any()?; // revocationDate
+            let mut listed = true;
+            if let Some(exts) = e.optional(tag::SEQUENCE)? {
+                let mut er = Reader::new(exts.value);
+                while !er.is_empty() {
+                    let ext = er.expect(tag::SEQUENCE, "entry extension")?;
+                    let (oid, critical, value) = extension(ext.value)?;
+                    match oid {
+                        OID_REASON_CODE => {
+                            let code = Reader::new(value).expect(0x0a, "reasonCode")?;
+                            if code.value == [REMOVE_FROM_CRL] {
+                                listed = false;
+                            }
+                        }
+                        OID_INVALIDITY_DATE => {}
+                        OID_CERTIFICATE_ISSUER => {
+                            let name = certificate_issuer(value)?;
+                            current = match groups.iter().position(|(n, _)| *n == name) {
+                                Some(i) => i,
+                                None => {
+                                    groups.push((name, Vec::new()));
+                                    groups.len() - 1
+                                }
+                            };
+                        }
+                        other if critical => {
+                            return Err(CrlError::Unsupported(format!(
+                                "critical CRL entry extension {}",
+                                oid_string(other)
+                            )))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            if listed {
+                groups[current].1.push(serial.value);
+            }
+        }
+        Ok(Revoked {
+            by_issuer: groups
+                .into_iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(n, v)| (n, SerialSet::build(&v)))
+                .collect(),
+        })
     }
 }
 
-/// Freshness of a verified CRL at `now`.
+/// The directoryName of a certificateIssuer entry extension (GeneralNames).
+fn certificate_issuer(value: &[u8]) -> Result<NormName, CrlError> {
+    let seq = Reader::new(value).expect(tag::SEQUENCE, "certificateIssuer")?;
+    let mut r = Reader::new(seq.value);
+    while !r.is_empty() {
+        let g = r.any()?;
+        if g.tag == 0xa4 {
+            return NormName::from_der(g.value)
+                .ok_or_else(|| DerError("certificateIssuer name does not parse").into());
+        }
+    }
+    Err(CrlError::Unsupported(
+        "certificateIssuer without a directoryName".into(),
+    ))
+}
+
+/// Compares two INTEGER contents (two's complement, minimal encoding).
+fn int_cmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    let neg = |x: &[u8]| x.first().is_some_and(|&f| f & 0x80 != 0);
+    match (neg(a), neg(b)) {
+        (true, false) => std::cmp::Ordering::Less,
+        (false, true) => std::cmp::Ordering::Greater,
+        (n, _) => {
+            let by_len = a.len().cmp(&b.len());
+            let ord = if by_len == std::cmp::Ordering::Equal {
+                a.cmp(b)
+            } else {
+                by_len
+            };
+            if n {
+                ord.reverse()
+            } else {
+                ord
+            }
+        }
+    }
+}
+
+fn oid_string(oid: &[u8]) -> String {
+    x509_parser::der_parser::oid::Oid::new(std::borrow::Cow::Borrowed(oid)).to_id_string()
+}
+
+/// Freshness of a CRL at `now`.
 ///
 /// # Errors
 /// [`CrlError::NotYetValid`] or [`CrlError::Stale`].
 pub fn check_times(crl: &Crl, now: i64, skew: i64) -> Result<(), CrlError> {
     if crl.this_update > now + skew {
-        return Err(CrlError::NotYetValid(fmt_time(crl.this_update)));
+        return Err(CrlError::NotYetValid(crate::pki::path::fmt_time(
+            crl.this_update,
+        )));
     }
     if now > crl.next_update + skew {
-        return Err(CrlError::Stale(fmt_time(crl.next_update)));
+        return Err(CrlError::Stale(crate::pki::path::fmt_time(crl.next_update)));
     }
     Ok(())
 }
 
-/// Parses (DER or PEM) and verifies in one step.
+/// Parses (DER or PEM), verifies with `issuer`'s key (which must be the CRL's issuer and
+/// allow cRLSign), reads the entries and checks freshness: a CRL signed directly by the
+/// certificate issuer, in one step (benchmarks, simple callers).
 ///
 /// # Errors
 /// [`CrlError`].
 pub fn load(
     bytes: &[u8],
-    issuer: &CertInfo<'_>,
-    provider: &CryptoProvider,
+    issuer: &ParsedCert,
+    algs: &[&'static dyn SignatureVerificationAlgorithm],
     now: i64,
     skew: i64,
 ) -> Result<Crl, CrlError> {
     let der = to_der(bytes)?;
-    parse(&der)?.verify(issuer, provider, now, skew)
+    let crl = Crl::parse(&der)?;
+    if crl.issuer_name != issuer.subject {
+        return Err(CrlError::WrongIssuer);
+    }
+    if !issuer.allows(crate::pki::path::cert::ku::CRL_SIGN) {
+        return Err(CrlError::NoCrlSign);
+    }
+    crl.verified_entries(issuer, algs)?;
+    check_times(&crl, now, skew)?;
+    Ok(crl)
 }
 
 #[cfg(test)]
-mod idp_tests {
-    use super::*;
-    use rcgen::{
-        BasicConstraints, CertificateParams, CertificateRevocationListParams, CrlDistributionPoint,
-        CrlIssuingDistributionPoint, CrlScope, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
-        SerialNumber,
-    };
-
-    fn crl_with_scope(scope: Option<CrlScope>) -> Vec<u8> {
-        let key = KeyPair::generate().expect("key");
-        let mut ca = CertificateParams::default();
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.key_usages = vec![KeyUsagePurpose::CrlSign, KeyUsagePurpose::KeyCertSign];
-        let issuer = Issuer::new(ca, &key);
-        let now = time::OffsetDateTime::now_utc();
-        CertificateRevocationListParams {
-            this_update: now,
-            next_update: now + time::Duration::hours(1),
-            crl_number: SerialNumber::from_slice(&[1]),
-            issuing_distribution_point: Some(CrlIssuingDistributionPoint {
-                distribution_point: CrlDistributionPoint {
-                    uris: vec!["http://127.0.0.1/ca.crl".into()],
-                },
-                scope,
-            }),
-            revoked_certs: Vec::new(),
-            key_identifier_method: KeyIdMethod::Sha256,
-        }
-        .signed_by(&issuer)
-        .expect("crl")
-        .der()
-        .to_vec()
-    }
-
-    #[test]
-    fn ca_only_scope_is_refused_user_scope_and_plain_dp_accepted() {
-        let ca_only = crl_with_scope(Some(CrlScope::CaCertsOnly));
-        let err = parse(&ca_only)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        assert!(err.contains("onlyContainsCACerts"), "{err}");
-        assert!(parse(&crl_with_scope(Some(CrlScope::UserCertsOnly))).is_ok());
-        assert!(parse(&crl_with_scope(None)).is_ok());
-    }
-}
+mod tests;

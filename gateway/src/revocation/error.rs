@@ -39,6 +39,11 @@ pub enum Reason {
     },
     /// The certificate's issuer is neither presented nor trusted.
     IssuerNotFound,
+    /// The certification path is not valid (any more) at the time of the check.
+    Path {
+        /// The RFC 5280 step that failed.
+        why: String,
+    },
 }
 
 impl std::fmt::Display for Reason {
@@ -62,6 +67,7 @@ impl std::fmt::Display for Reason {
             Reason::IssuerNotFound => {
                 f.write_str("issuer certificate not found among the presented and trusted CAs")
             }
+            Reason::Path { why } => write!(f, "certification path refused: {why}"),
         }
     }
 }
@@ -77,6 +83,7 @@ impl Reason {
             Reason::Unknown => "unknown",
             Reason::Malformed { .. } => "malformed",
             Reason::IssuerNotFound => "issuer_not_found",
+            Reason::Path { .. } => "path",
         }
     }
 }

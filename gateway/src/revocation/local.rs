@@ -1,150 +1,131 @@
-//! CRL files configured per listener (`crl_files`): loaded and parsed at start and on
-//! change, signatures checked against the issuer once, consulted on every check.
+//! CRL files configured per listener (`crl_files`): read at start and on change, parsed
+//! (header only) and kept; which certificates each covers and who signed it is decided by
+//! CRL processing ([`crl_status`](super::crl_status)). A file whose content is unusable
+//! (malformed, no nextUpdate) is kept as a failure with its reason, logged: a status
+//! failure for the certificates it should cover, never a configuration error. A changed
+//! file holding an older CRL (thisUpdate or cRLNumber going back) does not replace the
+//! copy held.
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::Arc;
 
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::CertificateDer;
+use rustls::pki_types::SignatureVerificationAlgorithm;
 
-use super::cache::crl_reason;
-use super::cert::CertInfo;
 use super::checker::CheckerError;
-use super::config::Source;
 use super::crl::{self, Crl};
-use super::error::Reason;
+use crate::pki::path::validate::TrustAnchors;
+use crate::pki::path::ParsedCert;
 
-/// What the configured CRL files say about a serial.
+/// What the configured CRL files say about a certificate, from what is verified already.
 pub(crate) enum LocalListing {
     /// Listed by a verified, current CRL file.
-    Revoked(Reason),
-    /// Listed only by a CRL file whose signature has not been checked yet.
+    Revoked,
+    /// A current CRL file of the issuer has not been verified yet: decide on the slow path.
     Unverified,
     /// Not listed.
     Clear,
 }
 
-/// A configured CRL file, parsed; its signature is checked once per issuer key.
+/// A configured CRL file.
 #[derive(Debug)]
 pub(crate) struct LocalCrl {
     pub(crate) path: PathBuf,
     pub(crate) modified: Option<std::time::SystemTime>,
-    pub(crate) der: Vec<u8>,
-    pub(crate) crl: Crl,
-    /// SPKI of the issuer whose signature was verified.
-    pub(crate) verified: OnceLock<Vec<u8>>,
+    /// The CRL, or why its content cannot be used.
+    pub(crate) crl: Result<Arc<Crl>, String>,
 }
 
-impl LocalCrl {
-    /// Verifies issuer, cRLSign and signature (once per issuer key), then freshness at `now`.
-    pub(crate) fn check(
-        &self,
-        issuer: &CertInfo<'_>,
-        provider: &CryptoProvider,
-        now: i64,
-        skew: i64,
-    ) -> Result<(), Reason> {
-        let l = self;
-        let src = format!("CRL file {}", l.path.display());
-        match l.verified.get() {
-            Some(spki) if spki.as_slice() == issuer.spki => {}
-            _ => {
-                let parsed = crl::parse(&l.der).map_err(|e| crl_reason(e, &src))?;
-                // Times are judged below, at `now`; here only issuer, usage and signature.
-                parsed
-                    .verify(issuer, provider, l.crl.this_update, 0)
-                    .map_err(|e| crl_reason(e, &src))?;
-                let _ = l.verified.set(issuer.spki.to_vec());
-            }
-        }
-        crl::check_times(&l.crl, now, skew).map_err(|e| crl_reason(e, &src))
-    }
+/// The usable CRLs.
+pub(crate) fn usable(local: &[LocalCrl]) -> Vec<Arc<Crl>> {
+    local
+        .iter()
+        .filter_map(|l| l.crl.as_ref().ok().cloned())
+        .collect()
 }
 
-/// Whether a current configured CRL file lists the serial (cheap: binary search).
-pub(crate) fn listing(
-    local: &[LocalCrl],
-    iss: &[u8],
-    serial: &[u8],
-    now: i64,
-    skew: i64,
-) -> LocalListing {
+/// Whether a current configured CRL file lists `cert` (cheap: binary search in the CRLs
+/// whose signature has been verified).
+pub(crate) fn listing(local: &[LocalCrl], cert: &ParsedCert, now: i64, skew: i64) -> LocalListing {
     let mut out = LocalListing::Clear;
-    for l in local {
-        if l.crl.issuer != iss || !l.crl.is_current(now, skew) || !l.crl.is_revoked(serial) {
+    for c in local.iter().filter_map(|l| l.crl.as_ref().ok()) {
+        if c.issuer_name != cert.issuer && !c.idp.as_ref().is_some_and(|i| i.indirect) {
             continue;
         }
-        if l.verified.get().is_some() {
-            return LocalListing::Revoked(Reason::Revoked {
-                source: Source::Crl,
-                at: None,
-                code: None,
-            });
+        if !c.is_current(now, skew) {
+            continue;
         }
-        out = LocalListing::Unverified;
+        match c.entries_if_verified() {
+            Some(e) if e.contains(&cert.issuer, cert.serial()) => return LocalListing::Revoked,
+            Some(_) => {}
+            None => out = LocalListing::Unverified,
+        }
     }
     out
 }
 
-/// Checks the signatures of CRL files issued by a trust anchor right away (CRLs of
-/// intermediates are checked when first used, with the presented intermediate).
+/// Verifies CRL files issued directly by a trust anchor right away (the others are verified
+/// when first used, with the signer CRL processing finds).
 pub(crate) fn verify_with_anchors(
     local: &[LocalCrl],
-    anchors: &[CertificateDer<'static>],
-    provider: &CryptoProvider,
+    anchors: &TrustAnchors,
+    algs: &[&'static dyn SignatureVerificationAlgorithm],
 ) {
-    for l in local {
-        let Some(issuer) = anchors
-            .iter()
-            .filter_map(|a| CertInfo::parse(a).ok())
-            .find(|a| a.subject == l.crl.issuer.as_slice())
-        else {
-            continue;
-        };
-        let ok = crl::parse(&l.der)
-            .ok()
-            .and_then(|p| p.verify(&issuer, provider, l.crl.this_update, 0).ok())
-            .is_some();
-        if ok {
-            let _ = l.verified.set(issuer.spki.to_vec());
-        } else {
-            tracing::warn!(path = %l.path.display(), "configured CRL file does not verify with its issuer's key");
+    for (l, c) in local
+        .iter()
+        .filter_map(|l| l.crl.as_ref().ok().map(|c| (l, c)))
+    {
+        for a in anchors.by_subject(&c.issuer_name) {
+            match c.verified_entries(a, algs) {
+                Ok(_) => break,
+                Err(crl::CrlError::BadSignature(_)) => {}
+                Err(e) => {
+                    tracing::warn!(path = %l.path.display(), error = %e, "configured CRL file is unusable");
+                    break;
+                }
+            }
         }
     }
 }
 
-/// Reads and parses the configured CRL files.
+/// Reads and parses the configured CRL files. `held` is the set in use: a file whose CRL
+/// is older than the one held for the same path keeps the held one.
 ///
 /// # Errors
-/// [`CheckerError::File`] naming the file.
-pub(crate) fn load(paths: &[PathBuf]) -> Result<Vec<LocalCrl>, CheckerError> {
+/// [`CheckerError::File`] when a file cannot be read at all (a wrong path is a
+/// configuration error; bad content is not).
+pub(crate) fn load(
+    paths: &[PathBuf],
+    held: Option<&[LocalCrl]>,
+) -> Result<Vec<LocalCrl>, CheckerError> {
     let mut local = Vec::new();
     for path in paths {
-        let file = |m: String| CheckerError::File {
-            key: "crl_files",
-            message: format!("{}: {m}", path.display()),
-        };
         let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-        let bytes = std::fs::read(path).map_err(|e| file(e.to_string()))?;
-        let der = crl::to_der(&bytes)
-            .map_err(|e| file(e.to_string()))?
-            .into_owned();
-        let parsed = crl::parse(&der).map_err(|e| file(e.to_string()))?;
-        let next_update = parsed
-            .next_update
-            .ok_or_else(|| file("CRL has no nextUpdate".into()))?;
-        let crl = Crl {
-            issuer: parsed.issuer.to_vec(),
-            this_update: parsed.this_update,
-            next_update,
-            serials: parsed.serials,
+        let bytes = std::fs::read(path).map_err(|e| CheckerError::File {
+            key: "crl_files",
+            message: format!("{}: {e}", path.display()),
+        })?;
+        let parsed = crl::to_der(&bytes)
+            .and_then(|der| Crl::parse(&der))
+            .map(Arc::new)
+            .map_err(|e| e.to_string());
+        let previous = held
+            .and_then(|h| h.iter().find(|l| l.path == *path))
+            .and_then(|l| l.crl.as_ref().ok());
+        let crl = match (parsed, previous) {
+            (Ok(new), Some(old)) if new.is_older_than(old) => {
+                tracing::warn!(path = %path.display(), error = %new.older_error(), "configured CRL file replaced by an older CRL; keeping the newer one");
+                Ok(old.clone())
+            }
+            (Ok(new), _) => Ok(new),
+            (Err(e), _) => {
+                tracing::warn!(path = %path.display(), error = %e, "configured CRL file is unusable: certificates it should cover get no status from it");
+                Err(e)
+            }
         };
         local.push(LocalCrl {
             path: path.clone(),
             modified,
-            der,
             crl,
-            verified: OnceLock::new(),
         });
     }
     Ok(local)

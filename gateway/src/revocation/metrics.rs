@@ -22,7 +22,7 @@ pub struct Metrics {
     fetch_failures: AtomicU64,
     fetch_us_total: AtomicU64,
     fetch_us_max: AtomicU64,
-    rejected: [AtomicU64; 7],
+    rejected: [AtomicU64; 8],
     soft_fail_accepts: AtomicU64,
 }
 
@@ -61,6 +61,8 @@ pub struct MetricsSnapshot {
     pub rejected_malformed: u64,
     /// Rejections: issuer not found.
     pub rejected_issuer_not_found: u64,
+    /// Rejections: certification path no longer valid (e.g. expired since the session).
+    pub rejected_path: u64,
     /// Certificates accepted without status under `soft_fail`.
     pub soft_fail_accepts: u64,
 }
@@ -104,6 +106,7 @@ fn reason_index(r: &Reason) -> usize {
         Reason::Unknown => 4,
         Reason::Malformed { .. } => 5,
         Reason::IssuerNotFound => 6,
+        Reason::Path { .. } => 7,
     }
 }
 
@@ -175,6 +178,7 @@ impl Metrics {
             rejected_unknown: r(4),
             rejected_malformed: r(5),
             rejected_issuer_not_found: r(6),
+            rejected_path: r(7),
             soft_fail_accepts: self.soft_fail_accepts.load(Relaxed),
         }
     }

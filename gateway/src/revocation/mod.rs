@@ -12,6 +12,7 @@ pub mod cert;
 pub mod checker;
 pub mod config;
 pub mod crl;
+pub mod crl_status;
 pub mod der;
 pub mod error;
 pub mod fetch;

@@ -1,33 +1,58 @@
 //! A compact, immutable set of certificate serial numbers: one flat byte array of
-//! fixed-width, zero-padded big-endian serials, sorted, searched by bisection. No heap node
-//! per entry: a 1,000,000-entry CRL of 20-byte serials takes 20 MB.
+//! fixed-width entries, sorted, searched by bisection. No heap node per entry: a
+//! 1,000,000-entry CRL of 20-byte serials takes 21 MB.
+//!
+//! Serials are the INTEGER contents as encoded (DER is minimal, so equal integers have equal
+//! encodings, and the sign is part of them: -128 is `80`, 128 is `00 80`). Each entry is the
+//! length byte followed by the zero-padded bytes, so padding never makes two serials equal.
 
 use std::cmp::Ordering;
 
-/// A sorted set of serials (normalized: no redundant leading zero bytes).
+/// The longest serial accepted (RFC 5280 4.1.2.2: at most 20 octets).
+pub const MAX_SERIAL_LEN: usize = 20;
+
+/// A sorted set of serials.
 #[derive(Debug, Clone, Default)]
 pub struct SerialSet {
     width: usize,
     data: Vec<u8>,
 }
 
+fn entry(serial: &[u8], width: usize, out: &mut [u8]) {
+    out[0] = u8::try_from(serial.len()).unwrap_or(u8::MAX);
+    out[1..].fill(0);
+    out[width - serial.len()..].copy_from_slice(serial);
+}
+
 impl SerialSet {
-    /// Builds the set from normalized serials (duplicates allowed).
+    /// Builds the set from serials of at most [`MAX_SERIAL_LEN`] bytes (longer ones are
+    /// never members; duplicates allowed).
     pub fn build(serials: &[&[u8]]) -> SerialSet {
-        let width = serials.iter().map(|s| s.len()).max().unwrap_or(0);
-        if width == 0 {
+        let longest = serials
+            .iter()
+            .map(|s| s.len())
+            .filter(|&l| l <= MAX_SERIAL_LEN)
+            .max()
+            .unwrap_or(0);
+        if longest == 0 {
             return SerialSet::default();
         }
-        let mut data = vec![0u8; serials.len() * width];
-        for (chunk, s) in data.chunks_exact_mut(width).zip(serials) {
-            chunk[width - s.len()..].copy_from_slice(s);
+        let width = longest + 1;
+        let kept: Vec<&[u8]> = serials
+            .iter()
+            .copied()
+            .filter(|s| !s.is_empty() && s.len() <= MAX_SERIAL_LEN)
+            .collect();
+        let mut data = vec![0u8; kept.len() * width];
+        for (chunk, s) in data.chunks_exact_mut(width).zip(&kept) {
+            entry(s, width, chunk);
         }
         let sorted = data
             .chunks_exact(width)
             .zip(data.chunks_exact(width).skip(1))
             .all(|(a, b)| a < b);
         if !sorted {
-            let mut idx: Vec<u32> = (0..serials.len() as u32).collect();
+            let mut idx: Vec<u32> = (0..kept.len() as u32).collect();
             idx.sort_unstable_by(|&a, &b| {
                 let (a, b) = (a as usize * width, b as usize * width);
                 data[a..a + width].cmp(&data[b..b + width])
@@ -62,25 +87,19 @@ impl SerialSet {
         self.data.capacity()
     }
 
-    /// Whether `serial` (normalized) is in the set.
+    /// Whether `serial` (INTEGER contents as encoded) is in the set.
     pub fn contains(&self, serial: &[u8]) -> bool {
         let w = self.width;
-        if w == 0 || serial.len() > w {
+        if w == 0 || serial.is_empty() || serial.len() >= w {
             return false;
         }
-        let pad = w - serial.len();
-        let cmp = |entry: &[u8]| -> Ordering {
-            // Compare the zero-padded query without materializing it.
-            let (head, tail) = entry.split_at(pad);
-            if head.iter().any(|&b| b != 0) {
-                return Ordering::Greater;
-            }
-            tail.cmp(serial)
-        };
+        let mut probe = [0u8; MAX_SERIAL_LEN + 1];
+        entry(serial, w, &mut probe[..w]);
+        let probe = &probe[..w];
         let (mut lo, mut hi) = (0usize, self.len());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            match cmp(&self.data[mid * w..(mid + 1) * w]) {
+            match self.data[mid * w..(mid + 1) * w].cmp(probe) {
                 Ordering::Less => lo = mid + 1,
                 Ordering::Greater => hi = mid,
                 Ordering::Equal => return true,
@@ -106,5 +125,15 @@ mod tests {
         assert!(!set.contains(&[1, 2, 3, 4]));
         assert!(!set.contains(&[0x7f, 1]));
         assert!(!SerialSet::build(&[]).contains(&[1]));
+    }
+
+    #[test]
+    fn sign_is_part_of_the_serial() {
+        // -128 (80) and 128 (00 80) are different certificates.
+        let set = SerialSet::build(&[&[0x80]]);
+        assert!(set.contains(&[0x80]));
+        assert!(!set.contains(&[0x00, 0x80]));
+        let set = SerialSet::build(&[&[0x00, 0x80]]);
+        assert!(!set.contains(&[0x80]));
     }
 }

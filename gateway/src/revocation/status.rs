@@ -71,11 +71,11 @@ pub(crate) async fn chain_status(
                             ),
                         },
                     ),
-                    // Not checked under the listener's policy (a root sent along, or
-                    // `check_intermediates = false`).
+                    // Not part of the validated path (a root or an unrelated certificate
+                    // sent along), or `check_intermediates = false` for a client chain.
                     None => (
                         CertStatus::Good { source: None },
-                        "not checked by policy".into(),
+                        "not checked: not part of the validated path, or check_intermediates = false".into(),
                     ),
                 },
                 // Fail closed: a checker exists only where checking is enabled.
@@ -118,7 +118,10 @@ pub fn status_factory(
         return None;
     }
     let cache = cache?.clone();
-    let cfg = cfg.clone();
+    // `require` means the whole chain: every certificate of the validated path, whatever
+    // the listener's `check_intermediates` says about client chains.
+    let mut cfg = cfg.clone();
+    cfg.check_intermediates = true;
     let name = name.to_string();
     Some(Box::new(move |anchors: &[CertificateDer<'static>]| {
         RevocationChecker::new(&cfg, &name, anchors, provider.clone(), cache.clone())

@@ -1,5 +1,8 @@
-//! The client-certificate verifier: webpki chain validation (trust, validity, signatures,
-//! clientAuth) plus the S.E.E. key policy, plus an optional in-handshake status check.
+//! The client-certificate verifier: RFC 5280 path validation ([`crate::pki::path`]: trust,
+//! validity, signatures, name chaining, basicConstraints, keyUsage, name constraints,
+//! critical extensions) under the S.E.E. key policy and clientAuth, plus an optional
+//! in-handshake status check. rustls' webpki verifier is kept only for the CA hints of the
+//! CertificateRequest and the handshake signatures.
 
 use std::sync::Arc;
 
@@ -10,12 +13,15 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{DigitallySignedStruct, DistinguishedName, Error, RootCertStore, SignatureScheme};
 
 use crate::pki::keypolicy::{KeyPolicy, RequiredEku};
+use crate::pki::path::{validate_path, PathPolicy, Target, TrustAnchors};
 use crate::status::{CertStatus, StatusCheck};
 
 /// Verifies client certificates under the listener's policy.
 #[derive(Debug)]
 pub struct SeeClientVerifier {
     inner: Arc<dyn ClientCertVerifier>,
+    trust: TrustAnchors,
+    provider: Arc<rustls::crypto::CryptoProvider>,
     policy: KeyPolicy,
     eku: RequiredEku,
     status: Option<Arc<dyn StatusCheck>>,
@@ -62,13 +68,19 @@ impl SeeClientVerifier {
                     message: e.to_string(),
                 })?;
         }
-        let mut b = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+        let trust = TrustAnchors::new(cas).map_err(|e| VerifierError::BadAnchor {
+            index: 0,
+            message: e.to_string(),
+        })?;
+        let mut b = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
         if !required {
             b = b.allow_unauthenticated();
         }
         let inner = b.build().map_err(|e| VerifierError::Build(e.to_string()))?;
         Ok(SeeClientVerifier {
             inner,
+            trust,
+            provider,
             policy,
             eku,
             status,
@@ -159,9 +171,17 @@ impl SeeClientVerifier {
                 .check(ca, RequiredEku::None)
                 .map_err(policy_error)?;
         }
-        let verified = self
-            .inner
-            .verify_client_cert(end_entity, intermediates, now)?;
+        let mut chain = Vec::with_capacity(1 + intermediates.len());
+        chain.push(end_entity.clone());
+        chain.extend(intermediates.iter().cloned());
+        let policy = PathPolicy {
+            key_policy: self.policy,
+            eku: self.eku,
+            target: Target::EndEntity,
+            algs: self.provider.signature_verification_algorithms.all,
+        };
+        let at = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+        validate_path(&chain, &self.trust, at, &policy).map_err(|e| e.to_rustls())?;
         if let Some(status) = &self.status {
             // Cache only: a known revocation fails the handshake; anything not yet known is
             // decided after it (see `StatusCheck::check_chain`).
@@ -170,6 +190,6 @@ impl SeeClientVerifier {
                 return Err(Error::InvalidCertificate(rustls::CertificateError::Revoked));
             }
         }
-        Ok(verified)
+        Ok(ClientCertVerified::assertion())
     }
 }
