@@ -37,20 +37,27 @@ use crate::run;
 ///   catches a leak of ~300 bytes per connection over a 2-minute run at the loopback rates
 ///   of a 2-core CI machine (~100,000 connections).
 /// * Descriptors: after the load stops and the gateway's deadlines have passed (12 s: the
-///   10 s handshake deadline of the slowloris connections plus margin), the count must be
-///   back to the idle count before the load, plus `fd_slack` (lazily opened files).
+///   10 s handshake deadline of the slowloris connections plus margin), no client
+///   connection may be open, the backend connection pool may keep at most
+///   `max_pooled_upstream` idle keep-alive connections (they close after the pool's idle
+///   timeout, 90 s), and every other descriptor count must be back to the idle count before
+///   the load plus `fd_slack` (lazily opened files).
 #[derive(Debug, Clone, Copy)]
 pub struct Bounds {
     /// Allowed RSS growth after warm-up, MiB.
     pub rss_growth_mib: u64,
-    /// Allowed descriptors above the idle count after the drain.
+    /// Allowed descriptors (other than backend connections) above the idle count after the
+    /// drain.
     pub fd_slack: usize,
+    /// Idle keep-alive connections to the backend allowed after the drain.
+    pub max_pooled_upstream: usize,
 }
 
 /// The bounds `cargo xtask test` enforces.
 pub const CI_BOUNDS: Bounds = Bounds {
     rss_growth_mib: 32,
     fd_slack: 4,
+    max_pooled_upstream: 32,
 };
 
 /// One sample.
@@ -78,6 +85,64 @@ fn sample(pid: u32, start: Instant) -> Result<Sample> {
         rss_kib,
         fds,
     })
+}
+
+/// The gateway's descriptors after the drain, by kind.
+#[derive(Debug, Default, Clone, Copy)]
+struct FdKinds {
+    /// Connections accepted on the gateway's port, still open.
+    clients: usize,
+    /// Connections to the backend (the keep-alive pool).
+    upstream: usize,
+    /// Everything else (listening sockets, files, eventfds, ...).
+    other: usize,
+}
+
+/// Socket inode -> (local port, remote port, TCP state) from `/proc/PID/net/tcp{,6}`.
+fn tcp_sockets(pid: u32) -> std::collections::HashMap<u64, (u16, u16, u8)> {
+    let mut out = std::collections::HashMap::new();
+    for f in ["tcp", "tcp6"] {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{f}")) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let w: Vec<&str> = line.split_whitespace().collect();
+            if w.len() < 10 {
+                continue;
+            }
+            let port = |a: &str| {
+                a.rsplit(':')
+                    .next()
+                    .and_then(|p| u16::from_str_radix(p, 16).ok())
+                    .unwrap_or(0)
+            };
+            let state = u8::from_str_radix(w[3], 16).unwrap_or(0);
+            if let Ok(inode) = w[9].parse() {
+                out.insert(inode, (port(w[1]), port(w[2]), state));
+            }
+        }
+    }
+    out
+}
+
+fn fd_kinds(pid: u32, gw_port: u16, backend_port: u16) -> Result<FdKinds> {
+    let socks = tcp_sockets(pid);
+    let mut k = FdKinds::default();
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd"))?.flatten() {
+        let target = std::fs::read_link(e.path()).unwrap_or_default();
+        let t = target.to_string_lossy();
+        let inode = t
+            .strip_prefix("socket:[")
+            .and_then(|r| r.strip_suffix(']'))
+            .and_then(|i| i.parse::<u64>().ok());
+        match inode.and_then(|i| socks.get(&i)) {
+            // 0x0A: LISTEN.
+            Some((l, _, st)) if *l == gw_port && *st != 0x0A => k.clients += 1,
+            Some((_, r, _)) if *r == backend_port => k.upstream += 1,
+            _ => k.other += 1,
+        }
+    }
+    Ok(k)
 }
 
 /// An HTTP/1.1 backend that reads (and discards) each request's body and answers 200, with
@@ -273,6 +338,7 @@ pub fn soak(root: &Path, minutes: f64, bounds: Bounds) -> Result<()> {
     std::thread::sleep(Duration::from_millis(500));
     let start = Instant::now();
     let idle = sample(pid, start)?;
+    let idle_kinds = fd_kinds(pid, port, backend)?;
     println!(
         "soak: gateway pid {pid} on 127.0.0.1:{port} for {secs} s; idle RSS {} MiB, {} fds",
         idle.rss_kib / 1024,
@@ -456,6 +522,7 @@ pub fn soak(root: &Path, minutes: f64, bounds: Bounds) -> Result<()> {
     }
     std::thread::sleep(Duration::from_secs(12));
     let drained = sample(pid, start)?;
+    let drained_kinds = fd_kinds(pid, port, backend)?;
     println!(
         "{:>6} {:>9.1} {:>5}  (load stopped, drained)",
         drained.secs,
@@ -485,22 +552,38 @@ pub fn soak(root: &Path, minutes: f64, bounds: Bounds) -> Result<()> {
         .unwrap_or(0);
     let growth_mib = late.saturating_sub(warm) as f64 / 1024.0;
     println!(
-        "soak: RSS after warm-up {:.1} MiB, highest in the last quarter {:.1} MiB: growth {growth_mib:.1} MiB (bound {} MiB); fds idle {} -> drained {} (bound +{})",
+        "soak: RSS after warm-up {:.1} MiB, highest in the last quarter {:.1} MiB: growth {growth_mib:.1} MiB (bound {} MiB)",
         warm as f64 / 1024.0,
         late as f64 / 1024.0,
         bounds.rss_growth_mib,
+    );
+    println!(
+        "soak: descriptors idle {} ({idle_kinds:?}) -> drained {} ({drained_kinds:?}); bounds: 0 clients, <= {} pooled backend connections, other <= idle + {}",
         idle.fds,
         drained.fds,
+        bounds.max_pooled_upstream,
         bounds.fd_slack
     );
     let mut errors = Vec::new();
     if growth_mib > bounds.rss_growth_mib as f64 {
         errors.push(format!("RSS grew {growth_mib:.1} MiB after warm-up"));
     }
-    if drained.fds > idle.fds + bounds.fd_slack {
+    if drained_kinds.clients > 0 {
         errors.push(format!(
-            "{} descriptors after the drain, {} idle",
-            drained.fds, idle.fds
+            "{} client connections still open after the drain",
+            drained_kinds.clients
+        ));
+    }
+    if drained_kinds.upstream > bounds.max_pooled_upstream {
+        errors.push(format!(
+            "{} backend connections after the drain",
+            drained_kinds.upstream
+        ));
+    }
+    if drained_kinds.other > idle_kinds.other + bounds.fd_slack {
+        errors.push(format!(
+            "{} other descriptors after the drain, {} idle",
+            drained_kinds.other, idle_kinds.other
         ));
     }
     if n(&t.bad_served) > 0 {
