@@ -667,7 +667,9 @@ mod tests {
                 StatusCode::SERVICE_UNAVAILABLE => {
                     busy += 1;
                     assert!(headers.contains_key(http::header::RETRY_AFTER));
-                    assert!(took < Duration::from_millis(500), "refused late: {took:?}");
+                    // At once, not after queueing (the queue's own limit is 5 s; one debug
+                    // argon2 check takes about a second): 2 s leaves room for a loaded machine.
+                    assert!(took < Duration::from_secs(2), "refused late: {took:?}");
                 }
                 StatusCode::UNAUTHORIZED => checked += 1,
                 other => panic!("unexpected {other}"),
