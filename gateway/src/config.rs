@@ -74,6 +74,9 @@ pub struct Config {
     /// The admin listener (`/metrics`, `/healthz`, `/readyz`, `/config`); off when absent.
     #[serde(default)]
     pub admin: Option<AdminConfig>,
+    /// The audit log (one JSON line per authentication decision); off when absent.
+    #[serde(default)]
+    pub audit: Option<crate::audit::AuditConfig>,
 }
 
 /// Process-wide settings.
@@ -236,6 +239,9 @@ impl Config {
         if let Some(a) = &mut self.admin {
             a.resolve_paths(base);
         }
+        if let Some(a) = &mut self.audit {
+            a.resolve_paths(base);
+        }
         for l in &mut self.listeners {
             fix(&mut l.server_cert);
             fix(&mut l.server_key);
@@ -319,6 +325,10 @@ impl Config {
         if let Some(a) = &self.admin {
             a.validate()
                 .map_err(|(k, m)| ConfigError::invalid(format!("admin.{k}"), m))?;
+        }
+        if let Some(a) = &self.audit {
+            a.validate()
+                .map_err(|(k, m)| ConfigError::invalid(format!("audit.{k}"), m))?;
         }
         Ok(())
     }

@@ -12,6 +12,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use crate::audit::{AuditEvent, AuditLog, Decision};
 use crate::lifetime::{Activity, ActivityIo};
 use crate::limits::Limits;
 use crate::metrics::{ListenerCounters, Metrics, Refusal, Rejection, WorkerCounters};
@@ -38,6 +39,8 @@ pub struct ListenerRuntime {
     pub on_failure: Option<FailureHook>,
     /// This listener's counters in this worker (see [`Metrics::listener_slot`]).
     pub counters: Arc<ListenerCounters>,
+    /// The audit log (`[audit]`), when configured.
+    pub audit: Option<Arc<AuditLog>>,
 }
 
 impl ListenerRuntime {
@@ -46,13 +49,49 @@ impl ListenerRuntime {
         plan: Arc<ListenerPlan>,
         on_failure: Option<FailureHook>,
         counters: Arc<ListenerCounters>,
+        audit: Option<Arc<AuditLog>>,
     ) -> Self {
         ListenerRuntime {
             proxy: Proxy::with_plan(plan.access.clone(), plan.forwarding.clone(), &plan.limits),
             plan,
             on_failure,
             counters,
+            audit,
         }
+    }
+
+    /// Records an authentication decision in the audit log (when configured): the
+    /// connection's TLS facts, the certificate's identity, the decision and its reason.
+    fn audit(&self, peer: SocketAddr, tls: Option<&rustls::ServerConnection>, f: AuditFields<'_>) {
+        let Some(log) = &self.audit else { return };
+        let mut ev = AuditEvent {
+            time: crate::audit::now_rfc3339(),
+            listener: self.plan.name.to_string(),
+            source_ip: peer.ip().to_canonical().to_string(),
+            source_port: peer.port(),
+            auth_method: f.method,
+            decision: Some(f.decision),
+            reason: f.reason.map(str::to_string),
+            detail: f.detail,
+            revocation_source: f.revocation.as_ref().map(|r| r.0.clone()),
+            revocation_detail: f.revocation.map(|r| r.1),
+            ..AuditEvent::default()
+        };
+        if let Some(s) = tls {
+            ev.sni = s.server_name().map(str::to_string);
+            ev.tls_version = s.protocol_version().map(|v| format!("{v:?}"));
+            ev.cipher_suite = s
+                .negotiated_cipher_suite()
+                .map(|c| format!("{:?}", c.suite()));
+            ev.resumed = Some(s.handshake_kind() == Some(rustls::HandshakeKind::Resumed));
+        }
+        if let Some(id) = f.identity {
+            ev.cert_subject = Some(id.subject.clone());
+            ev.cert_issuer = Some(id.issuer.clone());
+            ev.cert_serial = Some(id.serial_hex.clone());
+            ev.cert_sha256 = Some(id.fingerprint_sha256.clone());
+        }
+        log.record(ev);
     }
 }
 
@@ -62,6 +101,17 @@ impl fmt::Debug for ListenerRuntime {
             .field("plan", &self.plan)
             .finish_non_exhaustive()
     }
+}
+
+/// What one audit event says beyond the connection's facts.
+struct AuditFields<'a> {
+    method: &'static str,
+    decision: Decision,
+    reason: Option<&'static str>,
+    detail: Option<String>,
+    identity: Option<&'a CertIdentity>,
+    /// (source, freshness) of the leaf's status.
+    revocation: Option<(String, String)>,
 }
 
 /// Whether a failed handshake is the client's fault, for abuse blocking.
@@ -199,23 +249,51 @@ async fn status_refusal(
     chain: &[rustls::pki_types::CertificateDer<'static>],
     timeout: Duration,
 ) -> Option<(String, bool)> {
+    status_verdict(check, chain, timeout).await.0
+}
+
+/// As [`status_refusal`], also returning the leaf's status source and freshness (for the
+/// audit log).
+async fn status_verdict(
+    check: &dyn crate::status::StatusCheck,
+    chain: &[rustls::pki_types::CertificateDer<'static>],
+    timeout: Duration,
+) -> (Option<(String, bool)>, Option<(String, String)>) {
     match tokio::time::timeout(timeout, check.check_chain(chain)).await {
-        Ok(status) if !status.covers(chain.len()) => Some((
-            "the status check gave no answer for every certificate".to_string(),
-            false,
-        )),
-        // Revoked: the client's certificate is bad. Unavailable (unreachable, stale,
-        // unknown...) is the status sources' failure, not the client's.
-        Ok(status) => status.refusal().map(|r| {
-            (
-                r.to_string(),
-                matches!(r.status, CertStatus::Revoked { .. }),
-            )
-        }),
-        Err(_) => Some((
-            "certificate status check deadline exceeded".to_string(),
-            false,
-        )),
+        Ok(status) => {
+            let leaf = status.certs.first().map(|r| {
+                let source = match &r.status {
+                    CertStatus::Good { source: Some(s) } => s.to_string(),
+                    CertStatus::Good { source: None } => "none".to_string(),
+                    CertStatus::Revoked { source, .. } => source.to_string(),
+                    CertStatus::Unavailable { .. } => "unavailable".to_string(),
+                };
+                (source, r.detail.clone())
+            });
+            let refusal = if !status.covers(chain.len()) {
+                Some((
+                    "the status check gave no answer for every certificate".to_string(),
+                    false,
+                ))
+            } else {
+                // Revoked: the client's certificate is bad. Unavailable (unreachable, stale,
+                // unknown...) is the status sources' failure, not the client's.
+                status.refusal().map(|r| {
+                    (
+                        r.to_string(),
+                        matches!(r.status, CertStatus::Revoked { .. }),
+                    )
+                })
+            };
+            (refusal, leaf)
+        }
+        Err(_) => (
+            Some((
+                "certificate status check deadline exceeded".to_string(),
+                false,
+            )),
+            None,
+        ),
     }
 }
 
@@ -247,6 +325,22 @@ pub async fn serve_connection(
             let (kind, refusal, reason) = classify(&e);
             counters.reject(kind);
             lc.refuse(refusal);
+            rt.audit(
+                peer,
+                None,
+                AuditFields {
+                    method: if kind == Rejection::Certificate {
+                        "certificate"
+                    } else {
+                        "none"
+                    },
+                    decision: Decision::Refused,
+                    reason: Some(refusal.label()),
+                    detail: Some(reason.clone()),
+                    identity: None,
+                    revocation: None,
+                },
+            );
             tracing::info!(listener = %plan.name, %peer, %reason, "handshake rejected");
             if let Some(hook) = &rt.on_failure {
                 if client_fault(&e, answered) {
@@ -279,11 +373,15 @@ pub async fn serve_connection(
             }
         }
     }
+    let mut leaf_status: Option<(String, String)> = None;
     let identity = match session.peer_certificates() {
         Some(chain) if !chain.is_empty() => {
             if let Some(check) = &plan.status {
-                let refusal =
-                    status_refusal(check.as_ref(), chain, plan.limits.check_timeout).await;
+                let (refusal, leaf) =
+                    status_verdict(check.as_ref(), chain, plan.limits.check_timeout).await;
+                if rt.audit.is_some() {
+                    leaf_status = leaf;
+                }
                 if let Some((reason, client_fault)) = refusal {
                     counters.reject(Rejection::Status);
                     // Only a revoked certificate is the client's fault here.
@@ -292,6 +390,25 @@ pub async fn serve_connection(
                     } else {
                         Refusal::NoCurrentStatus
                     });
+                    if rt.audit.is_some() {
+                        let id = CertIdentity::from_der(&chain[0]).ok();
+                        rt.audit(
+                            peer,
+                            Some(session),
+                            AuditFields {
+                                method: "certificate",
+                                decision: Decision::Refused,
+                                reason: Some(if client_fault {
+                                    Refusal::Revoked.label()
+                                } else {
+                                    Refusal::NoCurrentStatus.label()
+                                }),
+                                detail: Some(reason.clone()),
+                                identity: id.as_ref(),
+                                revocation: leaf_status.take(),
+                            },
+                        );
+                    }
                     tracing::warn!(listener = %plan.name, %peer, %reason, "connection refused after handshake");
                     // A revoked certificate counts; a revocation outage never does (it
                     // would block genuine clients).
@@ -306,6 +423,18 @@ pub async fn serve_connection(
                 Err(e) => {
                     counters.reject(Rejection::Certificate);
                     lc.refuse(Refusal::BadCertificate);
+                    rt.audit(
+                        peer,
+                        Some(session),
+                        AuditFields {
+                            method: "certificate",
+                            decision: Decision::Refused,
+                            reason: Some(Refusal::BadCertificate.label()),
+                            detail: Some(e.to_string()),
+                            identity: None,
+                            revocation: None,
+                        },
+                    );
                     tracing::warn!(listener = %plan.name, %peer, error = %e, "unreadable client certificate");
                     return;
                 }
@@ -315,6 +444,20 @@ pub async fn serve_connection(
     };
     WorkerCounters::inc(&counters.handshakes_ok);
     WorkerCounters::inc(if resumed { &lc.resumed } else { &lc.full });
+    if let Some(id) = &identity {
+        rt.audit(
+            peer,
+            Some(session),
+            AuditFields {
+                method: "certificate",
+                decision: Decision::Accepted,
+                reason: None,
+                detail: None,
+                identity: Some(id),
+                revocation: leaf_status,
+            },
+        );
+    }
     let limits = plan.limits;
     // A connection that may outlive the status refresh interval re-checks its certificate
     // (an h2 or tcp:// connection can live for hours after a revocation).

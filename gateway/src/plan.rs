@@ -109,6 +109,8 @@ pub struct GatewayPlan {
     pub relaxations: Vec<String>,
     /// The admin listener's settings (`[admin]`), when configured.
     pub admin: Option<crate::config::AdminConfig>,
+    /// The audit log's settings (`[audit]`), when configured.
+    pub audit: Option<crate::audit::AuditConfig>,
     /// The effective configuration, secrets redacted (the admin listener's `/config`).
     pub effective_config: serde_json::Value,
 }
@@ -190,6 +192,7 @@ pub fn plan_with_cache(
         revocation_cache,
         relaxations: config.relaxations(),
         admin: config.admin.clone(),
+        audit: config.audit.clone(),
         effective_config: crate::config::redacted_json(config),
     })
 }

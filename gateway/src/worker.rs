@@ -107,6 +107,8 @@ pub struct WorkerPlan {
     /// Blocklist consulted at accept (lock-free); with XDP the kernel drops these sources
     /// before a SYN is answered, without it the worker closes them here.
     pub blocklist: Option<crate::steering::SteeringControl>,
+    /// The audit log, when configured.
+    pub audit: Option<Arc<crate::audit::AuditLog>>,
 }
 
 /// Starts a worker thread. It serves until `shutdown` turns true, then stops accepting and
@@ -167,6 +169,7 @@ async fn run_worker(
             first,
             plan.on_failure.clone(),
             counters,
+            plan.audit.clone(),
         ));
         let listener = match tokio::net::TcpListener::from_std(std_listener) {
             Ok(l) => l,
@@ -217,7 +220,7 @@ async fn run_worker(
                             if let Some(current) = shared.load().listeners.get(li) {
                                 if !Arc::ptr_eq(current, &rt.plan) {
                                     let counters = metrics.listener_slot(&current.name, index);
-                                    rt = Arc::new(ListenerRuntime::new(current.clone(), rt.on_failure.clone(), counters));
+                                    rt = Arc::new(ListenerRuntime::new(current.clone(), rt.on_failure.clone(), counters, rt.audit.clone()));
                                 }
                             }
                             let rt = rt.clone();
