@@ -74,6 +74,9 @@ pub struct Config {
     /// The admin listener (`/metrics`, `/healthz`, `/readyz`, `/config`); off when absent.
     #[serde(default)]
     pub admin: Option<AdminConfig>,
+    /// The audit log (one JSON line per authentication decision); off when absent.
+    #[serde(default)]
+    pub audit: Option<crate::audit::AuditConfig>,
 }
 
 /// Process-wide settings.
@@ -178,6 +181,9 @@ pub struct ListenerConfig {
     /// Trusted proxies for forwarding headers: `[listener.forwarding]` (none by default).
     #[serde(default)]
     pub forwarding: ForwardingConfig,
+    /// Connection and request deadlines and caps: `[listener.limits]`.
+    #[serde(default)]
+    pub limits: crate::limits::LimitsConfig,
 }
 
 fn default_classification() -> Classification {
@@ -231,6 +237,9 @@ impl Config {
             fix(p);
         }
         if let Some(a) = &mut self.admin {
+            a.resolve_paths(base);
+        }
+        if let Some(a) = &mut self.audit {
             a.resolve_paths(base);
         }
         for l in &mut self.listeners {
@@ -303,6 +312,9 @@ impl Config {
                     format!("{} is below the policy floor of 2048", l.tls.min_rsa_bits),
                 ));
             }
+            l.limits
+                .validate()
+                .map_err(|(k, m)| ConfigError::invalid(key(&format!("limits.{k}")), m))?;
             l.revocation
                 .validate()
                 .map_err(|(k, m)| ConfigError::invalid(key(&format!("revocation.{k}")), m))?;
@@ -313,6 +325,10 @@ impl Config {
         if let Some(a) = &self.admin {
             a.validate()
                 .map_err(|(k, m)| ConfigError::invalid(format!("admin.{k}"), m))?;
+        }
+        if let Some(a) = &self.audit {
+            a.validate()
+                .map_err(|(k, m)| ConfigError::invalid(format!("audit.{k}"), m))?;
         }
         Ok(())
     }
@@ -347,6 +363,12 @@ impl Config {
                     "listener {name}: ChaCha20-Poly1305 suites enabled (not AES-GCM)"
                 ));
             }
+            out.extend(
+                l.limits
+                    .relaxations()
+                    .into_iter()
+                    .map(|r| format!("listener {name}: {r}")),
+            );
             out.extend(
                 l.forwarding
                     .relaxations()

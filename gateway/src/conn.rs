@@ -2,7 +2,9 @@
 //! status check, then HTTP service until the client or shutdown closes it.
 
 use std::fmt;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +12,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use crate::audit::{AuditEvent, AuditLog, Decision};
+use crate::lifetime::{Activity, ActivityIo};
+use crate::limits::Limits;
 use crate::metrics::{ListenerCounters, Metrics, Refusal, Rejection, WorkerCounters};
 use crate::pki::identity::CertIdentity;
 use crate::plan::{ListenerKind, ListenerPlan};
@@ -34,6 +39,8 @@ pub struct ListenerRuntime {
     pub on_failure: Option<FailureHook>,
     /// This listener's counters in this worker (see [`Metrics::listener_slot`]).
     pub counters: Arc<ListenerCounters>,
+    /// The audit log (`[audit]`), when configured.
+    pub audit: Option<Arc<AuditLog>>,
 }
 
 impl ListenerRuntime {
@@ -42,13 +49,49 @@ impl ListenerRuntime {
         plan: Arc<ListenerPlan>,
         on_failure: Option<FailureHook>,
         counters: Arc<ListenerCounters>,
+        audit: Option<Arc<AuditLog>>,
     ) -> Self {
         ListenerRuntime {
-            proxy: Proxy::with_plan(plan.access.clone(), plan.forwarding.clone()),
+            proxy: Proxy::with_plan(plan.access.clone(), plan.forwarding.clone(), &plan.limits),
             plan,
             on_failure,
             counters,
+            audit,
         }
+    }
+
+    /// Records an authentication decision in the audit log (when configured): the
+    /// connection's TLS facts, the certificate's identity, the decision and its reason.
+    fn audit(&self, peer: SocketAddr, tls: Option<&rustls::ServerConnection>, f: AuditFields<'_>) {
+        let Some(log) = &self.audit else { return };
+        let mut ev = AuditEvent {
+            time: crate::audit::now_rfc3339(),
+            listener: self.plan.name.to_string(),
+            source_ip: peer.ip().to_canonical().to_string(),
+            source_port: peer.port(),
+            auth_method: f.method,
+            decision: Some(f.decision),
+            reason: f.reason.map(str::to_string),
+            detail: f.detail,
+            revocation_source: f.revocation.as_ref().map(|r| r.0.clone()),
+            revocation_detail: f.revocation.map(|r| r.1),
+            ..AuditEvent::default()
+        };
+        if let Some(s) = tls {
+            ev.sni = s.server_name().map(str::to_string);
+            ev.tls_version = s.protocol_version().map(|v| format!("{v:?}"));
+            ev.cipher_suite = s
+                .negotiated_cipher_suite()
+                .map(|c| format!("{:?}", c.suite()));
+            ev.resumed = Some(s.handshake_kind() == Some(rustls::HandshakeKind::Resumed));
+        }
+        if let Some(id) = f.identity {
+            ev.cert_subject = Some(id.subject.clone());
+            ev.cert_issuer = Some(id.issuer.clone());
+            ev.cert_serial = Some(id.serial_hex.clone());
+            ev.cert_sha256 = Some(id.fingerprint_sha256.clone());
+        }
+        log.record(ev);
     }
 }
 
@@ -58,6 +101,17 @@ impl fmt::Debug for ListenerRuntime {
             .field("plan", &self.plan)
             .finish_non_exhaustive()
     }
+}
+
+/// What one audit event says beyond the connection's facts.
+struct AuditFields<'a> {
+    method: &'static str,
+    decision: Decision,
+    reason: Option<&'static str>,
+    detail: Option<String>,
+    identity: Option<&'a CertIdentity>,
+    /// (source, freshness) of the leaf's status.
+    revocation: Option<(String, String)>,
 }
 
 /// Whether a failed handshake is the client's fault, for abuse blocking.
@@ -187,6 +241,62 @@ async fn linger_close(mut stream: TcpStream) {
     .await;
 }
 
+/// Checks a client chain's status within `timeout`: `None` when good, else the reason and
+/// whether it is the client's fault (revoked) rather than the status sources' (unavailable,
+/// deadline exceeded), for abuse blocking.
+async fn status_refusal(
+    check: &dyn crate::status::StatusCheck,
+    chain: &[rustls::pki_types::CertificateDer<'static>],
+    timeout: Duration,
+) -> Option<(String, bool)> {
+    status_verdict(check, chain, timeout).await.0
+}
+
+/// As [`status_refusal`], also returning the leaf's status source and freshness (for the
+/// audit log).
+async fn status_verdict(
+    check: &dyn crate::status::StatusCheck,
+    chain: &[rustls::pki_types::CertificateDer<'static>],
+    timeout: Duration,
+) -> (Option<(String, bool)>, Option<(String, String)>) {
+    match tokio::time::timeout(timeout, check.check_chain(chain)).await {
+        Ok(status) => {
+            let leaf = status.certs.first().map(|r| {
+                let source = match &r.status {
+                    CertStatus::Good { source: Some(s) } => s.to_string(),
+                    CertStatus::Good { source: None } => "none".to_string(),
+                    CertStatus::Revoked { source, .. } => source.to_string(),
+                    CertStatus::Unavailable { .. } => "unavailable".to_string(),
+                };
+                (source, r.detail.clone())
+            });
+            let refusal = if !status.covers(chain.len()) {
+                Some((
+                    "the status check gave no answer for every certificate".to_string(),
+                    false,
+                ))
+            } else {
+                // Revoked: the client's certificate is bad. Unavailable (unreachable, stale,
+                // unknown...) is the status sources' failure, not the client's.
+                status.refusal().map(|r| {
+                    (
+                        r.to_string(),
+                        matches!(r.status, CertStatus::Revoked { .. }),
+                    )
+                })
+            };
+            (refusal, leaf)
+        }
+        Err(_) => (
+            Some((
+                "certificate status check deadline exceeded".to_string(),
+                false,
+            )),
+            None,
+        ),
+    }
+}
+
 /// Serves one accepted TCP connection to completion.
 pub async fn serve_connection(
     stream: TcpStream,
@@ -194,7 +304,7 @@ pub async fn serve_connection(
     rt: Arc<ListenerRuntime>,
     metrics: Metrics,
     worker: usize,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let counters: &WorkerCounters = metrics.worker(worker);
     let plan = &rt.plan;
@@ -215,6 +325,22 @@ pub async fn serve_connection(
             let (kind, refusal, reason) = classify(&e);
             counters.reject(kind);
             lc.refuse(refusal);
+            rt.audit(
+                peer,
+                None,
+                AuditFields {
+                    method: if kind == Rejection::Certificate {
+                        "certificate"
+                    } else {
+                        "none"
+                    },
+                    decision: Decision::Refused,
+                    reason: Some(refusal.label()),
+                    detail: Some(reason.clone()),
+                    identity: None,
+                    revocation: None,
+                },
+            );
             tracing::info!(listener = %plan.name, %peer, %reason, "handshake rejected");
             if let Some(hook) = &rt.on_failure {
                 if client_fault(&e, answered) {
@@ -247,29 +373,15 @@ pub async fn serve_connection(
             }
         }
     }
+    let mut leaf_status: Option<(String, String)> = None;
     let identity = match session.peer_certificates() {
         Some(chain) if !chain.is_empty() => {
             if let Some(check) = &plan.status {
-                let verdict =
-                    tokio::time::timeout(plan.limits.check_timeout, check.check_chain(chain)).await;
-                let refusal = match verdict {
-                    Ok(status) if !status.covers(chain.len()) => Some((
-                        "the status check gave no answer for every certificate".to_string(),
-                        false,
-                    )),
-                    // Revoked: the client's certificate is bad. Unavailable (unreachable,
-                    // stale, unknown...) is the status sources' failure, not the client's.
-                    Ok(status) => status.refusal().map(|r| {
-                        (
-                            r.to_string(),
-                            matches!(r.status, CertStatus::Revoked { .. }),
-                        )
-                    }),
-                    Err(_) => Some((
-                        "certificate status check deadline exceeded".to_string(),
-                        false,
-                    )),
-                };
+                let (refusal, leaf) =
+                    status_verdict(check.as_ref(), chain, plan.limits.check_timeout).await;
+                if rt.audit.is_some() {
+                    leaf_status = leaf;
+                }
                 if let Some((reason, client_fault)) = refusal {
                     counters.reject(Rejection::Status);
                     // Only a revoked certificate is the client's fault here.
@@ -278,6 +390,25 @@ pub async fn serve_connection(
                     } else {
                         Refusal::NoCurrentStatus
                     });
+                    if rt.audit.is_some() {
+                        let id = CertIdentity::from_der(&chain[0]).ok();
+                        rt.audit(
+                            peer,
+                            Some(session),
+                            AuditFields {
+                                method: "certificate",
+                                decision: Decision::Refused,
+                                reason: Some(if client_fault {
+                                    Refusal::Revoked.label()
+                                } else {
+                                    Refusal::NoCurrentStatus.label()
+                                }),
+                                detail: Some(reason.clone()),
+                                identity: id.as_ref(),
+                                revocation: leaf_status.take(),
+                            },
+                        );
+                    }
                     tracing::warn!(listener = %plan.name, %peer, %reason, "connection refused after handshake");
                     // A revoked certificate counts; a revocation outage never does (it
                     // would block genuine clients).
@@ -292,6 +423,18 @@ pub async fn serve_connection(
                 Err(e) => {
                     counters.reject(Rejection::Certificate);
                     lc.refuse(Refusal::BadCertificate);
+                    rt.audit(
+                        peer,
+                        Some(session),
+                        AuditFields {
+                            method: "certificate",
+                            decision: Decision::Refused,
+                            reason: Some(Refusal::BadCertificate.label()),
+                            detail: Some(e.to_string()),
+                            identity: None,
+                            revocation: None,
+                        },
+                    );
                     tracing::warn!(listener = %plan.name, %peer, error = %e, "unreadable client certificate");
                     return;
                 }
@@ -301,6 +444,49 @@ pub async fn serve_connection(
     };
     WorkerCounters::inc(&counters.handshakes_ok);
     WorkerCounters::inc(if resumed { &lc.resumed } else { &lc.full });
+    if let Some(id) = &identity {
+        rt.audit(
+            peer,
+            Some(session),
+            AuditFields {
+                method: "certificate",
+                decision: Decision::Accepted,
+                reason: None,
+                detail: None,
+                identity: Some(id),
+                revocation: leaf_status,
+            },
+        );
+    }
+    let limits = plan.limits;
+    // A connection that may outlive the status refresh interval re-checks its certificate
+    // (an h2 or tcp:// connection can live for hours after a revocation).
+    let recheck_state = match (
+        &plan.status,
+        limits.status_recheck_interval,
+        session.peer_certificates(),
+    ) {
+        (Some(check), Some(every), Some(chain))
+            if !chain.is_empty() && limits.max_connection_age.is_none_or(|age| age > every) =>
+        {
+            Some((
+                check.clone(),
+                Arc::<[rustls::pki_types::CertificateDer<'static>]>::from(chain.to_vec()),
+            ))
+        }
+        _ => None,
+    };
+    let recheck = recheck_state.map(|(check, chain)| {
+        move || {
+            let (check, chain) = (check.clone(), chain.clone());
+            async move {
+                match status_refusal(check.as_ref(), &chain, limits.check_timeout).await {
+                    None => Ok(()),
+                    Some((reason, _)) => Err(reason),
+                }
+            }
+        }
+    });
 
     if let ListenerKind::Tcp { backend } = &plan.kind {
         // Raw TCP mode: certificate + access decision, then the stream with a PROXY v2
@@ -319,6 +505,13 @@ pub async fn serve_connection(
             identity.as_deref(),
             &plan.access.access,
             backend,
+            crate::tcp_proxy::RelayLimits {
+                connect_timeout: limits.upstream_connect_timeout,
+                idle_timeout: limits.tcp_idle_timeout,
+                max_age: limits.max_connection_age,
+                recheck_interval: recheck.as_ref().and(limits.status_recheck_interval),
+            },
+            recheck,
         )
         .await;
         if let Err(reason) = res {
@@ -328,13 +521,50 @@ pub async fn serve_connection(
     }
 
     let ctx = Arc::new(ConnContext::new(peer, identity));
-    let proxy = rt.proxy.clone();
-    let metrics2 = metrics.clone();
-    let service = hyper::service::service_fn(move |req| {
+    serve_http(
+        tls,
+        ctx,
+        rt.proxy.clone(),
+        metrics,
+        worker,
+        &limits,
+        recheck,
+        &plan.name,
+        shutdown,
+    )
+    .await;
+}
+
+/// Serves HTTP/1.1 or HTTP/2 on an established TLS connection until the client closes it,
+/// a limit of the listener ends it ([`crate::lifetime`]), `recheck` (called every
+/// `limits.status_recheck_interval`) refuses the client's certificate, or shutdown.
+#[allow(clippy::too_many_arguments)]
+async fn serve_http<F, Fut>(
+    tls: tokio_rustls::server::TlsStream<TcpStream>,
+    ctx: Arc<ConnContext>,
+    proxy: Proxy,
+    metrics: Metrics,
+    worker: usize,
+    limits: &Limits,
+    mut recheck: Option<F>,
+    name: &str,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let peer = ctx.peer;
+    let alpn_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let activity = Arc::new(Activity::new(!alpn_h2));
+    let io = TokioIo::new(ActivityIo::new(tls, activity.clone()));
+    let act = activity.clone();
+    let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let ctx = ctx.clone();
         let proxy = proxy.clone();
-        let metrics = metrics2.clone();
+        let metrics = metrics.clone();
+        let act = act.clone();
         async move {
+            let _in_flight = act.enter(req.version() == http::Version::HTTP_2);
             let t0 = std::time::Instant::now();
             let counters = metrics.worker(worker);
             let resp = proxy.handle(req, &ctx, counters).await;
@@ -343,28 +573,110 @@ pub async fn serve_connection(
         }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    // Slow-loris guard: a request head must arrive within the deadline.
+    // hyper's own header timer would also cut idle keep-alive connections; the deadlines are
+    // kept by `activity` instead (header read, idle, first request, age).
     builder
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(plan.limits.handshake_timeout)
-        .max_buf_size(64 * 1024);
+        .header_read_timeout(None)
+        .max_buf_size(limits.max_header_bytes as usize);
     builder
         .http2()
         .timer(hyper_util::rt::TokioTimer::new())
-        .max_concurrent_streams(256)
-        .max_header_list_size(64 * 1024);
-    let conn = builder.serve_connection(TokioIo::new(tls), service);
+        .max_concurrent_streams(limits.h2_max_concurrent_streams)
+        .max_header_list_size(limits.max_header_bytes)
+        .keep_alive_interval(limits.h2_keepalive_interval)
+        .keep_alive_timeout(limits.h2_keepalive_timeout);
+    // ALPN decided the protocol: no detection read (h2 preface sniffing) is needed.
+    let builder = if alpn_h2 {
+        builder.http2_only()
+    } else {
+        builder
+    };
+    let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
-    tokio::select! {
-        res = conn.as_mut() => {
-            if let Err(e) = res {
-                tracing::debug!(%peer, error = %e, "connection ended with error");
+    let ms = |d: Duration| d.as_millis() as u64;
+    let mut next_check = limits.status_recheck_interval.map(ms);
+    let mut check: Option<Pin<Box<Fut>>> = None;
+    let timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(timer);
+    // Graceful close in progress: the instant it must be done by.
+    let mut draining: Option<tokio::time::Instant> = None;
+    loop {
+        let wake = match draining {
+            Some(d) => d,
+            None => {
+                let at = activity.next_deadline(limits).min(if check.is_none() {
+                    next_check.unwrap_or(u64::MAX)
+                } else {
+                    u64::MAX
+                });
+                tokio::time::Instant::from_std(activity.at(at))
             }
-        }
-        _ = shutdown.changed() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+        };
+        timer.as_mut().reset(wake);
+        tokio::select! {
+            // The connection first: its I/O may move a deadline earlier (a head started, a
+            // request ended), which the next branch notices in the same wake-up.
+            biased;
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(%peer, error = %e, "connection ended with error");
+                }
+                return;
+            }
+            () = std::future::poll_fn(|_| {
+                if activity.take_rearm() {
+                    std::task::Poll::Ready(())
+                } else {
+                    std::task::Poll::Pending
+                }
+            }), if draining.is_none() => continue,
+            changed = shutdown.changed(), if draining.is_none() => {
+                if changed.is_ok() && !*shutdown.borrow() {
+                    continue;
+                }
+                // Server shutdown: the worker bounds the drain (shutdown_grace_secs).
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.as_mut().await;
+                return;
+            }
+            verdict = async { check.as_mut().expect("guarded").await }, if check.is_some() => {
+                check = None;
+                next_check = limits
+                    .status_recheck_interval
+                    .map(|i| activity.elapsed_ms() + ms(i));
+                if let Err(reason) = verdict {
+                    tracing::warn!(listener = %name, %peer, %reason, "certificate refused on re-check; closing");
+                    return;
+                }
+            }
+            () = timer.as_mut() => {
+                if draining.is_some() {
+                    tracing::debug!(listener = %name, %peer, "graceful close did not finish in time; closing");
+                    return;
+                }
+                let now = activity.elapsed_ms();
+                if let (Some(at), Some(f), true) = (next_check, recheck.as_mut(), check.is_none()) {
+                    if now >= at {
+                        check = Some(Box::pin(f()));
+                        continue;
+                    }
+                }
+                match activity.expired(limits, now) {
+                    None => {}
+                    Some(why) if why.is_graceful() => {
+                        tracing::debug!(listener = %name, %peer, reason = why.as_str(), "closing connection gracefully");
+                        conn.as_mut().graceful_shutdown();
+                        // In-flight requests get their response deadline to finish.
+                        draining = Some(tokio::time::Instant::now() + limits.upstream_response_timeout + limits.body_idle_timeout);
+                    }
+                    Some(why) => {
+                        tracing::debug!(listener = %name, %peer, reason = why.as_str(), "closing connection");
+                        return;
+                    }
+                }
+            }
         }
     }
 }

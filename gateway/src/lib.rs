@@ -6,9 +6,12 @@
 
 pub mod access;
 pub mod admin;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod conn;
+pub mod lifetime;
+pub mod limits;
 pub mod metrics;
 pub mod path;
 pub mod pki;

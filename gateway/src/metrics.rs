@@ -41,6 +41,12 @@ pub struct WorkerCounters {
     pub requests: AtomicU64,
     /// Requests answered 502 because the backend failed.
     pub backend_errors: AtomicU64,
+    /// Requests answered 504: backend connect or response-head deadline exceeded.
+    pub backend_timeouts: AtomicU64,
+    /// Requests answered 408: the request body stalled.
+    pub request_timeouts: AtomicU64,
+    /// Connections accepted and closed at once: `max_connections_per_worker` reached.
+    pub over_capacity: AtomicU64,
     /// Accepted connections whose SO_INCOMING_CPU equals the worker's CPU.
     pub local_cpu: AtomicU64,
     /// Accepted connections processed by the kernel on another CPU.
@@ -64,6 +70,9 @@ impl Default for WorkerCounters {
             rejected_status: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             backend_errors: AtomicU64::new(0),
+            backend_timeouts: AtomicU64::new(0),
+            request_timeouts: AtomicU64::new(0),
+            over_capacity: AtomicU64::new(0),
             local_cpu: AtomicU64::new(0),
             remote_cpu: AtomicU64::new(0),
             responses: Default::default(),
@@ -131,6 +140,12 @@ pub struct Snapshot {
     pub requests: u64,
     /// See [`WorkerCounters::backend_errors`].
     pub backend_errors: u64,
+    /// See [`WorkerCounters::backend_timeouts`].
+    pub backend_timeouts: u64,
+    /// See [`WorkerCounters::request_timeouts`].
+    pub request_timeouts: u64,
+    /// See [`WorkerCounters::over_capacity`].
+    pub over_capacity: u64,
     /// See [`WorkerCounters::local_cpu`].
     pub local_cpu: u64,
     /// See [`WorkerCounters::remote_cpu`].
@@ -224,6 +239,9 @@ impl Metrics {
             s.rejected_status += w.rejected_status.load(Relaxed);
             s.requests += w.requests.load(Relaxed);
             s.backend_errors += w.backend_errors.load(Relaxed);
+            s.backend_timeouts += w.backend_timeouts.load(Relaxed);
+            s.request_timeouts += w.request_timeouts.load(Relaxed);
+            s.over_capacity += w.over_capacity.load(Relaxed);
             s.local_cpu += w.local_cpu.load(Relaxed);
             s.remote_cpu += w.remote_cpu.load(Relaxed);
         }

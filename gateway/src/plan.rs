@@ -46,23 +46,9 @@ pub enum ListenerKind {
     },
 }
 
-/// Deadlines of a listener's connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Deadline for the TLS handshake (and for an HTTP request head).
-    pub handshake_timeout: Duration,
-    /// Deadline for the post-handshake status check.
-    pub check_timeout: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            handshake_timeout: Duration::from_secs(10),
-            check_timeout: Duration::from_secs(10),
-        }
-    }
-}
+/// Deadlines and caps of a listener's connections (`[listener.limits]`, see
+/// [`crate::limits`]).
+pub use crate::limits::Limits;
 
 /// One listener, ready to serve: shared read-only by every worker.
 pub struct ListenerPlan {
@@ -123,6 +109,8 @@ pub struct GatewayPlan {
     pub relaxations: Vec<String>,
     /// The admin listener's settings (`[admin]`), when configured.
     pub admin: Option<crate::config::AdminConfig>,
+    /// The audit log's settings (`[audit]`), when configured.
+    pub audit: Option<crate::audit::AuditConfig>,
     /// The effective configuration, secrets redacted (the admin listener's `/config`).
     pub effective_config: serde_json::Value,
 }
@@ -204,6 +192,7 @@ pub fn plan_with_cache(
         revocation_cache,
         relaxations: config.relaxations(),
         admin: config.admin.clone(),
+        audit: config.audit.clone(),
         effective_config: crate::config::redacted_json(config),
     })
 }
@@ -364,8 +353,20 @@ fn plan_listener(
         revocation: checker,
         access: Arc::new(AccessPlan::new(access, routes, targets, l.paths)),
         forwarding: Arc::new(l.forwarding.clone()),
-        limits: Limits::default(),
+        limits: listener_limits(l),
     })
+}
+
+/// A listener's limits; long-lived connections re-check their client certificate's status
+/// every `revocation.refresh_interval_secs` when status checking is on.
+fn listener_limits(l: &ListenerConfig) -> Limits {
+    Limits {
+        status_recheck_interval: l
+            .revocation
+            .enabled
+            .then(|| Duration::from_secs(l.revocation.refresh_interval_secs)),
+        ..l.limits.to_limits()
+    }
 }
 
 /// A listener's session-ticket context: its name and client-authentication policy (trusted

@@ -30,6 +30,9 @@ pub enum StartError {
     /// The admin listener cannot start.
     #[error(transparent)]
     Admin(#[from] crate::admin::AdminError),
+    /// The audit log cannot be opened.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 pub use reload::{ReloadError, ReloadOutcome, Reloader, SwapError};
@@ -50,12 +53,18 @@ pub struct RunningGateway {
     workers: Vec<std::thread::JoinHandle<()>>,
     steering: crate::steering::SteeringHandle,
     admin: Option<crate::admin::AdminHandle>,
+    audit: Option<Arc<crate::audit::AuditLog>>,
 }
 
 impl RunningGateway {
     /// Kernel steering state: counters, blocklist edits, what is active.
     pub fn steering(&self) -> crate::steering::SteeringControl {
         self.steering.control()
+    }
+
+    /// The audit log, when `[audit]` is configured.
+    pub fn audit(&self) -> Option<&Arc<crate::audit::AuditLog>> {
+        self.audit.as_ref()
     }
 
     /// The plan being served.
@@ -214,6 +223,14 @@ fn start_inner(plan: GatewayPlan, drop_privileges: bool) -> Result<RunningGatewa
     }
 
     let admin_cfg = plan.admin.clone();
+    let audit = plan
+        .audit
+        .as_ref()
+        .map(crate::audit::AuditLog::start)
+        .transpose()?;
+    if let Some(a) = &audit {
+        metrics.register_collector(a.clone());
+    }
     let shared: SharedPlan = Arc::new(ArcSwap::from_pointee(plan));
     let admin_state = Arc::new(crate::admin::AdminState::new(
         metrics.clone(),
@@ -240,6 +257,7 @@ fn start_inner(plan: GatewayPlan, drop_privileges: bool) -> Result<RunningGatewa
             plan: shared.clone(),
             on_failure: on_failure.clone(),
             blocklist: Some(steering.control()),
+            audit: audit.clone(),
         };
         workers.push(spawn_worker(wp, metrics.clone(), rx.clone(), grace)?);
     }
@@ -256,6 +274,7 @@ fn start_inner(plan: GatewayPlan, drop_privileges: bool) -> Result<RunningGatewa
         workers,
         steering,
         admin,
+        audit,
     })
 }
 
@@ -294,6 +313,7 @@ pub fn run_until_signal(
     let metrics = running.metrics.clone();
     let steering = running.steering();
     let shared = running.plan.clone();
+    let audit = running.audit().cloned();
     rt.block_on(async move {
         let metrics_task = (interval > 0).then(|| {
             tokio::spawn(async move {
@@ -314,6 +334,7 @@ pub fn run_until_signal(
         loop {
             match signals.next().await {
                 Signal::Stop => break,
+                Signal::Reopen => {}
                 Signal::Reload => match &reloader {
                     Some(r) => {
                         crate::sd_notify::notify("RELOADING=1");
@@ -324,6 +345,10 @@ pub fn run_until_signal(
                     }
                     None => tracing::warn!("SIGHUP: no configuration file to reload"),
                 },
+            }
+            // SIGHUP and SIGUSR1 reopen the audit log (log rotation).
+            if let Some(a) = &audit {
+                a.reopen();
             }
         }
         crate::sd_notify::notify("STOPPING=1");
@@ -347,6 +372,8 @@ enum Signal {
     Stop,
     /// SIGHUP.
     Reload,
+    /// SIGUSR1: reopen the audit log.
+    Reopen,
 }
 
 /// The process's signal streams (registered before serving, so SIGHUP is never fatal).
@@ -354,6 +381,7 @@ struct Signals {
     int: Option<tokio::signal::unix::Signal>,
     term: Option<tokio::signal::unix::Signal>,
     hup: Option<tokio::signal::unix::Signal>,
+    usr1: Option<tokio::signal::unix::Signal>,
 }
 
 impl Signals {
@@ -370,6 +398,7 @@ impl Signals {
             int: reg(SignalKind::interrupt(), "SIGINT"),
             term: reg(SignalKind::terminate(), "SIGTERM"),
             hup: reg(SignalKind::hangup(), "SIGHUP"),
+            usr1: reg(SignalKind::user_defined1(), "SIGUSR1"),
         }
     }
 
@@ -386,6 +415,7 @@ impl Signals {
             _ = recv(&mut self.int) => Signal::Stop,
             _ = recv(&mut self.term) => Signal::Stop,
             _ = recv(&mut self.hup) => Signal::Reload,
+            _ = recv(&mut self.usr1) => Signal::Reopen,
         }
     }
 }

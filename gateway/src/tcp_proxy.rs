@@ -106,6 +106,9 @@ pub enum TcpProxyError {
         /// The error.
         source: std::io::Error,
     },
+    /// A limit ended the relay (idle, age, or the certificate status re-check refused).
+    #[error("relay closed: {0}")]
+    Limit(String),
 }
 
 fn push_tlv(out: &mut Vec<u8>, kind: u8, value: &[u8]) -> Result<(), TcpProxyError> {
@@ -183,41 +186,107 @@ pub fn proxy_header(
         .map_err(TcpProxyError::Header)
 }
 
-/// Connect timeout to a TCP backend.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The deadlines of a relay (from the listener's limits).
+#[derive(Debug, Clone, Copy)]
+pub struct RelayLimits {
+    /// Backend connect deadline.
+    pub connect_timeout: Duration,
+    /// No byte in either direction for this long: the relay closes.
+    pub idle_timeout: Duration,
+    /// The relay's lifetime (None: unlimited).
+    pub max_age: Option<Duration>,
+    /// Re-check the client certificate's status this often (None: never).
+    pub recheck_interval: Option<Duration>,
+}
+
+impl Default for RelayLimits {
+    fn default() -> Self {
+        let l = crate::limits::Limits::default();
+        RelayLimits {
+            connect_timeout: l.upstream_connect_timeout,
+            idle_timeout: l.tcp_idle_timeout,
+            max_age: l.max_connection_age,
+            recheck_interval: None,
+        }
+    }
+}
+
+/// No certificate status re-check (for [`proxy_tcp`] callers without one).
+pub type NoRecheck = fn() -> std::future::Ready<Result<(), String>>;
 
 /// Relays `client` (the TLS stream after the handshake) to `backend`, sending the PROXY v2
-/// header first. Returns the bytes copied (client to backend, backend to client).
+/// header first, until either side closes, the relay is idle for `limits.idle_timeout`,
+/// reaches `limits.max_age`, or `recheck` (called every `limits.recheck_interval`) refuses
+/// the client's certificate. Returns the bytes copied (client to backend, backend to
+/// client).
 ///
 /// # Errors
-/// A [`TcpProxyError`] naming the step that failed.
-pub async fn proxy_tcp<S>(
-    mut client: S,
+/// A [`TcpProxyError`] naming the step that failed or the limit that ended the relay.
+pub async fn proxy_tcp<S, F, Fut>(
+    client: S,
     peer: SocketAddr,
     local: SocketAddr,
     info: &TlsInfo,
     backend: SocketAddr,
+    limits: RelayLimits,
+    mut recheck: Option<F>,
 ) -> Result<(u64, u64), TcpProxyError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
 {
+    use crate::lifetime::{Activity, ActivityIo};
     let header = proxy_header(peer, local, info)?;
     let connect_err = |source| TcpProxyError::Connect {
         addr: backend,
         source,
     };
-    let mut up = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(backend))
+    let mut up = tokio::time::timeout(limits.connect_timeout, TcpStream::connect(backend))
         .await
         .map_err(|_| connect_err(std::io::ErrorKind::TimedOut.into()))?
         .map_err(connect_err)?;
     let _ = up.set_nodelay(true);
     up.write_all(&header).await.map_err(connect_err)?;
-    tokio::io::copy_bidirectional(&mut client, &mut up)
-        .await
-        .map_err(|source| TcpProxyError::Relay {
-            addr: backend,
-            source,
-        })
+    // Every byte to or from the client passes through `client`: its activity is the relay's.
+    let activity = std::sync::Arc::new(Activity::new(true));
+    let mut client = ActivityIo::new(client, activity.clone());
+    let copy = tokio::io::copy_bidirectional(&mut client, &mut up);
+    tokio::pin!(copy);
+    let ms = |d: Duration| d.as_millis() as u64;
+    let mut next_check = limits.recheck_interval.map(ms);
+    let sleep = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(sleep);
+    loop {
+        let idle_at = activity.last_active_ms() + ms(limits.idle_timeout);
+        let age_at = limits.max_age.map_or(u64::MAX, ms);
+        let wake = idle_at.min(age_at).min(next_check.unwrap_or(u64::MAX));
+        sleep
+            .as_mut()
+            .reset(tokio::time::Instant::from_std(activity.at(wake)));
+        tokio::select! {
+            res = &mut copy => {
+                return res.map_err(|source| TcpProxyError::Relay { addr: backend, source });
+            }
+            () = &mut sleep => {
+                let now = activity.elapsed_ms();
+                if now >= activity.last_active_ms() + ms(limits.idle_timeout) {
+                    return Err(TcpProxyError::Limit("idle for tcp_idle_timeout_secs".into()));
+                }
+                if now >= age_at {
+                    return Err(TcpProxyError::Limit("max_connection_age_secs reached".into()));
+                }
+                if let (Some(at), Some(every), Some(f)) =
+                    (next_check, limits.recheck_interval, recheck.as_mut())
+                {
+                    if now >= at {
+                        f().await.map_err(TcpProxyError::Limit)?;
+                        next_check = Some(now + ms(every));
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Why a TCP-mode connection was not relayed.
@@ -249,14 +318,21 @@ pub enum TcpRefusal {
 ///
 /// # Errors
 /// A [`TcpRefusal`] for the log; the connection is simply closed.
-pub async fn serve_tcp_connection(
+#[allow(clippy::too_many_arguments)]
+pub async fn serve_tcp_connection<F, Fut>(
     tls: tokio_rustls::server::TlsStream<TcpStream>,
     peer: SocketAddr,
     local: SocketAddr,
     identity: Option<&CertIdentity>,
     access: &ListenerAccess,
     backend: &str,
-) -> Result<(u64, u64), TcpRefusal> {
+    limits: RelayLimits,
+    recheck: Option<F>,
+) -> Result<(u64, u64), TcpRefusal>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
     let id = identity.ok_or(TcpRefusal::NoCertificate)?;
     access
         .authorize(
@@ -274,5 +350,5 @@ pub async fn serve_tcp_connection(
             source,
         })?;
     let info = TlsInfo::from_connection(tls.get_ref().1, Some(id));
-    Ok(proxy_tcp(tls, peer, local, &info, addr).await?)
+    Ok(proxy_tcp(tls, peer, local, &info, addr, limits, recheck).await?)
 }

@@ -558,12 +558,23 @@ pub const PLAIN_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, Default)]
 pub struct UpstreamConnector {
     tls: Option<Arc<UpstreamTls>>,
+    /// Plain TCP connect deadline (`limits.upstream_connect_timeout_secs`).
+    connect_timeout: Option<Duration>,
 }
 
 impl UpstreamConnector {
     /// A connector; `tls` is required for `https://` URIs.
     pub fn new(tls: Option<Arc<UpstreamTls>>) -> Self {
-        UpstreamConnector { tls }
+        UpstreamConnector {
+            tls,
+            connect_timeout: None,
+        }
+    }
+
+    /// Sets the plain TCP connect deadline (default [`PLAIN_CONNECT_TIMEOUT`]).
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
     }
 }
 
@@ -600,6 +611,7 @@ impl tower_service::Service<Uri> for UpstreamConnector {
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         let tls = self.tls.clone();
+        let connect_timeout = self.connect_timeout.unwrap_or(PLAIN_CONNECT_TIMEOUT);
         Box::pin(async move {
             let (https, addr, host) = uri_target(&uri)?;
             if https {
@@ -612,11 +624,11 @@ impl tower_service::Service<Uri> for UpstreamConnector {
                     tls.connect(&addr, &host).await?,
                 ))))
             } else {
-                let tcp = tokio::time::timeout(PLAIN_CONNECT_TIMEOUT, TcpStream::connect(&addr))
+                let tcp = tokio::time::timeout(connect_timeout, TcpStream::connect(&addr))
                     .await
                     .map_err(|_| UpstreamError::Timeout {
                         addr: addr.clone(),
-                        secs: PLAIN_CONNECT_TIMEOUT.as_secs(),
+                        secs: connect_timeout.as_secs(),
                     })?
                     .map_err(|source| UpstreamError::Connect {
                         addr: addr.clone(),

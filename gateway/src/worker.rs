@@ -107,6 +107,8 @@ pub struct WorkerPlan {
     /// Blocklist consulted at accept (lock-free); with XDP the kernel drops these sources
     /// before a SYN is answered, without it the worker closes them here.
     pub blocklist: Option<crate::steering::SteeringControl>,
+    /// The audit log, when configured.
+    pub audit: Option<Arc<crate::audit::AuditLog>>,
 }
 
 /// Starts a worker thread. It serves until `shutdown` turns true, then stops accepting and
@@ -167,6 +169,7 @@ async fn run_worker(
             first,
             plan.on_failure.clone(),
             counters,
+            plan.audit.clone(),
         ));
         let listener = match tokio::net::TcpListener::from_std(std_listener) {
             Ok(l) => l,
@@ -181,6 +184,8 @@ async fn run_worker(
         let cpu = plan.cpu;
         let index = plan.index;
         let blocklist = plan.blocklist.clone();
+        // This worker's open connections on this listener (only this thread touches it).
+        let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         accept_tasks.push(tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -195,6 +200,15 @@ async fn run_worker(
                                 continue;
                             }
                             WorkerCounters::inc(&counters.accepted);
+                            if open.load(std::sync::atomic::Ordering::Relaxed)
+                                >= rt.plan.limits.max_connections_per_worker
+                            {
+                                // Accept and close at once: the backlog drains instead of
+                                // filling, and the client sees a prompt close.
+                                WorkerCounters::inc(&counters.over_capacity);
+                                drop(stream);
+                                continue;
+                            }
                             if let Some(cpu) = cpu {
                                 match incoming_cpu(&stream) {
                                     Some(c) if c == cpu => WorkerCounters::inc(&counters.local_cpu),
@@ -206,15 +220,17 @@ async fn run_worker(
                             if let Some(current) = shared.load().listeners.get(li) {
                                 if !Arc::ptr_eq(current, &rt.plan) {
                                     let counters = metrics.listener_slot(&current.name, index);
-                                    rt = Arc::new(ListenerRuntime::new(current.clone(), rt.on_failure.clone(), counters));
+                                    rt = Arc::new(ListenerRuntime::new(current.clone(), rt.on_failure.clone(), counters, rt.audit.clone()));
                                 }
                             }
                             let rt = rt.clone();
                             let metrics = metrics.clone();
                             let guard = tracker.enter();
                             let shutdown = shutdown.clone();
+                            let slot = OpenSlot::take(&open);
                             tokio::spawn(async move {
                                 serve_connection(stream, peer, rt, metrics, index, shutdown).await;
+                                drop(slot);
                                 drop(guard);
                             });
                         }
@@ -243,6 +259,23 @@ async fn run_worker(
             open = tracker.open(),
             "drain deadline passed; closing remaining connections"
         );
+    }
+}
+
+/// One open connection of a worker on one listener (for `max_connections_per_worker`);
+/// released when dropped, even if the connection task panics.
+struct OpenSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl OpenSlot {
+    fn take(open: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        OpenSlot(open.clone())
+    }
+}
+
+impl Drop for OpenSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

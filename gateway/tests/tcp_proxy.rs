@@ -131,9 +131,17 @@ async fn tls_client_reaches_backend_with_proxy_v2_tlvs() {
             .and_then(|c| c.first())
             .map(|c| CertIdentity::from_der(c).expect("identity"));
         let info = TlsInfo::from_connection(conn, id.as_ref());
-        proxy_tcp(tls, peer, local, &info, be_addr)
-            .await
-            .expect("proxied");
+        proxy_tcp(
+            tls,
+            peer,
+            local,
+            &info,
+            be_addr,
+            gateway::tcp_proxy::RelayLimits::default(),
+            None::<gateway::tcp_proxy::NoRecheck>,
+        )
+        .await
+        .expect("proxied");
     });
 
     let mut roots = rustls::RootCertStore::empty();

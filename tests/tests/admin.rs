@@ -119,7 +119,7 @@ fn metrics_break_refusals_down_by_reason_and_health_endpoints_answer() {
     std::fs::write(&crl_path, crl(&ca, &[2])).expect("write crl");
 
     let toml = format!(
-        "{GLOBAL}[admin]\nbind = \"127.0.0.1:0\"\n{}",
+        "{GLOBAL}[admin]\nbind = \"127.0.0.1:0\"\n[audit]\npath = \"audit.jsonl\"\n{}",
         listener_toml(
             "builtin:identity",
             &server.cert,
@@ -252,4 +252,97 @@ fn metrics_break_refusals_down_by_reason_and_health_endpoints_answer() {
     assert_eq!(cfg["listener"][0]["name"], "edge");
     assert_eq!(cfg["admin"]["bind"], "127.0.0.1:0");
     assert_eq!(get(admin, "/nope").0, 404);
+
+    // The audit log: one JSON line per decision, written off the data path.
+    let audit_path = dir.join("audit.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let lines: Vec<serde_json::Value> = loop {
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(&audit_path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+            .collect();
+        if lines.len() >= 6 || Instant::now() > deadline {
+            break lines;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(lines.len(), 6, "{lines:#?}");
+    let accepted: Vec<_> = lines
+        .iter()
+        .filter(|l| l["decision"] == "accepted")
+        .collect();
+    assert_eq!(accepted.len(), 2);
+    for a in &accepted {
+        assert_eq!(a["listener"], "edge");
+        assert_eq!(a["auth_method"], "certificate");
+        assert_eq!(a["source_ip"], "127.0.0.1");
+        assert_eq!(a["sni"], "localhost");
+        assert!(a["tls_version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("TLSv1_")));
+        assert!(a["cipher_suite"]
+            .as_str()
+            .is_some_and(|v| v.contains("AES")));
+        assert!(a["cert_subject"]
+            .as_str()
+            .is_some_and(|v| v.contains("CN=good")));
+        assert_eq!(a["cert_serial"], "01");
+        assert_eq!(a["cert_sha256"].as_str().map(str::len), Some(64));
+        assert_eq!(a["revocation_source"], "CRL");
+    }
+    let mut reasons: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["decision"] == "refused")
+        .filter_map(|l| l["reason"].as_str())
+        .collect();
+    reasons.sort_unstable();
+    assert_eq!(
+        reasons,
+        ["expired", "no_certificate", "revoked", "untrusted"]
+    );
+    let text = std::fs::read_to_string(&audit_path).expect("audit");
+    assert!(!text.contains("PRIVATE KEY") && !text.to_lowercase().contains("password"));
+    let s = scrape(admin);
+    assert_eq!(
+        value(&s, "gateway_audit_events_total", &[("outcome", "written")]),
+        Some(6.0)
+    );
+    assert_eq!(
+        value(&s, "gateway_audit_events_total", &[("outcome", "dropped")]),
+        Some(0.0)
+    );
+
+    // The shipped dashboard and alert rules only use metrics the gateway exports.
+    let exported: std::collections::BTreeSet<&str> =
+        s.samples.iter().map(|x| x.metric.as_str()).collect();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for file in [
+        "dist/grafana/gateway.json",
+        "dist/prometheus/gateway-alerts.yml",
+    ] {
+        let text = std::fs::read_to_string(root.join(file)).expect(file);
+        let mut used = std::collections::BTreeSet::new();
+        let mut rest = text.as_str();
+        while let Some(i) = rest.find("gateway_") {
+            let name: String = rest[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            rest = &rest[i + name.len()..];
+            used.insert(name);
+        }
+        assert!(used.len() >= 8, "{file}: {used:?}");
+        for name in used {
+            let base = name
+                .strip_suffix("_bucket")
+                .or_else(|| name.strip_suffix("_count"))
+                .or_else(|| name.strip_suffix("_sum"))
+                .unwrap_or(&name);
+            assert!(
+                exported.contains(name.as_str()) || exported.contains(base),
+                "{file} uses {name}, which /metrics does not export"
+            );
+        }
+    }
 }

@@ -396,3 +396,77 @@ async fn get(cfg: Arc<rustls::ClientConfig>, port: u16) -> bool {
     let _ = tokio::time::timeout(Duration::from_secs(15), tls.read_to_end(&mut buf)).await;
     buf.starts_with(b"HTTP/1.1 200")
 }
+
+/// A long-lived keep-alive connection (h2 and tcp:// ones live for hours) is not trusted
+/// forever: its certificate status is checked again every `refresh_interval_secs`, and a
+/// revocation closes it.
+#[test]
+fn long_lived_connection_is_closed_when_its_certificate_is_revoked() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let ca = TestCa::new("Recheck Client CA");
+    let ca_file = ca.write_cert(dir, "ca.pem");
+    let server_ca = TestCa::new("Server CA");
+    let server = server_ca.issue(dir, "server", &LeafSpec::server());
+    let (crl_srv, crl_url) = CrlServer::start(crl(&ca, &[]));
+    let serial = 0x10_4e_u64;
+    let spec = LeafSpec {
+        crl_urls: vec![crl_url],
+        serial: Some(serial),
+        ..LeafSpec::client("long lived")
+    };
+    let leaf = ca.issue(dir, "leaf", &spec);
+    let (backend, gw) = start_gateway(
+        dir,
+        &server,
+        ca_file.as_path(),
+        "[listener.revocation]\norder = \"crl-only\"\nrefresh_interval_secs = 1\n",
+    );
+    let cfg = client_config(&server_ca, &leaf);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", gw.port()))
+            .await
+            .expect("connect");
+        let name = ServerName::try_from("localhost").expect("name");
+        let mut tls = tokio_rustls::TlsConnector::from(cfg)
+            .connect(name, tcp)
+            .await
+            .expect("handshake");
+        let ask = b"GET /app HTTP/1.1\r\nHost: localhost\r\n\r\n";
+        let mut buf = vec![0u8; 16384];
+        tls.write_all(ask).await.expect("request");
+        let n = tls.read(&mut buf).await.expect("response");
+        assert!(
+            buf[..n].starts_with(b"HTTP/1.1 200"),
+            "{:?}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+        let hits = backend.hits();
+
+        crl_srv.set(crl(&ca, &[serial]));
+        // The refresh picks the CRL up within ~1 s; the connection's re-check within ~1 s more.
+        let closed = tokio::time::timeout(Duration::from_secs(6), async {
+            loop {
+                match tls.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(
+            closed.is_ok(),
+            "the connection of a revoked certificate stayed open"
+        );
+        let _ = tls.write_all(ask).await;
+        assert_eq!(
+            backend.hits(),
+            hits,
+            "a request of the revoked certificate was served"
+        );
+    });
+}

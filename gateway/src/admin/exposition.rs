@@ -274,6 +274,30 @@ impl Collector for GatewayCollector {
             "Requests answered 502 because the backend failed",
             &rows,
         )?;
+        for (name, help, pick) in [
+            (
+                "gateway_backend_timeouts",
+                "Requests answered 504: backend connect or response-head deadline exceeded",
+                (|w: &crate::metrics::WorkerCounters| &w.backend_timeouts)
+                    as fn(&crate::metrics::WorkerCounters) -> &std::sync::atomic::AtomicU64,
+            ),
+            (
+                "gateway_request_timeouts",
+                "Requests answered 408: the request body stalled",
+                |w| &w.request_timeouts,
+            ),
+            (
+                "gateway_connections_over_capacity",
+                "Connections accepted and closed at once: max_connections_per_worker reached",
+                |w| &w.over_capacity,
+            ),
+        ] {
+            let rows = vec![(
+                Vec::new(),
+                workers.iter().map(|w| pick(w).load(Relaxed)).sum(),
+            )];
+            counter_family(&mut enc, name, help, &rows)?;
+        }
         let rows = vec![(
             Vec::new(),
             workers.iter().map(|w| w.blocked.load(Relaxed)).sum(),

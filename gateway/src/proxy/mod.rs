@@ -1,6 +1,7 @@
 //! The HTTP reverse proxy: request rewriting, forwarding to the backend with streamed bodies,
 //! and the built-in identity backend.
 
+pub mod body;
 pub mod builtin;
 pub mod headers;
 
@@ -19,11 +20,14 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use crate::access::AccessPlan;
+use crate::limits::Limits;
 use crate::metrics::WorkerCounters;
 use crate::path::{CanonicalPath, PathError, PathOptions};
 use crate::pki::identity::CertIdentity;
 use crate::upstream::{Backend, UpstreamConnector};
+use body::IdleTimeoutBody;
 use headers::{ForwardingConfig, IdentityHeaders};
+use std::time::Duration;
 
 /// Response body type of the proxy.
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
@@ -63,6 +67,10 @@ pub struct Proxy {
     forwarding: Arc<ForwardingConfig>,
     /// One backend and pool per target: `[0]` the listener's backend, then the routes'.
     targets: Vec<ProxyTarget>,
+    /// Longest pause in a request body (then 408).
+    body_idle_timeout: Duration,
+    /// Request forwarded → backend response head (then 504).
+    response_timeout: Duration,
 }
 
 /// One backend as a worker uses it: where, how (scheme + authority parsed once) and its pool.
@@ -71,7 +79,7 @@ struct ProxyTarget {
     backend: Backend,
     /// Scheme and authority of forwarded request URIs (None for builtin/tcp backends).
     base: Option<(Scheme, Authority)>,
-    client: Client<UpstreamConnector, Incoming>,
+    client: Client<UpstreamConnector, IdleTimeoutBody>,
 }
 
 impl ProxyTarget {
@@ -126,6 +134,21 @@ pub fn request_path<B>(req: &Request<B>, opts: &PathOptions) -> Result<Canonical
     Ok(path::canonicalize(req.uri().path(), opts)?)
 }
 
+/// Whether a backend client error is a connect deadline ([`UpstreamError::Timeout`]).
+fn is_connect_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if matches!(
+            err.downcast_ref::<crate::upstream::UpstreamError>(),
+            Some(crate::upstream::UpstreamError::Timeout { .. })
+        ) {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
 /// A small text response.
 pub fn text_response(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
     let mut r = Response::new(
@@ -149,16 +172,22 @@ fn owned_text_response(status: StatusCode, body: String) -> Response<ProxyBody> 
 }
 
 impl Proxy {
-    /// A proxy applying `plan` (password fallback, rules, routes, upstream TLS) and the
-    /// listener's trusted proxies, with fresh connection pools for each of its targets.
-    pub fn with_plan(plan: Arc<AccessPlan>, forwarding: Arc<ForwardingConfig>) -> Self {
+    /// A proxy applying `plan` (password fallback, rules, routes, upstream TLS), the
+    /// listener's trusted proxies and its limits, with fresh connection pools for each of its
+    /// targets.
+    pub fn with_plan(
+        plan: Arc<AccessPlan>,
+        forwarding: Arc<ForwardingConfig>,
+        limits: &Limits,
+    ) -> Self {
         let targets = plan
             .targets()
             .iter()
             .map(|t| {
                 ProxyTarget::new(
                     t.backend.clone(),
-                    UpstreamConnector::new(t.upstream.clone()),
+                    UpstreamConnector::new(t.upstream.clone())
+                        .with_connect_timeout(limits.upstream_connect_timeout),
                 )
             })
             .collect();
@@ -166,10 +195,12 @@ impl Proxy {
             plan,
             forwarding,
             targets,
+            body_idle_timeout: limits.body_idle_timeout,
+            response_timeout: limits.upstream_response_timeout,
         }
     }
 
-    fn client(connector: UpstreamConnector) -> Client<UpstreamConnector, Incoming> {
+    fn client(connector: UpstreamConnector) -> Client<UpstreamConnector, IdleTimeoutBody> {
         Client::builder(TokioExecutor::new())
             .pool_idle_timeout(std::time::Duration::from_secs(60))
             .build(connector)
@@ -273,17 +304,39 @@ impl Proxy {
             Err(_) => return text_response(StatusCode::BAD_REQUEST, "bad request target\n"),
         };
         *req.version_mut() = Version::HTTP_11;
-        match target.client.request(req).await {
-            Ok(resp) => {
+        let req = req.map(|b| IdleTimeoutBody::new(b, self.body_idle_timeout));
+        // Connect (its own, shorter deadline) + request + response head.
+        let sent = tokio::time::timeout(self.response_timeout, target.client.request(req)).await;
+        match sent {
+            Ok(Ok(resp)) => {
                 let (mut parts, body) = resp.into_parts();
                 headers::strip_hop_by_hop(&mut parts.headers);
                 Response::from_parts(parts, body.boxed())
             }
-            Err(e) => {
+            Ok(Err(e)) if body::is_idle_body(&e) => {
+                WorkerCounters::inc(&counters.request_timeouts);
+                tracing::info!(peer = %ctx.peer, timeout = ?self.body_idle_timeout, "request body stalled; 408");
+                let mut r = text_response(StatusCode::REQUEST_TIMEOUT, "request body timed out\n");
+                r.headers_mut()
+                    .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+                r
+            }
+            Ok(Err(e)) if is_connect_timeout(&e) => {
+                WorkerCounters::inc(&counters.backend_timeouts);
+                let error = crate::upstream::error_chain(&e);
+                tracing::warn!(backend = ?target.backend, %error, "backend connect timed out; 504");
+                text_response(StatusCode::GATEWAY_TIMEOUT, "backend timed out\n")
+            }
+            Ok(Err(e)) => {
                 WorkerCounters::inc(&counters.backend_errors);
                 let error = crate::upstream::error_chain(&e);
                 tracing::warn!(backend = ?target.backend, %error, "backend request failed");
                 text_response(StatusCode::BAD_GATEWAY, "backend unavailable\n")
+            }
+            Err(_) => {
+                WorkerCounters::inc(&counters.backend_timeouts);
+                tracing::warn!(backend = ?target.backend, timeout = ?self.response_timeout, "no response head from the backend in time; 504");
+                text_response(StatusCode::GATEWAY_TIMEOUT, "backend timed out\n")
             }
         }
     }

@@ -116,6 +116,9 @@ fn restart_required(current: &GatewayPlan, next: &GatewayPlan) -> Vec<String> {
     if current.admin != next.admin {
         out.push("[admin]".into());
     }
+    if current.audit != next.audit {
+        out.push("[audit]".into());
+    }
     out
 }
 

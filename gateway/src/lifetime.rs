@@ -1,0 +1,313 @@
+//! The deadlines of one HTTP connection's life after the handshake: first request, request
+//! head, idle keep-alive, maximum age.
+//!
+//! hyper's own HTTP/1 header timer also runs while a keep-alive connection waits for its
+//! next request, so it cannot tell "slow head" from "idle"; HTTP/2 has neither. Instead the
+//! connection task keeps one [`Activity`] per connection (atomics, no lock), fed by the I/O
+//! wrapper [`ActivityIo`] and by a guard around each request ([`Activity::enter`]), and one
+//! timer armed at [`Activity::next_deadline`]. On expiry [`Activity::expired`] says what to
+//! do. The decision logic is pure (time is passed in), so it is unit-tested without sleeping.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::limits::Limits;
+
+/// What a connection has been doing, in milliseconds since it started serving HTTP.
+#[derive(Debug)]
+pub struct Activity {
+    start: Instant,
+    /// Requests whose response head is not yet produced.
+    in_flight: AtomicU32,
+    /// Requests received so far.
+    requests: AtomicU64,
+    /// Last sign of life: the end of a request, or (HTTP/1) any byte read or written.
+    last_active_ms: AtomicU64,
+    /// HTTP/1: when the first byte of the next request head arrived (ms + 1; 0 = none).
+    head_started_ms: AtomicU64,
+    /// Whether bytes on the wire count as activity (HTTP/1). HTTP/2 PINGs and SETTINGS must
+    /// not keep an idle connection alive, so only streams count there.
+    track_io: AtomicBool,
+    /// A deadline may have moved earlier (a head started, a request ended): the connection
+    /// task re-arms its timer.
+    rearm: AtomicBool,
+}
+
+/// Why a connection is closed by its limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// No complete request within `first_request_timeout` of the handshake: close now.
+    FirstRequest,
+    /// An HTTP/1 request head started but did not complete in time: close now.
+    HeaderRead,
+    /// No request in flight for `idle_timeout`: graceful close.
+    Idle,
+    /// `max_connection_age` reached: graceful close (in-flight requests finish).
+    MaxAge,
+}
+
+impl Expiry {
+    /// Whether in-flight work may finish (graceful) or the connection is dropped now.
+    pub fn is_graceful(self) -> bool {
+        matches!(self, Expiry::Idle | Expiry::MaxAge)
+    }
+
+    /// For logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Expiry::FirstRequest => "no request within first_request_timeout_secs",
+            Expiry::HeaderRead => "request head not complete within header_read_timeout_secs",
+            Expiry::Idle => "idle for idle_timeout_secs",
+            Expiry::MaxAge => "max_connection_age_secs reached",
+        }
+    }
+}
+
+/// Marks one request in flight; dropping it (response head produced, or the request
+/// cancelled) records the activity.
+#[derive(Debug)]
+pub struct RequestGuard<'a>(&'a Activity);
+
+impl Drop for RequestGuard<'_> {
+    fn drop(&mut self) {
+        self.0.last_active_ms.store(self.0.now_ms(), Relaxed);
+        self.0.in_flight.fetch_sub(1, Relaxed);
+        self.0.rearm.store(true, Relaxed);
+    }
+}
+
+impl Activity {
+    /// A connection starting now; `http1` says whether I/O counts as activity (false for
+    /// HTTP/2 negotiated by ALPN; an HTTP/2 request switches it off too).
+    pub fn new(http1: bool) -> Self {
+        Activity {
+            start: Instant::now(),
+            in_flight: AtomicU32::new(0),
+            requests: AtomicU64::new(0),
+            last_active_ms: AtomicU64::new(0),
+            head_started_ms: AtomicU64::new(0),
+            track_io: AtomicBool::new(http1),
+            rearm: AtomicBool::new(false),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    /// The instant `ms` milliseconds after the start.
+    pub fn at(&self, ms: u64) -> Instant {
+        self.start + Duration::from_millis(ms)
+    }
+
+    /// Milliseconds since the start (for [`Activity::next_deadline`] / [`Activity::expired`]).
+    pub fn elapsed_ms(&self) -> u64 {
+        self.now_ms()
+    }
+
+    /// The last sign of life, in ms since the start.
+    pub fn last_active_ms(&self) -> u64 {
+        self.last_active_ms.load(Relaxed)
+    }
+
+    /// A request arrived (its head is complete).
+    pub fn enter(&self, http2: bool) -> RequestGuard<'_> {
+        if http2 {
+            self.track_io.store(false, Relaxed);
+        }
+        self.in_flight.fetch_add(1, Relaxed);
+        self.requests.fetch_add(1, Relaxed);
+        self.head_started_ms.store(0, Relaxed);
+        RequestGuard(self)
+    }
+
+    fn on_io(&self, read: bool) {
+        if !self.track_io.load(Relaxed) {
+            return;
+        }
+        let now = self.now_ms();
+        self.last_active_ms.store(now, Relaxed);
+        if read && self.in_flight.load(Relaxed) == 0 && self.head_started_ms.load(Relaxed) == 0 {
+            self.head_started_ms.store(now + 1, Relaxed);
+            self.rearm.store(true, Relaxed);
+        }
+    }
+
+    /// Whether a deadline may have moved earlier since the last call (clears the flag).
+    pub fn take_rearm(&self) -> bool {
+        self.rearm.swap(false, Relaxed)
+    }
+
+    /// The next instant (ms since start) at which a limit may expire.
+    pub fn next_deadline(&self, l: &Limits) -> u64 {
+        let ms = |d: Duration| d.as_millis() as u64;
+        let mut next = u64::MAX;
+        if let Some(age) = l.max_connection_age {
+            next = next.min(ms(age));
+        }
+        if self.requests.load(Relaxed) == 0 {
+            next = next.min(ms(l.first_request_timeout));
+        }
+        if self.in_flight.load(Relaxed) == 0 {
+            let head = self.head_started_ms.load(Relaxed);
+            if head > 0 {
+                next = next.min(head - 1 + ms(l.header_read_timeout));
+            }
+            next = next.min(self.last_active_ms.load(Relaxed) + ms(l.idle_timeout));
+        }
+        next
+    }
+
+    /// Which limit, if any, has expired at `now_ms`.
+    pub fn expired(&self, l: &Limits, now_ms: u64) -> Option<Expiry> {
+        let ms = |d: Duration| d.as_millis() as u64;
+        if l.max_connection_age.is_some_and(|a| now_ms >= ms(a)) {
+            return Some(Expiry::MaxAge);
+        }
+        if self.requests.load(Relaxed) == 0 && now_ms >= ms(l.first_request_timeout) {
+            return Some(Expiry::FirstRequest);
+        }
+        if self.in_flight.load(Relaxed) > 0 {
+            return None;
+        }
+        let head = self.head_started_ms.load(Relaxed);
+        if head > 0 && now_ms >= head - 1 + ms(l.header_read_timeout) {
+            return Some(Expiry::HeaderRead);
+        }
+        if now_ms >= self.last_active_ms.load(Relaxed) + ms(l.idle_timeout) {
+            return Some(Expiry::Idle);
+        }
+        None
+    }
+}
+
+/// An I/O object that reports bytes read and written to an [`Activity`].
+#[derive(Debug)]
+pub struct ActivityIo<T> {
+    inner: T,
+    activity: std::sync::Arc<Activity>,
+}
+
+impl<T> ActivityIo<T> {
+    /// Wraps `inner`.
+    pub fn new(inner: T, activity: std::sync::Arc<Activity>) -> Self {
+        ActivityIo { inner, activity }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for ActivityIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.on_io(true);
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for ActivityIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.on_io(false);
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.on_io(false);
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            first_request_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+            max_connection_age: Some(Duration::from_secs(3600)),
+            ..Limits::default()
+        }
+    }
+
+    #[test]
+    fn silent_connection_expires_at_the_first_request_deadline() {
+        let a = Activity::new(true);
+        let l = limits();
+        assert_eq!(a.next_deadline(&l), 10_000);
+        assert_eq!(a.expired(&l, 9_999), None);
+        assert_eq!(a.expired(&l, 10_000), Some(Expiry::FirstRequest));
+    }
+
+    #[test]
+    fn slow_head_and_idle_keepalive_are_told_apart() {
+        let a = Activity::new(true);
+        let l = limits();
+        drop(a.enter(false)); // one request served at ~0 ms
+        assert_eq!(a.expired(&l, 30_000), None, "idle but not for long");
+        assert_eq!(a.next_deadline(&l), 60_000);
+        assert_eq!(a.expired(&l, 60_000), Some(Expiry::Idle));
+        // A head starts: the header deadline applies from its first byte.
+        a.head_started_ms.store(20_000 + 1, Relaxed);
+        assert_eq!(a.next_deadline(&l), 25_000);
+        assert_eq!(a.expired(&l, 24_999), None);
+        assert_eq!(a.expired(&l, 25_000), Some(Expiry::HeaderRead));
+        // In flight: no idle or head expiry, only the age.
+        let g = a.enter(false);
+        assert_eq!(a.expired(&l, 3_000_000), None);
+        assert_eq!(a.expired(&l, 3_600_000), Some(Expiry::MaxAge));
+        drop(g);
+    }
+
+    #[test]
+    fn http2_io_does_not_count_as_activity() {
+        let a = Activity::new(false);
+        a.on_io(true);
+        assert_eq!(a.head_started_ms.load(Relaxed), 0);
+        let a = Activity::new(true);
+        drop(a.enter(true));
+        a.on_io(true);
+        assert_eq!(
+            a.head_started_ms.load(Relaxed),
+            0,
+            "h2 request switched I/O tracking off"
+        );
+    }
+}
