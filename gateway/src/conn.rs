@@ -520,7 +520,27 @@ pub(crate) async fn serve_connection(
         return;
     }
 
-    let ctx = Arc::new(ConnContext::new(peer, identity));
+    let mut ctx = ConnContext::new(peer, identity);
+    if let (Some(log), None) = (&rt.audit, &ctx.identity) {
+        // Without a certificate, IN CONFIDENCE: the password decisions are audited per request.
+        let (_, session) = tls.get_ref();
+        ctx.audit = Some((
+            log.clone(),
+            AuditEvent {
+                listener: plan.name.to_string(),
+                source_ip: peer.ip().to_canonical().to_string(),
+                source_port: peer.port(),
+                sni: session.server_name().map(str::to_string),
+                tls_version: session.protocol_version().map(|v| format!("{v:?}")),
+                cipher_suite: session
+                    .negotiated_cipher_suite()
+                    .map(|c| format!("{:?}", c.suite())),
+                resumed: Some(resumed),
+                ..AuditEvent::default()
+            },
+        ));
+    }
+    let ctx = Arc::new(ctx);
     serve_http(
         tls,
         ctx,
