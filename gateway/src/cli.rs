@@ -185,12 +185,14 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::TicketKeys(TicketKeysCommand::Rotate { file, keep }) => {
             let keys = crate::tls::tickets::TicketKeys::rotate(&file, keep)?;
             let ids = keys.ids();
+            let (current, previous) = ids
+                .split_first()
+                .map_or(("", &[] as &[String]), |(c, p)| (c.as_str(), p));
             println!(
-                "{}: new current key {} ({} previous: {})",
+                "{}: new current key {current} ({} previous: {})",
                 file.display(),
-                ids[0],
-                ids.len() - 1,
-                ids[1..].join(", ")
+                previous.len(),
+                previous.join(", ")
             );
             Ok(0)
         }
@@ -290,10 +292,11 @@ fn embedded_default(args: &ServeArgs) -> anyhow::Result<(Config, PathBuf)> {
     }
     std::fs::write(&cfg_path, toml)?;
     let cfg = Config::load(&cfg_path)?;
-    let port = cfg.listeners[0]
-        .bind_addr()
-        .map(|a| a.port())
-        .unwrap_or(8443);
+    let port = cfg
+        .listeners
+        .first()
+        .and_then(|l| l.bind_addr().ok())
+        .map_or(8443, |a| a.port());
     let d = dir.display();
     eprintln!(
         "\nS.E.E. gateway: embedded default (development PKI, built-in identity backend)\n\

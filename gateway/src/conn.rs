@@ -26,11 +26,11 @@ use crate::status::CertStatus;
 /// protocol error after the gateway answered its ClientHello. Never called for empty
 /// connections (connect-then-close health checks, scanners that send nothing or no TLS),
 /// time-outs, network errors, or revocation outages.
-pub type FailureHook = Arc<dyn Fn(std::net::IpAddr) + Send + Sync>;
+pub(crate) type FailureHook = Arc<dyn Fn(std::net::IpAddr) + Send + Sync>;
 
 /// A listener as one worker serves it: the shared plan plus the worker's own backend
 /// connection pools. Rebuilt by the worker when a reload swaps the plan.
-pub struct ListenerRuntime {
+pub(crate) struct ListenerRuntime {
     /// The listener's plan (TLS acceptor, status check, access, routes, limits).
     pub plan: Arc<ListenerPlan>,
     /// The proxy (the plan's targets, each with this worker's pool).
@@ -45,7 +45,7 @@ pub struct ListenerRuntime {
 
 impl ListenerRuntime {
     /// A worker's runtime for `plan`, with fresh backend pools, counting into `counters`.
-    pub fn new(
+    pub(crate) fn new(
         plan: Arc<ListenerPlan>,
         on_failure: Option<FailureHook>,
         counters: Arc<ListenerCounters>,
@@ -298,7 +298,7 @@ async fn status_verdict(
 }
 
 /// Serves one accepted TCP connection to completion.
-pub async fn serve_connection(
+pub(crate) async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     rt: Arc<ListenerRuntime>,
@@ -375,7 +375,7 @@ pub async fn serve_connection(
     }
     let mut leaf_status: Option<(String, String)> = None;
     let identity = match session.peer_certificates() {
-        Some(chain) if !chain.is_empty() => {
+        Some(chain @ [leaf_der, ..]) => {
             if let Some(check) = &plan.status {
                 let (refusal, leaf) =
                     status_verdict(check.as_ref(), chain, plan.limits.check_timeout).await;
@@ -391,7 +391,7 @@ pub async fn serve_connection(
                         Refusal::NoCurrentStatus
                     });
                     if rt.audit.is_some() {
-                        let id = CertIdentity::from_der(&chain[0]).ok();
+                        let id = CertIdentity::from_der(leaf_der).ok();
                         rt.audit(
                             peer,
                             Some(session),
@@ -418,7 +418,7 @@ pub async fn serve_connection(
                     return;
                 }
             }
-            match CertIdentity::from_der(&chain[0]) {
+            match CertIdentity::from_der(leaf_der) {
                 Ok(id) => Some(Arc::new(id)),
                 Err(e) => {
                     counters.reject(Rejection::Certificate);
@@ -520,7 +520,27 @@ pub async fn serve_connection(
         return;
     }
 
-    let ctx = Arc::new(ConnContext::new(peer, identity));
+    let mut ctx = ConnContext::new(peer, identity);
+    if let (Some(log), None) = (&rt.audit, &ctx.identity) {
+        // Without a certificate, IN CONFIDENCE: the password decisions are audited per request.
+        let (_, session) = tls.get_ref();
+        ctx.audit = Some((
+            log.clone(),
+            AuditEvent {
+                listener: plan.name.to_string(),
+                source_ip: peer.ip().to_canonical().to_string(),
+                source_port: peer.port(),
+                sni: session.server_name().map(str::to_string),
+                tls_version: session.protocol_version().map(|v| format!("{v:?}")),
+                cipher_suite: session
+                    .negotiated_cipher_suite()
+                    .map(|c| format!("{:?}", c.suite())),
+                resumed: Some(resumed),
+                ..AuditEvent::default()
+            },
+        ));
+    }
+    let ctx = Arc::new(ctx);
     serve_http(
         tls,
         ctx,
@@ -641,7 +661,12 @@ async fn serve_http<F, Fut>(
                 let _ = conn.as_mut().await;
                 return;
             }
-            verdict = async { check.as_mut().expect("guarded").await }, if check.is_some() => {
+            verdict = async {
+                match check.as_mut() {
+                    Some(c) => c.await,
+                    None => std::future::pending().await,
+                }
+            }, if check.is_some() => {
                 check = None;
                 next_check = limits
                     .status_recheck_interval

@@ -20,7 +20,7 @@ use crate::limits::Limits;
 
 /// What a connection has been doing, in milliseconds since it started serving HTTP.
 #[derive(Debug)]
-pub struct Activity {
+pub(crate) struct Activity {
     start: Instant,
     /// Requests whose response head is not yet produced.
     in_flight: AtomicU32,
@@ -40,7 +40,7 @@ pub struct Activity {
 
 /// Why a connection is closed by its limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Expiry {
+pub(crate) enum Expiry {
     /// No complete request within `first_request_timeout` of the handshake: close now.
     FirstRequest,
     /// An HTTP/1 request head started but did not complete in time: close now.
@@ -53,12 +53,12 @@ pub enum Expiry {
 
 impl Expiry {
     /// Whether in-flight work may finish (graceful) or the connection is dropped now.
-    pub fn is_graceful(self) -> bool {
+    pub(crate) fn is_graceful(self) -> bool {
         matches!(self, Expiry::Idle | Expiry::MaxAge)
     }
 
     /// For logs.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Expiry::FirstRequest => "no request within first_request_timeout_secs",
             Expiry::HeaderRead => "request head not complete within header_read_timeout_secs",
@@ -71,7 +71,7 @@ impl Expiry {
 /// Marks one request in flight; dropping it (response head produced, or the request
 /// cancelled) records the activity.
 #[derive(Debug)]
-pub struct RequestGuard<'a>(&'a Activity);
+pub(crate) struct RequestGuard<'a>(&'a Activity);
 
 impl Drop for RequestGuard<'_> {
     fn drop(&mut self) {
@@ -84,7 +84,7 @@ impl Drop for RequestGuard<'_> {
 impl Activity {
     /// A connection starting now; `http1` says whether I/O counts as activity (false for
     /// HTTP/2 negotiated by ALPN; an HTTP/2 request switches it off too).
-    pub fn new(http1: bool) -> Self {
+    pub(crate) fn new(http1: bool) -> Self {
         Activity {
             start: Instant::now(),
             in_flight: AtomicU32::new(0),
@@ -101,22 +101,22 @@ impl Activity {
     }
 
     /// The instant `ms` milliseconds after the start.
-    pub fn at(&self, ms: u64) -> Instant {
+    pub(crate) fn at(&self, ms: u64) -> Instant {
         self.start + Duration::from_millis(ms)
     }
 
     /// Milliseconds since the start (for [`Activity::next_deadline`] / [`Activity::expired`]).
-    pub fn elapsed_ms(&self) -> u64 {
+    pub(crate) fn elapsed_ms(&self) -> u64 {
         self.now_ms()
     }
 
     /// The last sign of life, in ms since the start.
-    pub fn last_active_ms(&self) -> u64 {
+    pub(crate) fn last_active_ms(&self) -> u64 {
         self.last_active_ms.load(Relaxed)
     }
 
     /// A request arrived (its head is complete).
-    pub fn enter(&self, http2: bool) -> RequestGuard<'_> {
+    pub(crate) fn enter(&self, http2: bool) -> RequestGuard<'_> {
         if http2 {
             self.track_io.store(false, Relaxed);
         }
@@ -139,12 +139,12 @@ impl Activity {
     }
 
     /// Whether a deadline may have moved earlier since the last call (clears the flag).
-    pub fn take_rearm(&self) -> bool {
+    pub(crate) fn take_rearm(&self) -> bool {
         self.rearm.swap(false, Relaxed)
     }
 
     /// The next instant (ms since start) at which a limit may expire.
-    pub fn next_deadline(&self, l: &Limits) -> u64 {
+    pub(crate) fn next_deadline(&self, l: &Limits) -> u64 {
         let ms = |d: Duration| d.as_millis() as u64;
         let mut next = u64::MAX;
         if let Some(age) = l.max_connection_age {
@@ -164,7 +164,7 @@ impl Activity {
     }
 
     /// Which limit, if any, has expired at `now_ms`.
-    pub fn expired(&self, l: &Limits, now_ms: u64) -> Option<Expiry> {
+    pub(crate) fn expired(&self, l: &Limits, now_ms: u64) -> Option<Expiry> {
         let ms = |d: Duration| d.as_millis() as u64;
         if l.max_connection_age.is_some_and(|a| now_ms >= ms(a)) {
             return Some(Expiry::MaxAge);
@@ -188,14 +188,14 @@ impl Activity {
 
 /// An I/O object that reports bytes read and written to an [`Activity`].
 #[derive(Debug)]
-pub struct ActivityIo<T> {
+pub(crate) struct ActivityIo<T> {
     inner: T,
     activity: std::sync::Arc<Activity>,
 }
 
 impl<T> ActivityIo<T> {
     /// Wraps `inner`.
-    pub fn new(inner: T, activity: std::sync::Arc<Activity>) -> Self {
+    pub(crate) fn new(inner: T, activity: std::sync::Arc<Activity>) -> Self {
         ActivityIo { inner, activity }
     }
 }

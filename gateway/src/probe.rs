@@ -447,7 +447,7 @@ pub async fn run_with(
             let mut buf = vec![0u8; 256];
             let n = s.read(&mut buf).await?;
             Ok::<_, std::io::Error>(
-                String::from_utf8_lossy(&buf[..n])
+                String::from_utf8_lossy(buf.get(..n).unwrap_or_default())
                     .lines()
                     .next()
                     .unwrap_or("")

@@ -6,7 +6,7 @@
 
 /// Sends `state` (e.g. `READY=1`) to systemd when `$NOTIFY_SOCKET` is set; logs at debug
 /// level and carries on when it cannot.
-pub fn notify(state: &str) {
+pub(crate) fn notify(state: &str) {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
         return;
     };

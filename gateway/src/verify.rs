@@ -55,7 +55,7 @@ impl Report {
 ///
 /// # Errors
 /// Unreadable files, a bad `--at`, or an unknown listener.
-pub fn run(args: VerifyArgs) -> anyhow::Result<bool> {
+pub(crate) fn run(args: VerifyArgs) -> anyhow::Result<bool> {
     let at = match &args.at {
         Some(s) => parse_rfc3339(s)
             .ok_or_else(|| anyhow!("--at {s:?}: expected RFC 3339, e.g. 2027-01-01T00:00:00Z"))?,
@@ -73,7 +73,10 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<bool> {
                     .or_else(|| l.parse::<usize>().ok().filter(|i| *i < cfg.listeners.len()))
                     .ok_or_else(|| anyhow!("no listener {l:?} in {}", path.display()))?,
             };
-            let l = &cfg.listeners[idx];
+            let l = cfg
+                .listeners
+                .get(idx)
+                .ok_or_else(|| anyhow!("no listener {idx} in {}", path.display()))?;
             (
                 l.tls.clone(),
                 l.revocation.clone(),
@@ -115,14 +118,14 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<bool> {
         .iter()
         .map(|c| crate::pki::path::parse_cached(c))
         .collect();
-    match &parsed[0] {
-        Ok(c) => println!(
+    match parsed.first() {
+        Some(Ok(c)) => println!(
             "certificate: {} (serial {}), issued by {}",
             c.subject_string(),
             hex::encode(c.serial()),
             c.issuer_string()
         ),
-        Err(_) => println!("certificate: {} (does not parse)", args.chain.display()),
+        _ => println!("certificate: {} (does not parse)", args.chain.display()),
     }
     println!("policy: listener {listener}; evaluated at {}", fmt_time(at));
 

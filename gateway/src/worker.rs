@@ -35,7 +35,7 @@ pub enum WorkerError {
 }
 
 /// The CPUs this process may run on (its affinity mask), in ascending order.
-pub fn allowed_cpus() -> Vec<usize> {
+pub(crate) fn allowed_cpus() -> Vec<usize> {
     // SAFETY: cpu_set_t is plain data; sched_getaffinity writes at most sizeof(cpu_set_t).
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: valid pointer and size for the current thread (pid 0).
@@ -73,7 +73,7 @@ fn incoming_cpu(stream: &tokio::net::TcpStream) -> Option<usize> {
 ///
 /// # Errors
 /// [`WorkerError::Listen`] naming the address.
-pub fn reuseport_listener(
+pub(crate) fn reuseport_listener(
     addr: SocketAddr,
     backlog: i32,
 ) -> Result<std::net::TcpListener, WorkerError> {
@@ -93,7 +93,7 @@ pub fn reuseport_listener(
 }
 
 /// What one worker serves.
-pub struct WorkerPlan {
+pub(crate) struct WorkerPlan {
     /// Worker number (index into metrics).
     pub index: usize,
     /// CPU to pin to (None = unpinned).
@@ -116,7 +116,7 @@ pub struct WorkerPlan {
 ///
 /// # Errors
 /// [`WorkerError::Spawn`] if the thread cannot start.
-pub fn spawn_worker(
+pub(crate) fn spawn_worker(
     plan: WorkerPlan,
     metrics: Metrics,
     shutdown: watch::Receiver<bool>,

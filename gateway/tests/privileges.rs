@@ -301,3 +301,81 @@ fn private_keys_are_created_0600_at_open() {
         assert_eq!(m.permissions().mode() & 0o777, 0o600, "{name}");
     }
 }
+
+/// Started as an unprivileged user with an ambient capability (as systemd's
+/// `AmbientCapabilities=` does), the gateway uses it to bind a port below 1024, then clears
+/// it on every thread: no capability is left anywhere, no_new_privs is set.
+#[test]
+fn started_with_capabilities_drops_them_on_every_thread() {
+    if !can_run(
+        "started_with_capabilities_drops_them_on_every_thread",
+        &["curl", "setpriv", "getent"],
+    ) {
+        return;
+    }
+    let (uid, gid) = uid_gid("nobody");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // A privileged port nobody else uses on loopback.
+    let port = (700..1000)
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .expect("a free port below 1024");
+    let cfg = config(tmp.path(), port, "");
+    // The gateway runs as `nobody` from the start: its files must be its own.
+    let st = Command::new("chown")
+        .args(["-R", &format!("{uid}:{gid}")])
+        .arg(tmp.path())
+        .status()
+        .expect("chown");
+    assert!(st.success());
+    let mut child = Command::new("setpriv")
+        .args([
+            &format!("--reuid={uid}"),
+            &format!("--regid={gid}"),
+            "--clear-groups",
+            "--inh-caps=+net_bind_service",
+            "--ambient-caps=+net_bind_service",
+            "--",
+            BIN,
+            "serve",
+            "-c",
+        ])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn gateway under setpriv");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let mut log = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        let done = line.contains("privileges dropped");
+        log.push(line);
+        if done {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    // setpriv execs the gateway: the child is the gateway process itself.
+    let threads = threads_of(child.id(), 4);
+    let body = curl_identity(tmp.path(), port);
+    stop(child);
+    assert!(
+        log.iter().any(|l| l.contains("privileges dropped")),
+        "{log:#?}"
+    );
+    assert!(threads.len() >= 4, "{threads:#?}");
+    for t in &threads {
+        assert_eq!(t.uids, vec![uid; 4], "{t:?}");
+        let [inh, prm, eff, _bnd, amb] = t.caps;
+        assert_eq!(
+            [inh, prm, eff, amb],
+            [0; 4],
+            "thread {}: CAP_NET_BIND_SERVICE must be gone: {t:?}",
+            t.tid
+        );
+        assert!(t.no_new_privs, "{t:?}");
+    }
+    assert!(body.contains("Dev User"), "{body}");
+}

@@ -346,3 +346,70 @@ fn metrics_break_refusals_down_by_reason_and_health_endpoints_answer() {
         }
     }
 }
+
+#[test]
+fn password_decisions_are_audited_without_the_password() {
+    if !require_tool("curl") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let server_ca = TestCa::new("Audit Server CA");
+    let server = server_ca.issue(dir, "server", &LeafSpec::server());
+    let server_ca_pem = server_ca.write_cert(dir, "server-ca.pem");
+    let ca_pem = TestCa::new("Audit Client CA").write_cert(dir, "client-ca.pem");
+    gateway::access::password::set_password(
+        &dir.join("users.passwd"),
+        "alice",
+        "s3cret-Horse",
+        None,
+    )
+    .expect("password file");
+    let toml = format!(
+        "{GLOBAL}[audit]\npath = \"audit.jsonl\"\n{}",
+        listener_toml(
+            "builtin:identity",
+            &server.cert,
+            &server.key,
+            &[&ca_pem],
+            "in-confidence",
+            "name = \"intranet\"\n[listener.access]\npassword_file = \"users.passwd\"\n",
+        )
+    );
+    let gw = TestGateway::start(dir, &toml);
+    let curl =
+        |extra: &[&str]| gateway_tests::clients::curl(gw.port(), "/", &server_ca_pem, None, extra);
+    assert!(curl(&["-u", "alice:s3cret-Horse"]).ok_200());
+    assert!(!curl(&["-u", "alice:not-it"]).ok_200());
+    assert!(
+        !curl(&[]).ok_200(),
+        "no credentials: a challenge, not a decision"
+    );
+
+    let audit_path = dir.join("audit.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let t = std::fs::read_to_string(&audit_path).unwrap_or_default();
+        if t.lines().count() >= 2 || Instant::now() > deadline {
+            break t;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(lines[0]["auth_method"], "password");
+    assert_eq!(lines[0]["decision"], "accepted");
+    assert_eq!(lines[0]["user"], "alice");
+    assert_eq!(lines[0]["listener"], "intranet");
+    assert_eq!(lines[0]["sni"], "localhost");
+    assert_eq!(lines[1]["decision"], "refused");
+    assert_eq!(lines[1]["reason"], "wrong_credentials");
+    assert_eq!(lines[1]["user"], "alice");
+    assert!(
+        !text.contains("s3cret-Horse") && !text.contains("not-it"),
+        "a password reached the audit log: {text}"
+    );
+}

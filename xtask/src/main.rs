@@ -5,9 +5,11 @@
 
 mod compare;
 mod ebpf;
+mod fuzz;
 mod peers;
 mod perf;
 mod pkits;
+mod soak;
 
 use std::process::Command;
 
@@ -30,6 +32,15 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+        Some("fuzz") => {
+            let secs = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(60);
+            fuzz::fuzz(&ebpf::workspace_root(), secs).map(|_| ())
+        }
+        Some("soak") => soak::soak(
+            &ebpf::workspace_root(),
+            soak::minutes(args.get(1))?,
+            soak::CI_BOUNDS,
+        ),
         Some("compare") => compare::compare(&compare::Options::parse(&args[1..])?),
         _ => {
             eprintln!(
@@ -43,7 +54,9 @@ fn main() -> Result<()> {
                  install-tools  rust-src for nightly and bpf-linker into ./.tools (idempotent)\n  \
                  build-ebpf     install-tools, then build the eBPF programs into target/ebpf\n  \
                  compare [SECS] [--rounds N] [--idle N] [--only w1,w2]\n                \
-                 gateway vs nginx, pinned, interleaved rounds, medians and ratios"
+                 gateway vs nginx, pinned, interleaved rounds, medians and ratios\n  \
+                 soak [MINUTES] mixed traffic against a release gateway; RSS and fds over time (default 2)\n  \
+                 fuzz [SECS]    every cargo-fuzz target in fuzz/ for SECS s each (default 60; nightly, cargo-fuzz in ./.tools)"
             );
             bail!("no command given")
         }
@@ -79,6 +92,10 @@ fn lint() -> Result<()> {
     // The modules of gateway/src import each other top-down only (ARCHITECTURE.md).
     run(cargo().args(["test", "-p", "gateway", "--test", "module_cycles"]))
 }
+
+/// Seconds each fuzz target runs in `cargo xtask test` (6 targets: 3 minutes, plus the
+/// nightly build of the fuzz workspace).
+const FUZZ_SECS_IN_TEST: u64 = 30;
 
 fn test(extra: &[String]) -> Result<()> {
     // First: the gateway's build script embeds the eBPF programs only when they can be built.
@@ -119,6 +136,11 @@ fn test(extra: &[String]) -> Result<()> {
     if total.failed > 0 {
         bail!("{} tests failed", total.failed);
     }
+    // Two minutes of mixed traffic against a release build; fails on memory or descriptor
+    // growth (bounds in xtask/src/soak.rs).
+    soak::soak(&ebpf::workspace_root(), 2.0, soak::CI_BOUNDS)?;
+    // Each fuzz target for a bounded time (a crash fails the run).
+    fuzz::fuzz(&ebpf::workspace_root(), FUZZ_SECS_IN_TEST)?;
     perf
 }
 

@@ -660,6 +660,7 @@ mod tests {
             })
             .collect();
         let mut busy = 0;
+        let mut late = 0;
         let mut checked = 0;
         for t in tasks {
             let (status, headers, took) = t.await.expect("task");
@@ -667,7 +668,12 @@ mod tests {
                 StatusCode::SERVICE_UNAVAILABLE => {
                     busy += 1;
                     assert!(headers.contains_key(http::header::RETRY_AFTER));
-                    assert!(took < Duration::from_millis(500), "refused late: {took:?}");
+                    // At once, not after queueing: 2 s leaves room for a loaded machine. Only
+                    // the two that were let into the queue may instead hit its 5 s wait
+                    // limit (a debug-build argon2 check can take seconds on a busy CI core).
+                    if took >= Duration::from_secs(2) {
+                        late += 1;
+                    }
                 }
                 StatusCode::UNAUTHORIZED => checked += 1,
                 other => panic!("unexpected {other}"),
@@ -675,10 +681,14 @@ mod tests {
         }
         // One running plus two waiting at the moment of the flood; a few more may have
         // found a free slot as the first checks finished.
-        assert!(busy >= usize::from(n) / 2, "busy {busy} checked {checked}");
-        assert!(checked >= 3, "busy {busy} checked {checked}");
+        assert!(late <= 2, "{late} refused only after queueing");
+        assert!(
+            busy - late >= usize::from(n) / 2,
+            "busy {busy} checked {checked}"
+        );
+        assert!(checked + late >= 3, "busy {busy} checked {checked}");
         assert_eq!(a.queued.load(Ordering::Acquire), 0, "queue drained");
-        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(started.elapsed() < Duration::from_secs(20));
     }
 
     #[tokio::test]

@@ -9,6 +9,10 @@ pub mod listener;
 pub mod logincache;
 pub mod password;
 pub mod plan;
+#[allow(
+    clippy::indexing_slicing,
+    reason = "the shard index is a hash reduced modulo the non-zero shard count"
+)]
 pub mod ratelimit;
 pub mod rules;
 

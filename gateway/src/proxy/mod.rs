@@ -20,6 +20,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use crate::access::AccessPlan;
+use crate::audit::{AuditEvent, AuditLog, Decision};
 use crate::limits::Limits;
 use crate::metrics::WorkerCounters;
 use crate::path::{CanonicalPath, PathError, PathOptions};
@@ -43,6 +44,9 @@ pub struct ConnContext {
     pub identity_headers: Option<IdentityHeaders>,
     /// The client address as an `X-Forwarded-For` value, computed once per connection.
     pub forwarded_for: HeaderValue,
+    /// Where password decisions of this connection are audited (`[audit]`), with the
+    /// connection's facts already filled in; `None`: no audit log.
+    pub audit: Option<(Arc<AuditLog>, AuditEvent)>,
 }
 
 impl ConnContext {
@@ -54,7 +58,36 @@ impl ConnContext {
             identity,
             identity_headers,
             forwarded_for: headers::forwarded_for_value(peer.ip()),
+            audit: None,
         }
+    }
+
+    /// Audits a password decision (never the password: the user name and the outcome).
+    fn audit_password(&self, user: Option<&str>, refused: Option<(StatusCode, &str)>) {
+        let Some((log, base)) = &self.audit else {
+            return;
+        };
+        let mut ev = base.clone();
+        ev.time = crate::audit::now_rfc3339();
+        ev.auth_method = "password";
+        ev.user = user.map(str::to_string);
+        match refused {
+            None => ev.decision = Some(Decision::Accepted),
+            Some((status, detail)) => {
+                ev.decision = Some(Decision::Refused);
+                ev.reason = Some(
+                    match status {
+                        StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+                        StatusCode::SERVICE_UNAVAILABLE => "busy",
+                        StatusCode::FORBIDDEN => "forbidden",
+                        _ => "wrong_credentials",
+                    }
+                    .to_string(),
+                );
+                ev.detail = Some(detail.to_string());
+            }
+        }
+        log.record(ev);
     }
 }
 
@@ -234,14 +267,34 @@ impl Proxy {
         };
         // Access decision: certificate alone if one was verified; else (IN CONFIDENCE)
         // Basic credentials; then the rules. SENSITIVE listeners never look at passwords.
+        // A password attempt (no certificate, credentials sent) is an authentication
+        // decision for the audit log.
+        let attempt = ctx.audit.is_some()
+            && ctx.identity.is_none()
+            && req.headers().contains_key(http::header::AUTHORIZATION);
         let password_user = match self
             .plan
             .access
             .authorize(ctx.peer.ip(), ctx.identity.as_deref(), &path, req.headers())
             .await
         {
-            Ok(granted) => granted.user,
+            Ok(granted) => {
+                if attempt {
+                    ctx.audit_password(granted.user.as_ref().map(|u| u.name.as_str()), None);
+                }
+                granted.user
+            }
             Err(refused) => {
+                if attempt {
+                    let user = crate::access::basic::from_headers(req.headers())
+                        .ok()
+                        .flatten()
+                        .map(|c| c.user);
+                    ctx.audit_password(
+                        user.as_deref(),
+                        Some((refused.response.status(), &refused.log_reason)),
+                    );
+                }
                 tracing::info!(peer = %ctx.peer, path = path.as_str(), status = refused.response.status().as_u16(), reason = %refused.log_reason, "request refused");
                 return refused.response.map(|b| b.map_err(|n| match n {}).boxed());
             }

@@ -11,7 +11,8 @@
 //! whose status is good in turn. The certificate is good only when the CRLs in scope cover
 //! every reason code; it is revoked when any of them lists it (every CRL in scope is
 //! consulted, so a configured file saying "good" cannot hide a distribution-point CRL saying
-//! "revoked").
+//! "revoked"). Delta CRLs are not applied to complete a base CRL: a (verified, current)
+//! delta CRL listing the certificate still makes it revoked, fail closed.
 
 use std::sync::Arc;
 
@@ -116,11 +117,6 @@ pub fn crl_status(cert: &ParsedCert, issuer: &Arc<ParsedCert>, ctx: &CrlContext<
                         problems.push(Problem::Stale);
                         continue;
                     }
-                    if crl.delta {
-                        notes.push(describe(crl, "a delta CRL: only complete CRLs are applied"));
-                        problems.push(Problem::Malformed);
-                        continue;
-                    }
                     if let Some(oid) = &crl.unsupported {
                         notes.push(describe(
                             crl,
@@ -150,8 +146,25 @@ pub fn crl_status(cert: &ParsedCert, issuer: &Arc<ParsedCert>, ctx: &CrlContext<
                     };
                     if entries.contains(&cert.issuer, cert.serial()) {
                         return CrlStatus::Revoked {
-                            by: describe(crl, "lists it"),
+                            by: describe(
+                                crl,
+                                if crl.delta {
+                                    "a delta CRL lists it"
+                                } else {
+                                    "lists it"
+                                },
+                            ),
                         };
+                    }
+                    if crl.delta {
+                        // Delta CRLs are not applied to complete a base CRL: an entry in one
+                        // still counts (fail closed), its absence proves nothing.
+                        notes.push(describe(
+                            crl,
+                            "a delta CRL: only complete CRLs establish a good status",
+                        ));
+                        problems.push(Problem::Malformed);
+                        continue;
                     }
                     mask |= interim;
                     until = until.min(crl.next_update);

@@ -14,14 +14,14 @@ pub struct DerError(pub &'static str);
 
 /// Tag numbers used here.
 pub(crate) mod tag {
-    pub const INTEGER: u8 = 0x02;
-    pub const BIT_STRING: u8 = 0x03;
-    pub const BOOLEAN: u8 = 0x01;
-    pub const OID: u8 = 0x06;
-    pub const UTC_TIME: u8 = 0x17;
-    pub const GENERALIZED_TIME: u8 = 0x18;
-    pub const SEQUENCE: u8 = 0x30;
-    pub const CTX0: u8 = 0xa0;
+    pub(crate) const INTEGER: u8 = 0x02;
+    pub(crate) const BIT_STRING: u8 = 0x03;
+    pub(crate) const BOOLEAN: u8 = 0x01;
+    pub(crate) const OID: u8 = 0x06;
+    pub(crate) const UTC_TIME: u8 = 0x17;
+    pub(crate) const GENERALIZED_TIME: u8 = 0x18;
+    pub(crate) const SEQUENCE: u8 = 0x30;
+    pub(crate) const CTX0: u8 = 0xa0;
 }
 
 /// One tag-length-value.
@@ -42,16 +42,16 @@ pub(crate) struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    pub fn new(input: &'a [u8]) -> Self {
+    pub(crate) fn new(input: &'a [u8]) -> Self {
         Reader { rest: input }
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.rest.is_empty()
     }
 
     /// Reads the next TLV, whatever its tag.
-    pub fn any(&mut self) -> Result<Tlv<'a>, DerError> {
+    pub(crate) fn any(&mut self) -> Result<Tlv<'a>, DerError> {
         let input = self.rest;
         let (&tag, after) = input
             .split_first()
@@ -94,7 +94,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads the next TLV and requires `tag`.
-    pub fn expect(&mut self, tag: u8, what: &'static str) -> Result<Tlv<'a>, DerError> {
+    pub(crate) fn expect(&mut self, tag: u8, what: &'static str) -> Result<Tlv<'a>, DerError> {
         let t = self.any().map_err(|_| DerError(what))?;
         if t.tag != tag {
             return Err(DerError(what));
@@ -103,7 +103,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads the next TLV if it has `tag`.
-    pub fn optional(&mut self, tag: u8) -> Result<Option<Tlv<'a>>, DerError> {
+    pub(crate) fn optional(&mut self, tag: u8) -> Result<Option<Tlv<'a>>, DerError> {
         if self.rest.first() == Some(&tag) {
             self.any().map(Some)
         } else {
@@ -112,7 +112,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The tag of the next TLV, if any.
-    pub fn peek_tag(&self) -> Option<u8> {
+    pub(crate) fn peek_tag(&self) -> Option<u8> {
         self.rest.first().copied()
     }
 }

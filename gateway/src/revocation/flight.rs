@@ -31,7 +31,7 @@ impl<T: Clone + Send + Sync + 'static> SingleFlight<T> {
     /// `recheck` runs under the lock when no task is in flight: a task stores its result
     /// before it leaves the map, so a result that landed since the caller's cache miss is
     /// found there instead of starting a second fetch.
-    pub fn join_or_start<F, Fut, R>(
+    pub(super) fn join_or_start<F, Fut, R>(
         &self,
         bg: &Handle,
         key: &[u8],

@@ -16,10 +16,10 @@ const BPF_LD_W_ABS: u16 = 0x20; // BPF_LD (0) | BPF_W (0) | BPF_ABS (0x20)
 const BPF_JEQ_K: u16 = 0x05 | 0x10; // BPF_JMP | BPF_JEQ | BPF_K
 const BPF_RET_K: u16 = 0x06; // BPF_RET | BPF_K
 /// Most listeners per group the program can map (cBPF programs have at most 4096 insns).
-pub const MAX_SOCKETS: usize = 2000;
+pub(super) const MAX_SOCKETS: usize = 2000;
 
 /// The program for a group whose `i`-th socket (listen order) belongs to CPU `cpus[i]`.
-pub fn program(cpus: &[u32]) -> Vec<libc::sock_filter> {
+pub(super) fn program(cpus: &[u32]) -> Vec<libc::sock_filter> {
     let insn = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
     let mut prog = Vec::with_capacity(cpus.len() * 2 + 2);
     prog.push(insn(
@@ -41,7 +41,7 @@ pub fn program(cpus: &[u32]) -> Vec<libc::sock_filter> {
 ///
 /// # Errors
 /// The `setsockopt` error (e.g. `EINVAL` when the socket has no `SO_REUSEPORT`).
-pub fn attach(fd: RawFd, cpus: &[u32]) -> io::Result<()> {
+pub(super) fn attach(fd: RawFd, cpus: &[u32]) -> io::Result<()> {
     if cpus.len() > MAX_SOCKETS {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -75,7 +75,7 @@ pub fn attach(fd: RawFd, cpus: &[u32]) -> io::Result<()> {
 ///
 /// # Errors
 /// The `setsockopt` error (`ENOENT` when nothing was attached).
-pub fn detach(fd: RawFd) -> io::Result<()> {
+pub(super) fn detach(fd: RawFd) -> io::Result<()> {
     let dummy: libc::c_int = 0;
     // SAFETY: passes a readable int as optval, as SOL_SOCKET options require; the value is
     // ignored by SO_DETACH_REUSEPORT_BPF.

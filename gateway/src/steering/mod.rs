@@ -22,7 +22,15 @@
 mod abuse;
 mod cbpf;
 pub mod config;
+#[allow(
+    clippy::indexing_slicing,
+    reason = "fixed-size eBPF map keys and values, indexed within their declared sizes"
+)]
 mod kernel;
+#[allow(
+    clippy::indexing_slicing,
+    reason = "binary search over a sorted range array within its bounds"
+)]
 pub mod prefixset;
 
 use std::collections::HashSet;

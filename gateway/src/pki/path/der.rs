@@ -16,20 +16,20 @@ pub(crate) struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    pub fn new(input: &'a [u8]) -> Self {
+    pub(super) fn new(input: &'a [u8]) -> Self {
         Reader { rest: input }
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.rest.is_empty()
     }
 
-    pub fn peek_tag(&self) -> Option<u8> {
+    pub(super) fn peek_tag(&self) -> Option<u8> {
         self.rest.first().copied()
     }
 
     /// The next TLV, or `None` on malformed or truncated input.
-    pub fn next(&mut self) -> Option<Tlv<'a>> {
+    pub(super) fn next(&mut self) -> Option<Tlv<'a>> {
         let input = self.rest;
         let tag = *input.first()?;
         if tag & 0x1f == 0x1f {
@@ -62,7 +62,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The next TLV if it has `tag`.
-    pub fn expect(&mut self, tag: u8) -> Option<Tlv<'a>> {
+    pub(super) fn expect(&mut self, tag: u8) -> Option<Tlv<'a>> {
         if self.peek_tag() == Some(tag) {
             self.next()
         } else {
