@@ -16,7 +16,8 @@ fn policy(target: Target) -> PathPolicy {
         key_policy: KeyPolicy { min_rsa_bits: 2048 },
         eku: RequiredEku::None,
         target,
-        algs: rustls::crypto::aws_lc_rs::default_provider()
+        algs: crate::tls::policy::base_provider(crate::tls::policy::DEFAULT_PROVIDER)
+            .expect("the compiled-in provider")
             .signature_verification_algorithms
             .all,
     }

@@ -14,7 +14,8 @@ use crate::pki::path::validate::{PathPolicy, Target, TrustAnchors};
 use crate::revocation::crl_status::{crl_status, CrlContext, CrlStatus};
 
 fn algs() -> &'static [&'static dyn SignatureVerificationAlgorithm] {
-    rustls::crypto::aws_lc_rs::default_provider()
+    crate::tls::policy::base_provider(crate::tls::policy::DEFAULT_PROVIDER)
+        .expect("the compiled-in provider")
         .signature_verification_algorithms
         .all
 }
