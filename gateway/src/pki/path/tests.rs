@@ -16,10 +16,7 @@ fn policy(target: Target) -> PathPolicy {
         key_policy: KeyPolicy { min_rsa_bits: 2048 },
         eku: RequiredEku::None,
         target,
-        algs: crate::tls::policy::base_provider(crate::tls::policy::DEFAULT_PROVIDER)
-            .expect("the compiled-in provider")
-            .signature_verification_algorithms
-            .all,
+        algs: compiled_in_provider().signature_verification_algorithms.all,
     }
 }
 
@@ -219,4 +216,17 @@ fn time_formatting() {
     assert_eq!(fmt_time(0), "1970-01-01T00:00:00Z");
     assert_eq!(fmt_time(-631152000), "1950-01-01T00:00:00Z");
     assert_eq!(fmt_time(1577836800), "2020-01-01T00:00:00Z");
+}
+
+/// The provider compiled in (aws-lc-rs by default, ring in the ring-only build), named
+/// here so that these modules do not import the TLS policy module (no cycle).
+#[cfg(feature = "aws-lc-rs")]
+fn compiled_in_provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::aws_lc_rs::default_provider()
+}
+
+/// See above: the ring-only build.
+#[cfg(not(feature = "aws-lc-rs"))]
+fn compiled_in_provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::ring::default_provider()
 }

@@ -14,10 +14,7 @@ use crate::pki::path::validate::{PathPolicy, Target, TrustAnchors};
 use crate::revocation::crl_status::{crl_status, CrlContext, CrlStatus};
 
 fn algs() -> &'static [&'static dyn SignatureVerificationAlgorithm] {
-    crate::tls::policy::base_provider(crate::tls::policy::DEFAULT_PROVIDER)
-        .expect("the compiled-in provider")
-        .signature_verification_algorithms
-        .all
+    compiled_in_provider().signature_verification_algorithms.all
 }
 
 struct Ca {
@@ -226,4 +223,17 @@ fn crl_signed_by_a_key_without_crl_sign_is_not_used() {
         CrlStatus::Undetermined(why, _) => assert!(why.contains("cRLSign"), "{why}"),
         other => panic!("{other:?}"),
     }
+}
+
+/// The provider compiled in (aws-lc-rs by default, ring in the ring-only build), named
+/// here so that these modules do not import the TLS policy module (no cycle).
+#[cfg(feature = "aws-lc-rs")]
+fn compiled_in_provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::aws_lc_rs::default_provider()
+}
+
+/// See above: the ring-only build.
+#[cfg(not(feature = "aws-lc-rs"))]
+fn compiled_in_provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::ring::default_provider()
 }
