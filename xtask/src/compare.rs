@@ -368,21 +368,8 @@ impl Options {
 /// If a build, a server or a run fails.
 pub fn compare(o: &Options) -> Result<()> {
     crate::peers::ensure_extra(&[("nginx", "nginx"), ("taskset", "util-linux")])?;
-    run(crate::cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "gateway",
-        "-p",
-        "gateway-benches",
-        "--bin",
-        "gateway",
-        "--bin",
-        "loadgen",
-    ]))?;
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let gw = root.join("target/release/gateway");
-    let lg = root.join("target/release/loadgen");
+    let (gw, lg) = crate::build_gateway_and_loadgen(&root)?;
     let pki = root.join("target/compare");
     run(Command::new(&gw).arg("dev-pki").arg(&pki))?;
     let pki = pki.canonicalize()?;

@@ -75,6 +75,27 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// Builds the release gateway and load generator (what `compare` and `soak` drive) and
+/// returns their paths under `root/target/release`.
+fn build_gateway_and_loadgen(
+    root: &std::path::Path,
+) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+    run(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "gateway",
+        "-p",
+        "gateway-benches",
+        "--bin",
+        "gateway",
+        "--bin",
+        "loadgen",
+    ]))?;
+    let release = root.join("target/release");
+    Ok((release.join("gateway"), release.join("loadgen")))
+}
+
 fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }

@@ -260,20 +260,7 @@ struct Tally {
 /// A build or start-up failure, or growth beyond the bounds.
 pub fn soak(root: &Path, minutes: f64, bounds: Bounds) -> Result<()> {
     let secs = (minutes * 60.0).round().max(20.0) as u64;
-    run(crate::cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "gateway",
-        "-p",
-        "gateway-benches",
-        "--bin",
-        "gateway",
-        "--bin",
-        "loadgen",
-    ]))?;
-    let bin = root.join("target/release/gateway");
-    let loadgen = root.join("target/release/loadgen");
+    let (bin, loadgen) = crate::build_gateway_and_loadgen(root)?;
     let dir = root.join("target/soak");
     let _ = std::fs::remove_dir_all(&dir);
     let pki = dir.join("pki");
