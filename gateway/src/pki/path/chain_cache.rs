@@ -4,8 +4,8 @@
 //! lock-free lookup.
 //!
 //! - **Key**: SHA-256 over the policy the path was validated under (minimum RSA size,
-//!   required EKU, target kind, the provider's algorithm table) and every presented
-//!   certificate, each prefixed with its length. Two different chains (or the same chain
+//!   required EKU, target kind, the provider's algorithm table), the number of presented
+//!   certificates and each one's SHA-256, in the order presented. Two different chains (or the same chain
 //!   under another policy) never share a key short of a SHA-256 collision.
 //! - **Scope**: each [`super::TrustAnchors`] owns its cache. A reload builds new anchors and
 //!   so starts empty; the old cache goes with the old plan. No generation counter can go
@@ -67,8 +67,23 @@ pub struct ChainCache {
     map: papaya::HashMap<ChainKey, Arc<Entry>>,
 }
 
+/// The SHA-256 of each presented certificate (the parsed-certificate cache reuses them on a
+/// miss, so no certificate is hashed twice).
+pub fn digests(chain: &[CertificateDer<'_>]) -> Vec<[u8; 32]> {
+    use sha2::Digest;
+    chain
+        .iter()
+        .map(|c| sha2::Sha256::digest(c.as_ref()).into())
+        .collect()
+}
+
 /// The key of `chain` (target first, as presented) validated under `policy`.
 pub fn key(chain: &[CertificateDer<'_>], policy: &PathPolicy) -> ChainKey {
+    key_of_digests(&digests(chain), policy)
+}
+
+/// The key of a chain given its certificates' [`digests`], in the order presented.
+pub fn key_of_digests(digests: &[[u8; 32]], policy: &PathPolicy) -> ChainKey {
     use sha2::Digest;
     // Destructured so that a new policy field cannot be left out of the key unnoticed.
     let PathPolicy {
@@ -95,9 +110,9 @@ pub fn key(chain: &[CertificateDer<'_>], policy: &PathPolicy) -> ChainKey {
     // name it (a policy allowing other algorithms is another table).
     h.update((algs.as_ptr() as usize as u64).to_be_bytes());
     h.update((algs.len() as u64).to_be_bytes());
-    for c in chain {
-        h.update((c.len() as u64).to_be_bytes());
-        h.update(c.as_ref());
+    h.update((digests.len() as u64).to_be_bytes());
+    for d in digests {
+        h.update(d);
     }
     h.finalize().into()
 }

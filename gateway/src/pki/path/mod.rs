@@ -46,7 +46,11 @@ fn cert_cache() -> &'static papaya::HashMap<[u8; 32], Arc<ParsedCert>> {
 /// [`Step::Malformed`].
 pub fn parse_cached(der: &[u8]) -> Result<Arc<ParsedCert>, PathError> {
     use sha2::Digest;
-    let digest: [u8; 32] = sha2::Sha256::digest(der).into();
+    parse_cached_digest(der, sha2::Sha256::digest(der).into())
+}
+
+/// As [`parse_cached`] with the SHA-256 of `der` already known.
+fn parse_cached_digest(der: &[u8], digest: [u8; 32]) -> Result<Arc<ParsedCert>, PathError> {
     let cache = cert_cache();
     if let Some(c) = cache.pin().get(&digest) {
         return Ok(c.clone());
@@ -93,12 +97,13 @@ pub fn validate_path_with<E: From<PathError>>(
     policy: &PathPolicy,
     before: impl FnOnce() -> Result<(), E>,
 ) -> Result<ValidatedPath, E> {
-    let key = chain_cache::key(chain, policy);
+    let digests = chain_cache::digests(chain);
+    let key = chain_cache::key_of_digests(&digests, policy);
     if let Some(path) = anchors.cache().get(&key, time) {
         return Ok(path);
     }
     before()?;
-    let path = validate_uncached(chain, anchors, time, policy)?;
+    let path = validate_uncached(chain, &digests, anchors, time, policy)?;
     anchors.cache().insert(key, &path);
     Ok(path)
 }
@@ -106,6 +111,7 @@ pub fn validate_path_with<E: From<PathError>>(
 /// The full validation behind [`validate_path`], without the chain cache.
 fn validate_uncached(
     chain: &[CertificateDer<'_>],
+    digests: &[[u8; 32]],
     anchors: &TrustAnchors,
     time: i64,
     policy: &PathPolicy,
@@ -113,10 +119,15 @@ fn validate_uncached(
     let (target, rest) = chain
         .split_first()
         .ok_or_else(|| PathError::new(Step::Malformed, "chain", "no certificate presented"))?;
-    let target = parse_cached(target)?;
+    let digest = |i: usize| digests.get(i).copied();
+    let parse = |i: usize, der: &[u8]| match digest(i) {
+        Some(d) => parse_cached_digest(der, d),
+        None => parse_cached(der),
+    };
+    let target = parse(0, target)?;
     let mut pool = Vec::with_capacity(rest.len());
     for (i, c) in rest.iter().enumerate() {
-        pool.push(parse_cached(c).map_err(|mut e| {
+        pool.push(parse(i + 1, c).map_err(|mut e| {
             e.subject = format!("certificate #{} of the chain", i + 2);
             e
         })?);
