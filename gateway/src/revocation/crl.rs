@@ -315,7 +315,10 @@ impl Crl {
 
     /// The DER encoding, until the entries have been read (`None` after: released).
     pub fn der(&self) -> Option<Bytes> {
-        self.der.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.der
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Length of the DER encoding.

@@ -292,7 +292,10 @@ mod tests {
         );
         assert_eq!(get(&sized, 1 << 20).await.expect("sized")[..], data[..]);
         // Exactly at the cap is fine; one byte less is refused before the body is read.
-        assert_eq!(get(&sized, data.len()).await.expect("at cap").len(), data.len());
+        assert_eq!(
+            get(&sized, data.len()).await.expect("at cap").len(),
+            data.len()
+        );
         assert!(matches!(
             get(&sized, data.len() - 1).await,
             Err(FetchError::TooLarge { .. })
@@ -301,8 +304,14 @@ mod tests {
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".into(),
             chunked(&data),
         );
-        assert_eq!(get(&no_length, 1 << 20).await.expect("chunked")[..], data[..]);
-        assert_eq!(get(&no_length, data.len()).await.expect("at cap").len(), data.len());
+        assert_eq!(
+            get(&no_length, 1 << 20).await.expect("chunked")[..],
+            data[..]
+        );
+        assert_eq!(
+            get(&no_length, data.len()).await.expect("at cap").len(),
+            data.len()
+        );
         // Without a length the cap is enforced while reading.
         assert!(matches!(
             get(&no_length, data.len() - 1).await,

@@ -88,6 +88,31 @@ impl SerialSet {
     }
 }
 
+/// Compares two entries of the same width as big-endian 8-byte words (entries are at most
+/// 21 bytes: a memcmp call per comparison dominated sorting a big CRL's serials).
+fn cmp_entries(a: &[u8], b: &[u8]) -> Ordering {
+    let n = a.len().min(b.len());
+    if n < 8 {
+        return a.iter().cmp(b.iter());
+    }
+    let word = |s: &[u8], i: usize| {
+        u64::from_be_bytes(<[u8; 8]>::try_from(&s[i..i + 8]).unwrap_or([0; 8]))
+    };
+    let mut i = 0;
+    while i + 8 <= n {
+        let (x, y) = (word(a, i), word(b, i));
+        if x != y {
+            return x.cmp(&y);
+        }
+        i += 8;
+    }
+    if i < n {
+        // The last 8 bytes, overlapping the words already found equal.
+        return word(a, n - 8).cmp(&word(b, n - 8));
+    }
+    Ordering::Equal
+}
+
 /// Fills a [`SerialSet`] one serial at a time ([`SerialSet::builder`]).
 #[derive(Debug)]
 pub struct SerialSetBuilder {
@@ -119,24 +144,14 @@ impl SerialSetBuilder {
         let sorted = data
             .chunks_exact(width)
             .zip(data.chunks_exact(width).skip(1))
-            .all(|(a, b)| a < b);
+            .all(|(a, b)| cmp_entries(a, b) == Ordering::Less);
         if !sorted {
             // Sort an index (4 bytes per serial), then apply the permutation in place
             // cycle by cycle: no second copy of the serials.
             let mut order: Vec<u32> = (0..u32::try_from(n).unwrap_or(u32::MAX)).collect();
-            // The first 8 bytes of an entry as a big-endian integer decide almost every
-            // comparison without a call to memcmp.
-            let head = |at: usize| {
-                let mut h = [0u8; 8];
-                let k = width.min(8);
-                h[..k].copy_from_slice(&data[at..at + k]);
-                u64::from_be_bytes(h)
-            };
             order.sort_unstable_by(|&a, &b| {
                 let (a, b) = (a as usize * width, b as usize * width);
-                head(a)
-                    .cmp(&head(b))
-                    .then_with(|| data[a..a + width].cmp(&data[b..b + width]))
+                cmp_entries(&data[a..a + width], &data[b..b + width])
             });
             let mut tmp = [0u8; MAX_SERIAL_LEN + 1];
             for start in 0..order.len() {
@@ -250,5 +265,25 @@ mod tests {
         assert_eq!(set.len(), 1);
         assert!(set.contains(&[7]));
         assert!(SerialSet::builder(0, 0).finish().is_empty());
+    }
+
+    #[test]
+    fn word_compare_is_byte_order() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for width in 2..=21usize {
+            for _ in 0..200 {
+                let mut a = vec![0u8; width];
+                let mut b = vec![0u8; width];
+                for i in 0..width {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    a[i] = (x & 3) as u8;
+                    b[i] = ((x >> 8) & 3) as u8;
+                }
+                assert_eq!(cmp_entries(&a, &b), a.cmp(&b), "{a:?} {b:?}");
+                assert_eq!(cmp_entries(&a, &a), std::cmp::Ordering::Equal);
+            }
+        }
     }
 }

@@ -277,7 +277,8 @@ fn der_is_released_once_the_entries_are_read_and_only_the_verified_key_still_ver
 fn unsorted_entries_with_removals_and_duplicates() {
     let a = ca();
     let now = time::OffsetDateTime::now_utc();
-    let serial = |i: u32| ((i.wrapping_mul(2_654_435_761) & 0x00ff_ffff) | 0x0100_0000).to_be_bytes();
+    let serial =
+        |i: u32| ((i.wrapping_mul(2_654_435_761) & 0x00ff_ffff) | 0x0100_0000).to_be_bytes();
     let mut revoked: Vec<RevokedCertParams> = (0..3000u32)
         .map(|i| RevokedCertParams {
             serial_number: SerialNumber::from_slice(&serial(i)),
