@@ -312,6 +312,18 @@ impl Config {
                     format!("{} is below the policy floor of 2048", l.tls.min_rsa_bits),
                 ));
             }
+            if l.tls.session_resumption
+                && !(1..=crate::tls::server::MAX_TLS13_TICKETS).contains(&l.tls.tls13_tickets)
+            {
+                return Err(ConfigError::invalid(
+                    key("tls.tls13_tickets"),
+                    format!(
+                        "{} tickets per handshake: must be 1 to {} (to send none, set session_resumption = false)",
+                        l.tls.tls13_tickets,
+                        crate::tls::server::MAX_TLS13_TICKETS
+                    ),
+                ));
+            }
             l.limits
                 .validate()
                 .map_err(|(k, m)| ConfigError::invalid(key(&format!("limits.{k}")), m))?;
@@ -669,6 +681,22 @@ trusted_cas = ["ca.pem"]
             err.to_string().contains("listener[0].tls.min_rsa_bits"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn tls13_tickets_default_one_and_range_checked() {
+        let c = Config::parse(MIN).expect("parses");
+        assert_eq!(c.listeners[0].tls.tls13_tickets, 1);
+        for bad in [0, 5] {
+            let err = Config::parse(&format!("{MIN}\n[listener.tls]\ntls13_tickets = {bad}\n"))
+                .unwrap_err();
+            assert!(
+                err.to_string().contains("listener[0].tls.tls13_tickets"),
+                "{err}"
+            );
+        }
+        let c = Config::parse(&format!("{MIN}\n[listener.tls]\ntls13_tickets = 2\n")).expect("2");
+        assert_eq!(c.listeners[0].tls.tls13_tickets, 2);
     }
 
     #[test]

@@ -300,6 +300,7 @@ fn plan_listener(
             ),
         ),
         ServerTlsError::Ticketer(e) => invalid("tls.session_resumption", e.to_string()),
+        e @ ServerTlsError::Tickets(_) => invalid("tls.tls13_tickets", e.to_string()),
     })?;
     let mut server_config = server_config;
     if let (Some(keys), true) = (&shared.ticket_keys, l.tls.session_resumption) {

@@ -505,3 +505,35 @@ fn shutdown_drains_in_flight_requests() {
     let again = std::net::TcpStream::connect(("127.0.0.1", port));
     assert!(again.is_err(), "still accepting after shutdown");
 }
+
+/// TLS 1.3 session tickets per handshake, counted by openssl s_client: one by default (each
+/// costs the server an encryption and a key derivation), `tls13_tickets` more.
+#[test]
+fn one_session_ticket_per_handshake_by_default() {
+    if !require_tool("openssl") {
+        return;
+    }
+    let count = |extra: &str| {
+        let f = Fixture::with_extra("sensitive", extra, &[]);
+        let leaf = f.leaf("tickets", LeafSpec::client("tickets"));
+        let ca = f.server_ca();
+        let out = s_client(
+            f.gw.port(),
+            &[
+                "-tls1_3",
+                "-CAfile",
+                ca.to_str().unwrap_or_default(),
+                "-cert",
+                leaf.cert.to_str().unwrap_or_default(),
+                "-key",
+                leaf.key.to_str().unwrap_or_default(),
+            ],
+        );
+        let text = format!("{}{}", out.stdout, out.stderr);
+        assert!(text.contains("HTTP/1.1 200"), "{text}");
+        text.matches("Post-Handshake New Session Ticket arrived")
+            .count()
+    };
+    assert_eq!(count(""), 1, "default");
+    assert_eq!(count("[listener.tls]\ntls13_tickets = 3\n"), 3);
+}

@@ -44,6 +44,13 @@ const SCENARIOS: &[(&str, u64, Collect)] = &[
         20,
         Collect::Inside("gateway_benches::server_side*"),
     ),
+    // Not the gateway's code: plain rustls with the same client, for the ratio in
+    // BENCHMARKS.md (a change in rustls or aws-lc-rs shows here too).
+    (
+        "handshake-plain",
+        20,
+        Collect::Inside("gateway_benches::server_side*"),
+    ),
     ("proxy-request", 200, Collect::WorkerThread),
 ];
 

@@ -2,7 +2,8 @@
 //! under `valgrind --tool=callgrind`. Not a timing benchmark: it only does the work.
 //!
 //! ```text
-//! instr full|resumed|returning ITERS     in-memory TLS 1.3 mTLS handshakes (ECDSA P-256,
+//! instr full|resumed|returning|plain ITERS
+//!                                        in-memory TLS 1.3 mTLS handshakes (ECDSA P-256,
 //!                                        aws-lc-rs); only the server side is counted
 //!                                        (--toggle-collect=gateway_benches::server_side*)
 //! instr proxy ITERS                      an in-process gateway (one worker) proxying ITERS
@@ -16,6 +17,8 @@
 //! - `returning`: full handshakes (no resumption) by the same client certificate again and
 //!   again: what a verified-chain cache speeds up (the first sighting is always done once
 //!   more, so `count(N) - count(0)` holds only returning handshakes).
+//! - `plain`: as `returning`, against a plain rustls server configuration with the same
+//!   provider, certificates and client (webpki verifier, no gateway policy): the yardstick.
 
 use std::sync::Arc;
 
@@ -43,9 +46,16 @@ fn handshakes(kind: &str, iters: usize) -> Result<()> {
                 gateway_benches::handshake(&one);
             }
         }
-        "returning" => {
+        "returning" | "plain" => {
+            // `plain`: the same returning client against a plain rustls server (webpki client
+            // verifier, rustls' default two tickets), the yardstick for the gateway's own cost.
+            let server = if kind == "plain" {
+                gateway_benches::baseline(&dir, &case, "aws-lc-rs").server
+            } else {
+                case.server.clone()
+            };
             let one = gateway_benches::Case {
-                server: case.server.clone(),
+                server,
                 client: case.new_client(false),
                 ca: case.ca.clone(),
                 provider: case.provider.clone(),

@@ -332,6 +332,24 @@ impl Collector for GatewayCollector {
             &[(Vec::new(), p.rate_limited.load(Relaxed))],
         )?;
 
+        // Verified-chain cache (returning clients skip path validation).
+        let cc = crate::pki::path::chain_cache::stats();
+        counter_family(
+            &mut enc,
+            "gateway_chain_cache_lookups",
+            "Certificate path validations by result (hit: answered by the verified-chain cache)",
+            &[
+                (
+                    vec![("result", Cow::Borrowed("hit"))],
+                    cc.hits.load(Relaxed),
+                ),
+                (
+                    vec![("result", Cow::Borrowed("miss"))],
+                    cc.misses.load(Relaxed),
+                ),
+            ],
+        )?;
+
         // Revocation.
         let plan = st.plan.load();
         if let Some(cache) = &plan.revocation_cache {

@@ -1,6 +1,8 @@
 //! The authenticated identity taken from a verified client certificate, and the HTTP
 //! headers that carry it to the backend.
 
+use std::sync::{Arc, OnceLock};
+
 use sha2::{Digest, Sha256};
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -47,6 +49,9 @@ pub struct CertIdentity {
     pub not_after: String,
 }
 
+/// Identities kept by [`CertIdentity::from_der_cached`] before its cache is cleared.
+pub const IDENTITY_CACHE_MAX: usize = 8_192;
+
 /// Why a certificate's identity could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
@@ -64,6 +69,28 @@ impl CertIdentity {
         let (_, cert) =
             X509Certificate::from_der(der).map_err(|e| IdentityError::Parse(e.to_string()))?;
         Ok(Self::from_parsed(&cert, der))
+    }
+
+    /// As [`CertIdentity::from_der`], shared: a returning client's identity is read once
+    /// (process-wide cache keyed by the certificate's SHA-256, at most
+    /// [`IDENTITY_CACHE_MAX`] entries, cleared when full).
+    ///
+    /// # Errors
+    /// [`IdentityError::Parse`] if the DER is not an X.509 certificate.
+    pub fn from_der_cached(der: &[u8]) -> Result<Arc<Self>, IdentityError> {
+        static CACHE: OnceLock<papaya::HashMap<[u8; 32], Arc<CertIdentity>>> = OnceLock::new();
+        let cache = CACHE.get_or_init(papaya::HashMap::new);
+        let digest: [u8; 32] = Sha256::digest(der).into();
+        if let Some(id) = cache.pin().get(&digest) {
+            return Ok(id.clone());
+        }
+        let id = Arc::new(Self::from_der(der)?);
+        let g = cache.pin();
+        if g.len() >= IDENTITY_CACHE_MAX {
+            g.clear();
+        }
+        g.insert(digest, id.clone());
+        Ok(id)
     }
 
     /// Reads the identity from an already parsed certificate and its DER.

@@ -14,7 +14,17 @@ use super::error::Reason;
 use super::{RevocationCache, RevocationChecker, RevocationConfig, Verdict};
 use crate::status::{CertReport, CertStatus, ChainStatus, StatusCheck, StatusFactory};
 
+/// Subject, issuer and serial of a presented certificate, for the report. A certificate of a
+/// validated path is in the process-wide parsed-certificate cache with its names formatted
+/// once; others (unparsable for path validation) are read here.
 fn describe(der: &[u8]) -> (String, String, String) {
+    if let Ok(p) = crate::pki::path::parse_cached(der) {
+        return (
+            p.subject_string(),
+            p.issuer_string(),
+            hex::encode(super::der::normalize_serial(p.serial())),
+        );
+    }
     match CertInfo::parse(der) {
         Ok(c) => (c.subject_string(), c.issuer_string(), c.serial_hex()),
         Err(_) => ("<unparsable certificate>".into(), "?".into(), String::new()),

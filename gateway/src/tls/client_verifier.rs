@@ -13,7 +13,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{DigitallySignedStruct, DistinguishedName, Error, RootCertStore, SignatureScheme};
 
 use crate::pki::keypolicy::{KeyPolicy, RequiredEku};
-use crate::pki::path::{validate_path, PathPolicy, Target, TrustAnchors};
+use crate::pki::path::{validate_path_with, PathError, PathPolicy, Target, TrustAnchors};
 use crate::status::{CertStatus, StatusCheck};
 
 /// Verifies client certificates under the listener's policy.
@@ -85,6 +85,18 @@ impl SeeClientVerifier {
             eku,
             status,
         })
+    }
+}
+
+/// A refusal by the key policy (already a TLS error) or by path validation.
+enum VerifyFailure {
+    Tls(Error),
+    Path(PathError),
+}
+
+impl From<PathError> for VerifyFailure {
+    fn from(e: PathError) -> Self {
+        VerifyFailure::Path(e)
     }
 }
 
@@ -161,16 +173,6 @@ impl SeeClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
-        // Cheap structural policy first: a 1024-bit or SHA-1 certificate never reaches the
-        // (more expensive) signature checks.
-        self.policy
-            .check(end_entity, self.eku)
-            .map_err(policy_error)?;
-        for ca in intermediates {
-            self.policy
-                .check(ca, RequiredEku::None)
-                .map_err(policy_error)?;
-        }
         let mut chain = Vec::with_capacity(1 + intermediates.len());
         chain.push(end_entity.clone());
         chain.extend(intermediates.iter().cloned());
@@ -181,7 +183,24 @@ impl SeeClientVerifier {
             algs: self.provider.signature_verification_algorithms.all,
         };
         let at = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
-        validate_path(&chain, &self.trust, at, &policy).map_err(|e| e.to_rustls())?;
+        // A returning client's chain is answered by the trust store's chain cache. Otherwise
+        // the cheap structural policy first: a 1024-bit or SHA-1 certificate never reaches
+        // the (more expensive) signature checks.
+        validate_path_with(&chain, &self.trust, at, &policy, || {
+            self.policy
+                .check(end_entity, self.eku)
+                .map_err(|e| VerifyFailure::Tls(policy_error(e)))?;
+            for ca in intermediates {
+                self.policy
+                    .check(ca, RequiredEku::None)
+                    .map_err(|e| VerifyFailure::Tls(policy_error(e)))?;
+            }
+            Ok(())
+        })
+        .map_err(|e| match e {
+            VerifyFailure::Tls(e) => e,
+            VerifyFailure::Path(e) => e.to_rustls(),
+        })?;
         if let Some(status) = &self.status {
             // Cache only: a known revocation fails the handshake; anything not yet known is
             // decided after it (see `StatusCheck::check_chain`).

@@ -33,7 +33,15 @@ pub struct TlsConfig {
     pub alpn: Vec<String>,
     /// TLS 1.2 session-id cache and TLS 1.3 tickets enabled.
     pub session_resumption: bool,
+    /// TLS 1.3 session tickets sent after each handshake (1 to 4; with
+    /// `session_resumption`). Each costs an encryption, a key derivation and about 250 bytes
+    /// on the wire, also for clients that never resume; a client resuming gets a fresh one
+    /// every time. Default 1 (rustls and OpenSSL send 2).
+    pub tls13_tickets: usize,
 }
+
+/// The most TLS 1.3 tickets a handshake may send.
+pub const MAX_TLS13_TICKETS: usize = 4;
 
 impl Default for TlsConfig {
     fn default() -> Self {
@@ -45,6 +53,7 @@ impl Default for TlsConfig {
             require_client_auth_eku: true,
             alpn: vec!["h2".into(), "http/1.1".into()],
             session_resumption: true,
+            tls13_tickets: 1,
         }
     }
 }
@@ -92,6 +101,9 @@ pub enum ServerTlsError {
     /// The session-ticket encrypter cannot be made.
     #[error("{0}")]
     Ticketer(rustls::Error),
+    /// `tls13_tickets` is out of range.
+    #[error("{0} tickets per handshake: must be 1 to {MAX_TLS13_TICKETS} (to send none, set session_resumption = false)")]
+    Tickets(usize),
 }
 
 /// Builds a listener's rustls configuration: checks the server certificate's validity, builds
@@ -138,6 +150,10 @@ pub fn build_server_config(parts: ServerTlsParts<'_>) -> Result<ServerConfig, Se
     if l.session_resumption {
         // Stateless TLS 1.3 tickets: any worker can resume any session, no shared lock on
         // the handshake path. TLS 1.2 resumes from the in-memory session-id cache.
+        if !(1..=MAX_TLS13_TICKETS).contains(&l.tls13_tickets) {
+            return Err(ServerTlsError::Tickets(l.tls13_tickets));
+        }
+        cfg.send_tls13_tickets = l.tls13_tickets;
         cfg.ticketer = ticketer(parts.provider_name).map_err(ServerTlsError::Ticketer)?;
         cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
     } else {

@@ -2,7 +2,7 @@
 //! signature checks, normalized names, and the extensions RFC 5280 processing needs.
 
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use x509_parser::extensions::{DistributionPointName, ParsedExtension};
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -213,6 +213,9 @@ pub struct ParsedCert {
     pub unknown_critical: Option<String>,
     /// What the key policy looks at.
     pub facts: KeyFacts,
+    /// Subject and issuer as RFC 4514 strings, made on first use (status reports and log
+    /// lines of returning clients reuse them).
+    names: OnceLock<(String, String)>,
 }
 
 /// Extensions processed by path validation (or harmless when critical).
@@ -313,6 +316,7 @@ impl ParsedCert {
             ski: None,
             unknown_critical: None,
             facts: KeyFacts::of(&x),
+            names: OnceLock::new(),
             der: der.clone(),
         };
         let mut seen: Vec<String> = Vec::new();
@@ -450,12 +454,21 @@ impl ParsedCert {
 
     /// The subject as an RFC 4514 string, for messages.
     pub fn subject_string(&self) -> String {
-        name_string(self.subject_raw())
+        self.names().0.clone()
     }
 
     /// The issuer as an RFC 4514 string, for messages.
     pub fn issuer_string(&self) -> String {
-        name_string(self.issuer_raw())
+        self.names().1.clone()
+    }
+
+    fn names(&self) -> &(String, String) {
+        self.names.get_or_init(|| {
+            (
+                name_string(self.subject_raw()),
+                name_string(self.issuer_raw()),
+            )
+        })
     }
 }
 

@@ -8,13 +8,15 @@
 //! (RFC 5280 6.3: the CRL signer's own path, indirect CRLs) needs. Checks on top of a webpki
 //! result could only refuse more, never accept the valid paths webpki refuses. Signatures
 //! still go through the rustls provider's WebPKI algorithms, and parsed certificates and
-//! verified signatures are memoized (process-wide, bounded) so that a returning client
-//! costs hash lookups: see [`validate_path`].
+//! verified signatures are memoized (process-wide, bounded), and each trust store keeps the
+//! chains it validated ([`chain_cache`]), so that a returning client costs one hash and one
+//! lookup: see [`validate_path`].
 //!
 //! - [`name`]: RFC 5280 7.1 name comparison; [`names`]: general names, name constraints.
 //! - [`cert`]: a certificate parsed once; [`validate`]: path building and 6.1 processing.
 
 pub mod cert;
+pub mod chain_cache;
 mod der;
 pub mod error;
 pub mod name;
@@ -44,7 +46,11 @@ fn cert_cache() -> &'static papaya::HashMap<[u8; 32], Arc<ParsedCert>> {
 /// [`Step::Malformed`].
 pub fn parse_cached(der: &[u8]) -> Result<Arc<ParsedCert>, PathError> {
     use sha2::Digest;
-    let digest: [u8; 32] = sha2::Sha256::digest(der).into();
+    parse_cached_digest(der, sha2::Sha256::digest(der).into())
+}
+
+/// As [`parse_cached`] with the SHA-256 of `der` already known.
+fn parse_cached_digest(der: &[u8], digest: [u8; 32]) -> Result<Arc<ParsedCert>, PathError> {
     let cache = cert_cache();
     if let Some(c) = cache.pin().get(&digest) {
         return Ok(c.clone());
@@ -64,7 +70,9 @@ pub fn parse_cached(der: &[u8]) -> Result<Arc<ParsedCert>, PathError> {
 /// Builds every candidate path (issuers by name, preferring matching key identifiers;
 /// self-issued rollover certificates included) and returns the first that passes RFC 5280
 /// 6.1 and the S.E.E. policy. Status (revocation) is not part of it: see
-/// `revocation::crl_status`.
+/// `revocation::crl_status`. A chain validated before under the same policy and trust store
+/// is answered from the store's [`chain_cache`] while `time` is inside every certificate's
+/// validity period.
 ///
 /// # Errors
 /// [`PathError`] naming the RFC 5280 step that failed, for the most complete path tried.
@@ -74,13 +82,52 @@ pub fn validate_path(
     time: i64,
     policy: &PathPolicy,
 ) -> Result<ValidatedPath, PathError> {
+    validate_path_with(chain, anchors, time, policy, || Ok::<(), PathError>(()))
+}
+
+/// As [`validate_path`], running `before` (cheap checks that refuse early, such as the key
+/// policy on the raw certificates) only when the chain is not in the cache.
+///
+/// # Errors
+/// What `before` returns, or the [`PathError`] of the validation.
+pub fn validate_path_with<E: From<PathError>>(
+    chain: &[CertificateDer<'_>],
+    anchors: &TrustAnchors,
+    time: i64,
+    policy: &PathPolicy,
+    before: impl FnOnce() -> Result<(), E>,
+) -> Result<ValidatedPath, E> {
+    let digests = chain_cache::digests(chain);
+    let key = chain_cache::key_of_digests(&digests, policy);
+    if let Some(path) = anchors.cache().get(&key, time) {
+        return Ok(path);
+    }
+    before()?;
+    let path = validate_uncached(chain, &digests, anchors, time, policy)?;
+    anchors.cache().insert(key, &path);
+    Ok(path)
+}
+
+/// The full validation behind [`validate_path`], without the chain cache.
+fn validate_uncached(
+    chain: &[CertificateDer<'_>],
+    digests: &[[u8; 32]],
+    anchors: &TrustAnchors,
+    time: i64,
+    policy: &PathPolicy,
+) -> Result<ValidatedPath, PathError> {
     let (target, rest) = chain
         .split_first()
         .ok_or_else(|| PathError::new(Step::Malformed, "chain", "no certificate presented"))?;
-    let target = parse_cached(target)?;
+    let digest = |i: usize| digests.get(i).copied();
+    let parse = |i: usize, der: &[u8]| match digest(i) {
+        Some(d) => parse_cached_digest(der, d),
+        None => parse_cached(der),
+    };
+    let target = parse(0, target)?;
     let mut pool = Vec::with_capacity(rest.len());
     for (i, c) in rest.iter().enumerate() {
-        pool.push(parse_cached(c).map_err(|mut e| {
+        pool.push(parse(i + 1, c).map_err(|mut e| {
             e.subject = format!("certificate #{} of the chain", i + 2);
             e
         })?);

@@ -230,3 +230,57 @@ fn compiled_in_provider() -> rustls::crypto::CryptoProvider {
 fn compiled_in_provider() -> rustls::crypto::CryptoProvider {
     rustls::crypto::ring::default_provider()
 }
+
+/// The verified-chain cache answers a returning chain, never a refused one, only inside the
+/// validity window, and per policy and trust store.
+#[test]
+fn chain_cache_returning_chain_window_policy_and_scope() {
+    let root = ca("Cache Root", None, |_| {});
+    let inter = ca("Cache Intermediate", Some(&root), |_| {});
+    let good = leaf("cached client", &inter, |p| {
+        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2040, 1, 1);
+    });
+    let chain = vec![good.clone(), inter.der.clone()];
+    let anchors = TrustAnchors::new(std::slice::from_ref(&root.der)).expect("anchors");
+    let pol = policy(Target::EndEntity);
+    let t = now();
+
+    assert!(anchors.cache().is_empty());
+    let first = validate_path(&chain, &anchors, t, &pol).expect("valid");
+    assert_eq!(anchors.cache().len(), 1, "a validated chain is cached");
+    let key = chain_cache::key(&chain, &pol);
+    let hit = anchors.cache().get(&key, t).expect("hit");
+    assert_eq!(hit.target().digest, first.target().digest);
+    assert_eq!(hit.certs.len(), 2);
+
+    // Outside the window (after the leaf's notAfter): no hit, and the full validation refuses.
+    let late = 2_300_000_000; // 2042
+    assert!(anchors.cache().get(&key, late).is_none());
+    let e = validate_path(&chain, &anchors, late, &pol).expect_err("expired");
+    assert_eq!(e.step, Step::Validity, "{e}");
+    // Before the leaf's notBefore: the same.
+    let early = 1_500_000_000; // 2017
+    assert!(anchors.cache().get(&key, early).is_none());
+    assert!(validate_path(&chain, &anchors, early, &pol).is_err());
+
+    // Another policy or another order of the presented certificates is another key.
+    let any = policy(Target::Any);
+    assert_ne!(chain_cache::key(&chain, &any), key);
+    let reordered = vec![good.clone(), inter.der.clone(), inter.der.clone()];
+    assert_ne!(chain_cache::key(&reordered, &pol), key);
+
+    // A refused chain is not cached: a leaf of an untrusted issuer.
+    let other_root = ca("Other Root", None, |_| {});
+    let stranger = vec![leaf("stranger", &other_root, |_| {})];
+    let before = anchors.cache().len();
+    assert!(validate_path(&stranger, &anchors, t, &pol).is_err());
+    assert!(validate_path(&stranger, &anchors, t, &pol).is_err());
+    assert_eq!(anchors.cache().len(), before);
+
+    // Another trust store (a reload builds new anchors) starts empty, and a chain cached
+    // for one store is refused by a store that does not trust its root.
+    let reloaded = TrustAnchors::new(std::slice::from_ref(&other_root.der)).expect("anchors");
+    assert!(reloaded.cache().is_empty());
+    assert!(validate_path(&chain, &reloaded, t, &pol).is_err());
+}

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use rustls::pki_types::SignatureVerificationAlgorithm;
 
 use super::cert::{ku, ParsedCert};
+use super::chain_cache::ChainCache;
 use super::error::{PathError, Step};
 use super::name::NormName;
 use super::names::{ConstraintState, SubjectNames};
@@ -23,6 +24,7 @@ const MAX_ATTEMPTS: usize = 32;
 pub struct TrustAnchors {
     list: Vec<Arc<ParsedCert>>,
     by_subject: HashMap<NormName, Vec<usize>>,
+    cache: ChainCache,
 }
 
 impl TrustAnchors {
@@ -53,6 +55,11 @@ impl TrustAnchors {
             .into_iter()
             .flatten()
             .map(|&i| &self.list[i])
+    }
+
+    /// The chains validated against these anchors ([`super::chain_cache`]).
+    pub fn cache(&self) -> &ChainCache {
+        &self.cache
     }
 
     /// All anchors.
