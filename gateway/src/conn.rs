@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::audit::{AuditEvent, AuditLog, Decision};
-use crate::lifetime::{Activity, ActivityIo};
+use crate::lifetime::{Activity, ActivityIo, TrackedBody};
 use crate::limits::Limits;
 use crate::metrics::{ListenerCounters, Metrics, Refusal, Rejection, WorkerCounters};
 use crate::pki::identity::CertIdentity;
@@ -320,7 +320,9 @@ pub(crate) async fn serve_connection(
             // Measured before the close; only read on this (rare) path.
             let answered =
                 rt.on_failure.is_some() && bytes_sent(&stream).is_none_or(|n| n > ONE_ALERT);
-            linger_close(stream).await;
+            // Boxed (like every rarely used branch here): the connection task's future is as
+            // large as its largest state, and it lives as long as the connection.
+            Box::pin(linger_close(stream)).await;
             let (kind, refusal, reason) = classify(&e);
             counters.reject(kind);
             lc.refuse(refusal);
@@ -356,6 +358,9 @@ pub(crate) async fn serve_connection(
         }
     };
     lc.handshake_seconds.observe(started.elapsed());
+    // On the heap: the connection task's future holds (copies of) a pointer instead of the
+    // ~1.2 KiB TLS state for the rest of the connection's life.
+    let tls = Box::new(tls);
     let (_, session) = tls.get_ref();
     let resumed = session.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
     if resumed {
@@ -376,8 +381,12 @@ pub(crate) async fn serve_connection(
     let identity = match session.peer_certificates() {
         Some(chain @ [leaf_der, ..]) => {
             if let Some(check) = &plan.status {
-                let (refusal, leaf) =
-                    status_verdict(check.as_ref(), chain, plan.limits.check_timeout).await;
+                let (refusal, leaf) = Box::pin(status_verdict(
+                    check.as_ref(),
+                    chain,
+                    plan.limits.check_timeout,
+                ))
+                .await;
                 if rt.audit.is_some() {
                     leaf_status = leaf;
                 }
@@ -499,8 +508,8 @@ pub(crate) async fn serve_connection(
                 return;
             }
         };
-        let res = crate::tcp_proxy::serve_tcp_connection(
-            tls,
+        let res = Box::pin(crate::tcp_proxy::serve_tcp_connection(
+            *tls,
             peer,
             local,
             identity.as_deref(),
@@ -513,7 +522,7 @@ pub(crate) async fn serve_connection(
                 recheck_interval: recheck.as_ref().and(limits.status_recheck_interval),
             },
             recheck,
-        )
+        ))
         .await;
         if let Err(reason) = res {
             tracing::info!(listener = %plan.name, %peer, %reason, "tcp connection refused or failed");
@@ -556,28 +565,209 @@ pub(crate) async fn serve_connection(
     .await;
 }
 
+/// The TLS stream as hyper sees it.
+type HttpIo = ActivityIo<Box<tokio_rustls::server::TlsStream<TcpStream>>>;
+
+/// An error ending an HTTP connection (hyper's or hyper-util's).
+type ConnError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What [`serve_http`]'s loop needs from an HTTP connection future.
+trait HttpConn: Future<Output = Result<(), ConnError>> {
+    /// Starts a graceful close (in-flight requests finish, then the connection closes).
+    fn graceful(self: Pin<&mut Self>);
+    /// Whether the connection holds HTTP state that parking would release.
+    fn parkable(&self) -> bool {
+        false
+    }
+}
+
+/// hyper-util's `auto` connection (boxed) with its graceful close.
+struct AutoConn<C, G> {
+    conn: Pin<Box<C>>,
+    graceful: G,
+}
+
+impl<C: Future, G: Unpin> Future for AutoConn<C, G> {
+    type Output = C::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<C::Output> {
+        self.get_mut().conn.as_mut().poll(cx)
+    }
+}
+
+impl<C, G> HttpConn for AutoConn<C, G>
+where
+    C: Future<Output = Result<(), ConnError>>,
+    G: FnMut(Pin<&mut C>) + Unpin,
+{
+    fn graceful(self: Pin<&mut Self>) {
+        let this = self.get_mut();
+        (this.graceful)(this.conn.as_mut());
+    }
+}
+
+/// Starts the graceful close of hyper-util's `auto` connection.
+fn auto_graceful<I, S, E, B>(c: Pin<&mut hyper_util::server::conn::auto::Connection<'_, I, S, E>>)
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<ConnError>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<ConnError>,
+    E: hyper_util::server::conn::auto::HttpServerConnExec<S::Future, B>,
+{
+    c.graceful_shutdown();
+}
+
+/// An HTTP/1.1 connection whose HTTP state exists only while it is in use: after
+/// [`crate::lifetime::PARK_AFTER`] of quiet, hyper's connection (read buffer, write buffer,
+/// dispatcher) is ended at a message boundary and dropped; only the TLS stream is kept until
+/// the client sends again (see [`crate::lifetime`]).
+struct ParkingH1<S: hyper::service::HttpService<hyper::body::Incoming>> {
+    builder: hyper::server::conn::http1::Builder,
+    state: H1State<S>,
+}
+
+enum H1State<S: hyper::service::HttpService<hyper::body::Incoming>> {
+    /// hyper serves the connection (boxed: its size is paid only while in use).
+    Active(Box<hyper::server::conn::http1::Connection<TokioIo<HttpIo>, S>>),
+    /// No HTTP state: waiting for the client's next bytes.
+    Parked {
+        io: HttpIo,
+        service: S,
+    },
+    /// Graceful close while parked: TLS close_notify and FIN.
+    Closing(HttpIo),
+    Done,
+}
+
+impl<S: hyper::service::HttpService<hyper::body::Incoming>> ParkingH1<S> {
+    /// Starts parked: hyper is set up when the first request's bytes arrive.
+    fn new(builder: hyper::server::conn::http1::Builder, io: HttpIo, service: S) -> Self {
+        ParkingH1 {
+            builder,
+            state: H1State::Parked { io, service },
+        }
+    }
+}
+
+impl<S, B> Future for ParkingH1<S>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B> + Unpin,
+    S::Error: Into<ConnError>,
+    B: hyper::body::Body + Unpin + 'static,
+    B::Error: Into<ConnError>,
+{
+    type Output = Result<(), ConnError>;
+
+    fn poll(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        use std::task::{ready, Poll};
+        let this = self.get_mut();
+        loop {
+            match &mut this.state {
+                H1State::Active(conn) => {
+                    let res = ready!(Pin::new(&mut **conn).poll(cx));
+                    let H1State::Active(conn) = std::mem::replace(&mut this.state, H1State::Done)
+                    else {
+                        return Poll::Ready(Ok(()));
+                    };
+                    res?;
+                    let parts = conn.into_parts();
+                    let mut io = parts.io.into_inner();
+                    if !io.take_parked_eof() {
+                        // The client closed (hyper has shut the TLS stream down).
+                        return Poll::Ready(Ok(()));
+                    }
+                    // Bytes hyper read but did not parse (none at a clean message boundary)
+                    // are read again first.
+                    io.unread(parts.read_buf);
+                    this.state = H1State::Parked {
+                        io,
+                        service: parts.service,
+                    };
+                }
+                H1State::Parked { io, .. } => {
+                    if !ready!(io.poll_fill_prefix(cx))? {
+                        // The client closed while parked.
+                        return Poll::Ready(Ok(()));
+                    }
+                    let H1State::Parked { io, service } =
+                        std::mem::replace(&mut this.state, H1State::Done)
+                    else {
+                        return Poll::Ready(Ok(()));
+                    };
+                    this.state = H1State::Active(Box::new(
+                        this.builder.serve_connection(TokioIo::new(io), service),
+                    ));
+                }
+                H1State::Closing(io) => {
+                    let res = ready!(tokio::io::AsyncWrite::poll_shutdown(Pin::new(io), cx));
+                    this.state = H1State::Done;
+                    return Poll::Ready(res.map_err(Into::into));
+                }
+                H1State::Done => return Poll::Ready(Ok(())),
+            }
+        }
+    }
+}
+
+impl<S, B> HttpConn for ParkingH1<S>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B> + Unpin,
+    S::Error: Into<ConnError>,
+    B: hyper::body::Body + Unpin + 'static,
+    B::Error: Into<ConnError>,
+{
+    fn graceful(self: Pin<&mut Self>) {
+        let this = self.get_mut();
+        match std::mem::replace(&mut this.state, H1State::Done) {
+            H1State::Active(mut conn) => {
+                Pin::new(&mut *conn).graceful_shutdown();
+                this.state = H1State::Active(conn);
+            }
+            H1State::Parked { io, .. } | H1State::Closing(io) => {
+                this.state = H1State::Closing(io);
+            }
+            H1State::Done => {}
+        }
+    }
+
+    fn parkable(&self) -> bool {
+        matches!(self.state, H1State::Active(_))
+    }
+}
+
 /// Serves HTTP/1.1 or HTTP/2 on an established TLS connection until the client closes it,
 /// a limit of the listener ends it ([`crate::lifetime`]), `recheck` (called every
 /// `limits.status_recheck_interval`) refuses the client's certificate, or shutdown.
+///
+/// HTTP/1.1 chosen by ALPN is served by [`ParkingH1`] (hyper's state released while idle);
+/// HTTP/2, and connections without ALPN (HTTP/1.1 or prior-knowledge HTTP/2, told apart by
+/// hyper-util), by hyper-util's `auto` connection.
 #[allow(clippy::too_many_arguments)]
 async fn serve_http<F, Fut>(
-    tls: tokio_rustls::server::TlsStream<TcpStream>,
+    tls: Box<tokio_rustls::server::TlsStream<TcpStream>>,
     ctx: Arc<ConnContext>,
     proxy: Proxy,
     metrics: Metrics,
     worker: usize,
     limits: &Limits,
-    mut recheck: Option<F>,
+    recheck: Option<F>,
     name: &str,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
     let peer = ctx.peer;
-    let alpn_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let alpn = tls.get_ref().1.alpn_protocol();
+    let alpn_h2 = alpn == Some(b"h2");
+    let alpn_h1 = alpn == Some(b"http/1.1");
     let activity = Arc::new(Activity::new(!alpn_h2));
-    let io = TokioIo::new(ActivityIo::new(tls, activity.clone()));
+    let io = ActivityIo::new(tls, activity.clone());
     let act = activity.clone();
     let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let ctx = ctx.clone();
@@ -585,36 +775,76 @@ async fn serve_http<F, Fut>(
         let metrics = metrics.clone();
         let act = act.clone();
         async move {
-            let _in_flight = act.enter(req.version() == http::Version::HTTP_2);
+            let in_flight = act.enter(req.version() == http::Version::HTTP_2);
             let t0 = std::time::Instant::now();
             let counters = metrics.worker(worker);
             let resp = proxy.handle(req, &ctx, counters).await;
             counters.response(resp.status().as_u16(), t0.elapsed());
+            // The body counts as in flight until hyper has sent it (no parking before).
+            let resp = resp.map(|b| TrackedBody::new(b, act.clone()));
+            drop(in_flight);
             Ok::<_, std::convert::Infallible>(resp)
         }
     });
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    // hyper's own header timer would also cut idle keep-alive connections; the deadlines are
-    // kept by `activity` instead (header read, idle, first request, age).
-    builder
-        .http1()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(None)
-        .max_buf_size(limits.max_header_bytes as usize);
-    builder
-        .http2()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .max_concurrent_streams(limits.h2_max_concurrent_streams)
-        .max_header_list_size(limits.max_header_bytes)
-        .keep_alive_interval(limits.h2_keepalive_interval)
-        .keep_alive_timeout(limits.h2_keepalive_timeout);
-    // ALPN decided the protocol: no detection read (h2 preface sniffing) is needed.
-    let builder = if alpn_h2 {
-        builder.http2_only()
+    if alpn_h1 {
+        let mut h1 = hyper::server::conn::http1::Builder::new();
+        // hyper's own header timer would also cut idle keep-alive connections; the deadlines
+        // are kept by `activity` instead (header read, idle, first request, age).
+        h1.timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(None)
+            .max_buf_size(limits.max_header_bytes as usize);
+        let conn = ParkingH1::new(h1, io, service);
+        serve_loop(conn, peer, &activity, limits, recheck, name, shutdown).await;
     } else {
-        builder
-    };
-    let conn = builder.serve_connection(io, service);
+        // Boxed: hyper-util's connection (and its HTTP/2 state) would make the connection
+        // task's own future, which every idle HTTP/1.1 connection keeps, much larger.
+        Box::pin(async move {
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(None)
+                .max_buf_size(limits.max_header_bytes as usize);
+            builder
+                .http2()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .max_concurrent_streams(limits.h2_max_concurrent_streams)
+                .max_header_list_size(limits.max_header_bytes)
+                .keep_alive_interval(limits.h2_keepalive_interval)
+                .keep_alive_timeout(limits.h2_keepalive_timeout);
+            // ALPN decided the protocol: no detection read (h2 preface sniffing) is needed.
+            let builder = if alpn_h2 {
+                builder.http2_only()
+            } else {
+                builder
+            };
+            // Boxed: the connection task's own future stays small.
+            let conn = AutoConn {
+                conn: Box::pin(builder.serve_connection(TokioIo::new(io), service)),
+                graceful: auto_graceful,
+            };
+            serve_loop(conn, peer, &activity, limits, recheck, name, shutdown).await;
+        })
+        .await;
+    }
+}
+
+/// Drives one HTTP connection under the listener's limits: the `activity` deadlines, the
+/// periodic status re-check, shutdown, and (HTTP/1.1) parking after
+/// [`crate::lifetime::PARK_AFTER`] of quiet.
+async fn serve_loop<C, F, Fut>(
+    conn: C,
+    peer: SocketAddr,
+    activity: &Activity,
+    limits: &Limits,
+    mut recheck: Option<F>,
+    name: &str,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    C: HttpConn,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
     tokio::pin!(conn);
     let ms = |d: Duration| d.as_millis() as u64;
     let mut next_check = limits.status_recheck_interval.map(ms);
@@ -627,11 +857,14 @@ async fn serve_http<F, Fut>(
         let wake = match draining {
             Some(d) => d,
             None => {
-                let at = activity.next_deadline(limits).min(if check.is_none() {
+                let mut at = activity.next_deadline(limits).min(if check.is_none() {
                     next_check.unwrap_or(u64::MAX)
                 } else {
                     u64::MAX
                 });
+                if conn.parkable() && !activity.park_pending() {
+                    at = at.min(activity.park_at().unwrap_or(u64::MAX));
+                }
                 tokio::time::Instant::from_std(activity.at(at))
             }
         };
@@ -658,7 +891,7 @@ async fn serve_http<F, Fut>(
                     continue;
                 }
                 // Server shutdown: the worker bounds the drain (shutdown_grace_secs).
-                conn.as_mut().graceful_shutdown();
+                conn.as_mut().graceful();
                 let _ = conn.as_mut().await;
                 return;
             }
@@ -690,10 +923,18 @@ async fn serve_http<F, Fut>(
                     }
                 }
                 match activity.expired(limits, now) {
+                    None if conn.parkable()
+                        && !activity.park_pending()
+                        && activity.park_at().is_some_and(|at| now >= at) =>
+                    {
+                        // Quiet long enough: hyper's next read ends its connection and
+                        // ParkingH1 keeps only the TLS stream.
+                        activity.request_park();
+                    }
                     None => {}
                     Some(why) if why.is_graceful() => {
                         tracing::debug!(listener = %name, %peer, reason = why.as_str(), "closing connection gracefully");
-                        conn.as_mut().graceful_shutdown();
+                        conn.as_mut().graceful();
                         // In-flight requests get their response deadline to finish.
                         draining = Some(tokio::time::Instant::now() + limits.upstream_response_timeout + limits.body_idle_timeout);
                     }
@@ -706,3 +947,6 @@ async fn serve_http<F, Fut>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,6 +7,15 @@
 //! wrapper [`ActivityIo`] and by a guard around each request ([`Activity::enter`]), and one
 //! timer armed at [`Activity::next_deadline`]. On expiry [`Activity::expired`] says what to
 //! do. The decision logic is pure (time is passed in), so it is unit-tested without sleeping.
+//!
+//! Idle memory: an HTTP/1.1 connection that has been quiet for [`PARK_AFTER`] with nothing in
+//! flight is *parked* (see `conn::ParkingH1`): [`ActivityIo`] answers hyper's next read with a
+//! (fake) end of stream so hyper ends the connection at a message boundary and hands the I/O
+//! back, which drops hyper's read and write buffers and its dispatcher. While parked, only the
+//! TLS stream is kept; [`ActivityIo::poll_fill_prefix`] waits for the next plaintext with a
+//! stack buffer and keeps what it read as a small prefix that the next hyper connection reads
+//! first. [`Activity::park_at`] says when a connection may be parked; [`TrackedBody`] keeps
+//! it from parking while a response body is still being sent.
 
 use std::io;
 use std::pin::Pin;
@@ -14,6 +23,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::limits::Limits;
@@ -36,7 +47,19 @@ pub(crate) struct Activity {
     /// A deadline may have moved earlier (a head started, a request ended): the connection
     /// task re-arms its timer.
     rearm: AtomicBool,
+    /// Response bodies handed to hyper and not yet finished (dropped).
+    open_bodies: AtomicU32,
+    /// The connection task asks [`ActivityIo`] to park the connection at hyper's next read.
+    park: AtomicBool,
+    /// Times hyper's connection was ended for parking (its buffers dropped).
+    parks: AtomicU32,
 }
+
+/// How long an HTTP/1.1 connection must be quiet (no byte either way, nothing in flight)
+/// before its HTTP state (hyper's buffers) is released. Short enough that idle keep-alive
+/// connections cost little, long enough that a client sending requests in bursts keeps its
+/// HTTP state between them.
+pub(crate) const PARK_AFTER: Duration = Duration::from_millis(1000);
 
 /// Why a connection is closed by its limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +116,46 @@ impl Activity {
             head_started_ms: AtomicU64::new(0),
             track_io: AtomicBool::new(http1),
             rearm: AtomicBool::new(false),
+            open_bodies: AtomicU32::new(0),
+            park: AtomicBool::new(false),
+            parks: AtomicU32::new(0),
         }
+    }
+
+    /// Times the connection was parked (hyper's connection and buffers dropped).
+    #[cfg(test)]
+    pub(crate) fn parks(&self) -> u32 {
+        self.parks.load(Relaxed)
+    }
+
+    /// When (ms since start) the connection may be parked (its HTTP state released): `None`
+    /// while a request or a response body is in flight, a request head has started, or I/O
+    /// does not count as activity (HTTP/2).
+    pub(crate) fn park_at(&self) -> Option<u64> {
+        if !self.track_io.load(Relaxed)
+            || self.in_flight.load(Relaxed) > 0
+            || self.open_bodies.load(Relaxed) > 0
+            || self.head_started_ms.load(Relaxed) > 0
+        {
+            return None;
+        }
+        Some(self.last_active_ms.load(Relaxed) + PARK_AFTER.as_millis() as u64)
+    }
+
+    /// Asks the I/O wrapper to park the connection at hyper's next read.
+    pub(crate) fn request_park(&self) {
+        self.park.store(true, Relaxed);
+    }
+
+    /// Whether a park request is pending (not yet seen by the I/O wrapper).
+    pub(crate) fn park_pending(&self) -> bool {
+        self.park.load(Relaxed)
+    }
+
+    /// Whether the connection may be parked now (re-checked by the I/O wrapper at the read
+    /// that would end hyper's connection).
+    fn may_park_now(&self) -> bool {
+        self.park_at().is_some_and(|at| self.now_ms() >= at)
     }
 
     fn now_ms(&self) -> u64 {
@@ -186,17 +248,84 @@ impl Activity {
     }
 }
 
-/// An I/O object that reports bytes read and written to an [`Activity`].
+/// An I/O object that reports bytes read and written to an [`Activity`], and parks an idle
+/// HTTP/1.1 connection on request (see the module docs).
 #[derive(Debug)]
 pub(crate) struct ActivityIo<T> {
     inner: T,
     activity: std::sync::Arc<Activity>,
+    /// Plaintext read while parked, served before `inner` (`None` once consumed).
+    prefix: Option<Bytes>,
+    /// Everything written has been flushed (the last write-side call was a successful
+    /// `poll_flush`): hyper holds no unsent bytes.
+    write_clean: bool,
+    /// A read was answered with a fake end of stream to park the connection; `poll_shutdown`
+    /// then does nothing (the connection stays open).
+    parked_eof: bool,
 }
 
 impl<T> ActivityIo<T> {
     /// Wraps `inner`.
     pub(crate) fn new(inner: T, activity: std::sync::Arc<Activity>) -> Self {
-        ActivityIo { inner, activity }
+        ActivityIo {
+            inner,
+            activity,
+            prefix: None,
+            write_clean: true,
+            parked_eof: false,
+        }
+    }
+
+    /// Whether the last read was a fake end of stream for parking (clears the flag).
+    pub(crate) fn take_parked_eof(&mut self) -> bool {
+        let parked = std::mem::take(&mut self.parked_eof);
+        if parked {
+            self.activity.parks.fetch_add(1, Relaxed);
+        }
+        parked
+    }
+
+    /// Puts `bytes` back in front of the stream (read again first).
+    pub(crate) fn unread(&mut self, bytes: Bytes) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.prefix = Some(match self.prefix.take() {
+            None => bytes,
+            Some(rest) => {
+                let mut v = Vec::with_capacity(bytes.len() + rest.len());
+                v.extend_from_slice(&bytes);
+                v.extend_from_slice(&rest);
+                Bytes::from(v)
+            }
+        });
+    }
+
+    /// Bytes waiting in the prefix.
+    pub(crate) fn prefix_len(&self) -> usize {
+        self.prefix.as_ref().map_or(0, Bytes::len)
+    }
+}
+
+/// Plaintext read at once while parked (on the stack; only what was read is kept).
+const PARKED_READ: usize = 4096;
+
+impl<T: AsyncRead + Unpin> ActivityIo<T> {
+    /// While parked: waits for plaintext without holding a buffer, then keeps what one read
+    /// returned as the prefix. `Ok(true)`: data is ready; `Ok(false)`: end of stream.
+    pub(crate) fn poll_fill_prefix(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        if self.prefix_len() > 0 {
+            return Poll::Ready(Ok(true));
+        }
+        let mut stack = [0u8; PARKED_READ];
+        let mut buf = ReadBuf::new(&mut stack);
+        std::task::ready!(Pin::new(&mut self.inner).poll_read(cx, &mut buf))?;
+        if buf.filled().is_empty() {
+            return Poll::Ready(Ok(false));
+        }
+        self.activity.on_io(true);
+        self.prefix = Some(Bytes::copy_from_slice(buf.filled()));
+        Poll::Ready(Ok(true))
     }
 }
 
@@ -206,10 +335,28 @@ impl<T: AsyncRead + Unpin> AsyncRead for ActivityIo<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if let Some(prefix) = self.prefix.as_mut() {
+            // Already counted as activity when it was read.
+            let n = prefix.len().min(buf.remaining());
+            buf.put_slice(&prefix.split_to(n));
+            if prefix.is_empty() {
+                self.prefix = None;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        let park = self.activity.park.swap(false, Relaxed);
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.on_io(true);
+        match r {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => self.activity.on_io(true),
+            Poll::Pending if park && self.write_clean && self.activity.may_park_now() => {
+                // Nothing to read, nothing unsent, nothing in flight, quiet for PARK_AFTER:
+                // end hyper's connection here (an idle keep-alive connection ends cleanly
+                // at a message boundary; anything else ends with an error and is closed).
+                self.parked_eof = true;
+                return Poll::Ready(Ok(()));
+            }
+            _ => {}
         }
         r
     }
@@ -221,6 +368,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ActivityIo<T> {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
+        self.write_clean = false;
         let r = Pin::new(&mut self.inner).poll_write(cx, data);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.on_io(false);
@@ -233,6 +381,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ActivityIo<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        self.write_clean = false;
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.on_io(false);
@@ -245,11 +394,65 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ActivityIo<T> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let r = Pin::new(&mut self.inner).poll_flush(cx);
+        if matches!(r, Poll::Ready(Ok(()))) {
+            self.write_clean = true;
+        }
+        r
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.parked_eof {
+            // hyper ends its connection after the fake end of stream: the TLS connection
+            // stays open (parked).
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A response body that counts as in flight (no parking) until hyper has sent all of it
+/// (hyper drops the body at its end) or dropped it.
+#[derive(Debug)]
+pub(crate) struct TrackedBody<B> {
+    inner: B,
+    activity: std::sync::Arc<Activity>,
+}
+
+impl<B> TrackedBody<B> {
+    /// Tracks `inner` in `activity`.
+    pub(crate) fn new(inner: B, activity: std::sync::Arc<Activity>) -> Self {
+        activity.open_bodies.fetch_add(1, Relaxed);
+        TrackedBody { inner, activity }
+    }
+}
+
+impl<B> Drop for TrackedBody<B> {
+    fn drop(&mut self) {
+        let a = &self.activity;
+        a.last_active_ms.store(a.now_ms(), Relaxed);
+        a.open_bodies.fetch_sub(1, Relaxed);
+        a.rearm.store(true, Relaxed);
+    }
+}
+
+impl<B: Body + Unpin> Body for TrackedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -73,7 +73,7 @@ fn start_gateway(bin: &Path, pki: &Path) -> Result<Server> {
     let cfg = pki.join("compare-gateway.toml");
     let listener = |port: u16, backend: &str| {
         format!(
-            "[[listener]]\nbind = \"127.0.0.1:{port}\"\nbackend = \"{backend}\"\nserver_cert = \"server.pem\"\nserver_key = \"server.key\"\ntrusted_cas = [\"ca.pem\"]\n[listener.tls]\ngroups = [\"X25519\", \"secp256r1\"]\n[listener.revocation]\norder = \"crl-only\"\ncrl_files = [\"ca.crl.pem\"]\n"
+            "[[listener]]\nbind = \"127.0.0.1:{port}\"\nbackend = \"{backend}\"\nserver_cert = \"server.pem\"\nserver_key = \"server.key\"\ntrusted_cas = [\"ca.pem\"]\n[listener.tls]\ngroups = [\"X25519\", \"secp256r1\"]\n[listener.revocation]\norder = \"crl-only\"\ncrl_files = [\"ca.crl.pem\"]\n[listener.limits]\nmax_connections_per_worker = 30000\n"
         )
     };
     std::fs::write(
@@ -325,7 +325,7 @@ pub struct Options {
     pub rounds: usize,
     /// Idle connections held per server and round (0: skip the idle measurement).
     pub idle: usize,
-    /// Only these workloads (empty: all).
+    /// Only these workloads (empty: all; `idle` names the idle-connection measurement).
     pub only: Vec<String>,
 }
 
@@ -412,7 +412,7 @@ pub fn compare(o: &Options) -> Result<()> {
                 &["--mode", "full", "--max-requests", "50"],
                 2,
             );
-            if o.idle > 0 && o.only.is_empty() {
+            if o.idle > 0 && (o.only.is_empty() || o.only.iter().any(|n| n == "idle")) {
                 let sample = loadgen(
                     &lg,
                     &pki,
