@@ -110,7 +110,8 @@ impl Revoked {
     }
 }
 
-/// A parsed CRL. The entries are read only once a signature has been verified.
+/// A parsed CRL. The entries are read only once a signature has been verified; then the
+/// DER is released and only the keys the signature verified with are accepted for it.
 #[derive(Debug)]
 pub struct Crl {
     /// The DER until the entries are read (then `None`: released).
