@@ -4,6 +4,7 @@
 //! bpf-linker in `./.tools/`) and builds the eBPF programs, so the tests use the real ones.
 
 mod compare;
+mod crlmem;
 mod ebpf;
 mod fuzz;
 mod peers;
@@ -42,6 +43,7 @@ fn main() -> Result<()> {
             soak::CI_BOUNDS,
         ),
         Some("compare") => compare::compare(&compare::Options::parse(&args[1..])?),
+        Some("crl-memory") => crlmem::crl_memory(&ebpf::workspace_root(), &args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
@@ -55,6 +57,8 @@ fn main() -> Result<()> {
                  build-ebpf     install-tools, then build the eBPF programs into target/ebpf\n  \
                  compare [SECS] [--rounds N] [--idle N] [--only w1,w2]\n                \
                  gateway vs nginx, pinned, interleaved rounds, medians and ratios\n  \
+                 crl-memory [RUNS] [--entries N]\n                \
+                 time to first answer and RSS growth with a 1M-entry CRL from a distribution point\n  \
                  soak [MINUTES] mixed traffic against a release gateway; RSS and fds over time (default 2)\n  \
                  fuzz [SECS]    every cargo-fuzz target in fuzz/ for SECS s each (default 60; nightly, cargo-fuzz in ./.tools)"
             );

@@ -686,8 +686,8 @@ async fn fetch_crl(
     // Only the header is read here (bounded work, nothing built from unsigned data): the
     // signer and the entries are decided by CRL processing. Off the fetch runtime's thread.
     let parsed = tokio::task::spawn_blocking(move || {
-        crl::to_der(&bytes)
-            .and_then(|d| Crl::parse(&d))
+        crl::to_der_owned(bytes)
+            .and_then(Crl::parse_owned)
             .map_err(|e| crl_reason(e, &src))
     })
     .await
@@ -714,7 +714,7 @@ async fn fetch_crl(
         return Err(crl_reason(e, &url));
     }
     let changed = old.as_ref().is_none_or(|o| o.crl.digest != crl.digest);
-    tracing::debug!(url = %url, bytes = crl.der().len(), next_update = %super::der::fmt_time(crl.next_update), "CRL loaded");
+    tracing::debug!(url = %url, bytes = crl.der_len(), next_update = %super::der::fmt_time(crl.next_update), "CRL loaded");
     let s = Arc::new(CrlState {
         crl: Arc::new(crl),
         url,

@@ -4,19 +4,24 @@
 //! of the entry list): bounded work, no allocation per entry. The revoked serials are read
 //! only after the signature verified ([`Crl::verified_entries`]): each serial at most 20
 //! octets, kept compactly by issuer (indirect CRLs name other issuers in
-//! certificateIssuer entries). Which CRL applies to which certificate (distribution points,
+//! certificateIssuer entries), counted in a first pass and written straight into sets of
+//! their final size in a second. Then the DER is released (a 1M-entry CRL is 24 MB of DER
+//! against 6 MB of serials): the CRL keeps the keys its signature verified with, and any
+//! other key is refused. Which CRL applies to which certificate (distribution points,
 //! scope, reasons, the CRL signer's own path) is decided in
 //! [`crl_status`](super::crl_status).
 
 use std::ops::Range;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Mutex, OnceLock, PoisonError};
+
+use bytes::Bytes;
 
 use rustls::pki_types::SignatureVerificationAlgorithm;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateRevocationListDer;
 
 use super::der::{bit_string_bytes, tag, time, DerError, Reader};
-use super::serials::{SerialSet, MAX_SERIAL_LEN};
+use super::serials::{SerialSet, SerialSetBuilder, MAX_SERIAL_LEN};
 use crate::pki::path::cert::{DpName, ParsedCert};
 use crate::pki::path::name::NormName;
 
@@ -108,7 +113,13 @@ impl Revoked {
 /// A parsed CRL. The entries are read only once a signature has been verified.
 #[derive(Debug)]
 pub struct Crl {
-    der: Arc<[u8]>,
+    /// The DER until the entries are read (then `None`: released).
+    der: Mutex<Option<Bytes>>,
+    der_len: usize,
+    /// SubjectPublicKeyInfos the signature verified with (a signature verifies with one key,
+    /// possibly certified more than once). Checked without the DER.
+    signers: Mutex<Vec<Box<[u8]>>>,
+    sig_alg_value: Box<[u8]>,
     tbs: Range<usize>,
     sig_alg: Range<usize>,
     signature: Range<usize>,
@@ -160,6 +171,17 @@ pub fn to_der(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, CrlError> {
         .map_err(|e| CrlError::Encoding(e.to_string()))
 }
 
+/// As [`to_der`], keeping DER input as it is (no copy of a fetched body).
+///
+/// # Errors
+/// [`CrlError::Encoding`].
+pub fn to_der_owned(bytes: Bytes) -> Result<Bytes, CrlError> {
+    match to_der(&bytes)? {
+        std::borrow::Cow::Borrowed(_) => Ok(bytes),
+        std::borrow::Cow::Owned(v) => Ok(Bytes::from(v)),
+    }
+}
+
 fn range_in(whole: &[u8], part: &[u8]) -> Range<usize> {
     let start = (part.as_ptr() as usize).saturating_sub(whole.as_ptr() as usize);
     start..start + part.len()
@@ -204,8 +226,15 @@ impl Crl {
     /// # Errors
     /// [`CrlError`] naming the problem.
     pub fn parse(der: &[u8]) -> Result<Crl, CrlError> {
+        Crl::parse_owned(Bytes::copy_from_slice(der))
+    }
+
+    /// As [`Crl::parse`], taking the DER without copying it (a fetched body).
+    ///
+    /// # Errors
+    /// [`CrlError`] naming the problem.
+    pub fn parse_owned(der: Bytes) -> Result<Crl, CrlError> {
         use sha2::Digest;
-        let der: Arc<[u8]> = Arc::from(der);
         let d: &[u8] = &der;
         let mut top = Reader::new(d);
         let list = top.expect(tag::SEQUENCE, "CertificateList is not a SEQUENCE")?;
@@ -251,7 +280,10 @@ impl Crl {
             delta: false,
             unsupported: None,
             revoked: OnceLock::new(),
-            der: der.clone(),
+            der_len: d.len(),
+            sig_alg_value: sig_alg.value.into(),
+            signers: Mutex::new(Vec::new()),
+            der: Mutex::new(None),
         };
         if let Some(exts) = r.optional(tag::CTX0)? {
             let seq = Reader::new(exts.value).expect(tag::SEQUENCE, "crlExtensions")?;
@@ -277,12 +309,21 @@ impl Crl {
         if !r.is_empty() {
             return Err(DerError("trailing data in tbsCertList").into());
         }
+        crl.der = Mutex::new(Some(der));
         Ok(crl)
     }
 
-    /// The DER encoding.
-    pub fn der(&self) -> &[u8] {
-        &self.der
+    /// The DER encoding, until the entries have been read (`None` after: released).
+    pub fn der(&self) -> Option<Bytes> {
+        self.der
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Length of the DER encoding.
+    pub fn der_len(&self) -> usize {
+        self.der_len
     }
 
     /// Whether the CRL is current at `now` with `skew` seconds of allowance.
@@ -313,7 +354,9 @@ impl Crl {
         }
     }
 
-    /// Verifies the signature with `signer`'s key (memoized).
+    /// Verifies the signature with `signer`'s key (memoized). Once the entries have been
+    /// read the DER is gone: a key the signature verified with before is still accepted
+    /// (when `algs` allows the CRL's algorithm for it), any other key is refused.
     ///
     /// # Errors
     /// [`CrlError::BadSignature`].
@@ -322,14 +365,48 @@ impl Crl {
         signer: &ParsedCert,
         algs: &[&'static dyn SignatureVerificationAlgorithm],
     ) -> Result<(), CrlError> {
+        let spki = signer.spki();
+        let known = self
+            .signers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .any(|k| **k == *spki);
+        let Some(der) = self.der() else {
+            if !known {
+                return Err(CrlError::BadSignature(
+                    "not the key the CRL verified with when it was read".into(),
+                ));
+            }
+            let allowed = algs.iter().any(|a| {
+                a.public_key_alg_id().as_ref() == signer.spki_alg()
+                    && a.signature_alg_id().as_ref() == self.sig_alg_id()
+            });
+            return if allowed {
+                Ok(())
+            } else {
+                Err(CrlError::BadSignature(
+                    "signature algorithm or key type not allowed".into(),
+                ))
+            };
+        };
         crate::pki::path::verify::verify(
             algs,
             signer,
             &self.digest,
-            &self.der[self.sig_alg.clone()],
-            &self.der[self.tbs.clone()],
-            &self.der[self.signature.clone()],
+            &der[self.sig_alg.clone()],
+            &der[self.tbs.clone()],
+            &der[self.signature.clone()],
         )
+        .map(|()| {
+            if !known {
+                let mut s = self.signers.lock().unwrap_or_else(PoisonError::into_inner);
+                // One key verifies a signature; a few certificates may carry it.
+                if s.len() < 8 {
+                    s.push(spki.into());
+                }
+            }
+        })
         .map_err(|e| {
             CrlError::BadSignature(match e {
                 crate::pki::path::verify::SigError::Invalid => "signature does not verify".into(),
@@ -351,10 +428,22 @@ impl Crl {
         algs: &[&'static dyn SignatureVerificationAlgorithm],
     ) -> Result<&Revoked, CrlError> {
         self.verify_signature(signer, algs)?;
-        self.revoked
-            .get_or_init(|| self.read_entries())
-            .as_ref()
-            .map_err(Clone::clone)
+        let revoked = self.revoked.get_or_init(|| {
+            let r = match self.der() {
+                Some(der) => self.read_entries(&der),
+                // Unreachable: the DER goes only once this is set.
+                None => Err(CrlError::Unsupported("CRL entries read twice".into())),
+            };
+            // The entries are all that is needed from now on.
+            *self.der.lock().unwrap_or_else(PoisonError::into_inner) = None;
+            r
+        });
+        revoked.as_ref().map_err(Clone::clone)
+    }
+
+    /// The signatureAlgorithm contents (AlgorithmIdentifier without its SEQUENCE header).
+    fn sig_alg_id(&self) -> &[u8] {
+        &self.sig_alg_value
     }
 
     /// The entries, if a signature has been verified already.
@@ -367,70 +456,109 @@ impl Crl {
         self.entries_if_verified().map_or(0, Revoked::len)
     }
 
-    fn read_entries(&self) -> Result<Revoked, CrlError> {
+    /// Reads the entries in two passes over the DER: the first checks every entry and
+    /// counts the serials (and the longest) per certificate issuer, the second writes them
+    /// into sets allocated at their final size. Nothing is held per entry in between.
+    fn read_entries(&self, der: &[u8]) -> Result<Revoked, CrlError> {
         let Some(range) = self.entries.clone() else {
             return Ok(Revoked::default());
         };
-        let mut groups: Vec<(NormName, Vec<&[u8]>)> = vec![(self.issuer_name.clone(), Vec::new())];
-        let mut current = 0usize;
-        let mut list = Reader::new(&self.der[range]);
-        while !list.is_empty() {
-            let entry = list.expect(tag::SEQUENCE, "revokedCertificates entry")?;
-            let mut e = Reader::new(entry.value);
-            let serial = e.expect(tag::INTEGER, "revoked userCertificate")?;
-            if serial.value.len() > MAX_SERIAL_LEN {
-                return Err(CrlError::SerialTooLong(serial.value.len()));
+        let list = der
+            .get(range)
+            .ok_or(DerError("revokedCertificates outside the CRL"))?;
+        let mut names = vec![self.issuer_name.clone()];
+        let mut counts: Vec<(usize, usize)> = vec![(0, 0)];
+        walk_entries(list, &mut names, |group, serial| {
+            if counts.len() <= group {
+                counts.resize(group + 1, (0, 0));
             }
-            if serial.value.is_empty() {
-                return Err(DerError("empty serial number").into());
+            let c = &mut counts[group];
+            c.0 += 1;
+            c.1 = c.1.max(serial.len());
+        })?;
+        let mut sets: Vec<SerialSetBuilder> = counts
+            .iter()
+            .map(|&(n, longest)| SerialSet::builder(n, longest))
+            .collect();
+        let mut again = vec![self.issuer_name.clone()];
+        walk_entries(list, &mut again, |group, serial| {
+            if let Some(b) = sets.get_mut(group) {
+                b.push(serial);
             }
-            e.any()?; // revocationDate
-            let mut listed = true;
-            if let Some(exts) = e.optional(tag::SEQUENCE)? {
-                let mut er = Reader::new(exts.value);
-                while !er.is_empty() {
-                    let ext = er.expect(tag::SEQUENCE, "entry extension")?;
-                    let (oid, critical, value) = extension(ext.value)?;
-                    match oid {
-                        OID_REASON_CODE => {
-                            let code = Reader::new(value).expect(0x0a, "reasonCode")?;
-                            if code.value == [REMOVE_FROM_CRL] {
-                                listed = false;
-                            }
-                        }
-                        OID_INVALIDITY_DATE => {}
-                        OID_CERTIFICATE_ISSUER => {
-                            let name = certificate_issuer(value)?;
-                            current = match groups.iter().position(|(n, _)| *n == name) {
-                                Some(i) => i,
-                                None => {
-                                    groups.push((name, Vec::new()));
-                                    groups.len() - 1
-                                }
-                            };
-                        }
-                        other if critical => {
-                            return Err(CrlError::Unsupported(format!(
-                                "critical CRL entry extension {}",
-                                oid_string(other)
-                            )))
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            if listed {
-                groups[current].1.push(serial.value);
-            }
-        }
+        })?;
         Ok(Revoked {
-            by_issuer: groups
+            by_issuer: names
                 .into_iter()
-                .filter(|(_, v)| !v.is_empty())
-                .map(|(n, v)| (n, SerialSet::build(&v)))
+                .zip(sets)
+                .zip(counts)
+                .filter(|(_, (n, _))| *n > 0)
+                .map(|((name, b), _)| (name, b.finish()))
                 .collect(),
         })
     }
+}
+
+/// Walks a revokedCertificates list, checking each entry (serial length, entry extensions)
+/// and calling `listed(group, serial)` for each serial that is listed (not removeFromCRL),
+/// where `group` indexes `names`: the certificate issuer in effect (the CRL issuer first,
+/// then each certificateIssuer met, RFC 5280 5.3.3).
+fn walk_entries(
+    list: &[u8],
+    names: &mut Vec<NormName>,
+    mut listed: impl FnMut(usize, &[u8]),
+) -> Result<(), CrlError> {
+    let mut current = 0usize;
+    let mut list = Reader::new(list);
+    while !list.is_empty() {
+        let entry = list.expect(tag::SEQUENCE, "revokedCertificates entry")?;
+        let mut e = Reader::new(entry.value);
+        let serial = e.expect(tag::INTEGER, "revoked userCertificate")?;
+        if serial.value.len() > MAX_SERIAL_LEN {
+            return Err(CrlError::SerialTooLong(serial.value.len()));
+        }
+        if serial.value.is_empty() {
+            return Err(DerError("empty serial number").into());
+        }
+        e.any()?; // revocationDate
+        let mut is_listed = true;
+        if let Some(exts) = e.optional(tag::SEQUENCE)? {
+            let mut er = Reader::new(exts.value);
+            while !er.is_empty() {
+                let ext = er.expect(tag::SEQUENCE, "entry extension")?;
+                let (oid, critical, value) = extension(ext.value)?;
+                match oid {
+                    OID_REASON_CODE => {
+                        let code = Reader::new(value).expect(0x0a, "reasonCode")?;
+                        if code.value == [REMOVE_FROM_CRL] {
+                            is_listed = false;
+                        }
+                    }
+                    OID_INVALIDITY_DATE => {}
+                    OID_CERTIFICATE_ISSUER => {
+                        let name = certificate_issuer(value)?;
+                        current = match names.iter().position(|n| *n == name) {
+                            Some(i) => i,
+                            None => {
+                                names.push(name);
+                                names.len() - 1
+                            }
+                        };
+                    }
+                    other if critical => {
+                        return Err(CrlError::Unsupported(format!(
+                            "critical CRL entry extension {}",
+                            oid_string(other)
+                        )))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if is_listed {
+            listed(current, serial.value);
+        }
+    }
+    Ok(())
 }
 
 /// The directoryName of a certificateIssuer entry extension (GeneralNames).

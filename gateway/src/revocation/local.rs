@@ -104,8 +104,8 @@ pub(crate) fn load(
             key: "crl_files",
             message: format!("{}: {e}", path.display()),
         })?;
-        let parsed = crl::to_der(&bytes)
-            .and_then(|der| Crl::parse(&der))
+        let parsed = crl::to_der_owned(bytes.into())
+            .and_then(Crl::parse_owned)
             .map(Arc::new)
             .map_err(|e| e.to_string());
         let previous = held

@@ -7,6 +7,7 @@
 //!   inside the handshake (cache only), after it (awaited before forwarding), for upstream
 //!   backends and `gateway probe`.
 
+mod body;
 pub mod cache;
 pub mod cert;
 #[allow(

@@ -237,3 +237,84 @@ fn compiled_in_provider() -> rustls::crypto::CryptoProvider {
 fn compiled_in_provider() -> rustls::crypto::CryptoProvider {
     rustls::crypto::ring::default_provider()
 }
+
+#[test]
+fn der_is_released_once_the_entries_are_read_and_only_the_verified_key_still_verifies() {
+    let a = ca();
+    let b = ca();
+    let c = crl(&a, 1, &[&[5], &[6]], None);
+    assert!(c.der().is_some_and(|d| d.len() == c.der_len()));
+    c.verified_entries(&a.cert, algs()).expect("verifies");
+    assert!(c.der().is_none(), "DER kept after the entries were read");
+    // The key it verified with still verifies (another certificate of that key too)...
+    c.verify_signature(&a.cert, algs()).expect("same key");
+    let again = Ca {
+        cert: Arc::new(
+            ParsedCert::parse(a.params.self_signed(&a.key).expect("ca").der()).expect("parse"),
+        ),
+        params: a.params.clone(),
+        key: KeyPair::from_pem(&a.key.serialize_pem()).expect("key"),
+    };
+    c.verify_signature(&again.cert, algs())
+        .expect("same key, other certificate");
+    assert!(c.verified_entries(&a.cert, algs()).is_ok());
+    // ...any other key does not, nor an algorithm the policy does not allow.
+    assert!(matches!(
+        c.verify_signature(&b.cert, algs()),
+        Err(CrlError::BadSignature(_))
+    ));
+    assert!(matches!(
+        c.verified_entries(&b.cert, algs()),
+        Err(CrlError::BadSignature(_))
+    ));
+    assert!(matches!(
+        c.verify_signature(&a.cert, &[]),
+        Err(CrlError::BadSignature(_))
+    ));
+}
+
+#[test]
+fn unsorted_entries_with_removals_and_duplicates() {
+    let a = ca();
+    let now = time::OffsetDateTime::now_utc();
+    let serial =
+        |i: u32| ((i.wrapping_mul(2_654_435_761) & 0x00ff_ffff) | 0x0100_0000).to_be_bytes();
+    let mut revoked: Vec<RevokedCertParams> = (0..3000u32)
+        .map(|i| RevokedCertParams {
+            serial_number: SerialNumber::from_slice(&serial(i)),
+            revocation_time: now - time::Duration::hours(1),
+            reason_code: (i % 10 == 0).then_some(rcgen::RevocationReason::RemoveFromCrl),
+            invalidity_date: None,
+        })
+        .collect();
+    // A duplicate entry.
+    revoked.push(RevokedCertParams {
+        serial_number: SerialNumber::from_slice(&serial(7)),
+        revocation_time: now - time::Duration::hours(1),
+        reason_code: None,
+        invalidity_date: None,
+    });
+    let der = CertificateRevocationListParams {
+        this_update: now - time::Duration::minutes(1),
+        next_update: now + time::Duration::hours(1),
+        crl_number: SerialNumber::from_slice(&[1]),
+        issuing_distribution_point: None,
+        revoked_certs: revoked,
+        key_identifier_method: KeyIdMethod::Sha256,
+    }
+    .signed_by(&Issuer::new(a.params.clone(), &a.key))
+    .expect("crl")
+    .der()
+    .to_vec();
+    let c = Crl::parse(&der).expect("parse");
+    let e = c.verified_entries(&a.cert, algs()).expect("entries");
+    assert_eq!(e.len(), 2700);
+    for i in 0..3000u32 {
+        assert_eq!(
+            e.contains(&a.cert.subject, &serial(i)),
+            i % 10 != 0,
+            "serial {i}"
+        );
+    }
+    assert!(!e.contains(&a.cert.subject, &[1, 2, 3]));
+}
