@@ -344,7 +344,8 @@ impl<T: AsyncRead + Unpin> AsyncRead for ActivityIo<T> {
             }
             return Poll::Ready(Ok(()));
         }
-        let park = self.activity.park.swap(false, Relaxed);
+        // A plain load on the hot path; the flag is cleared only when set.
+        let park = self.activity.park.load(Relaxed) && self.activity.park.swap(false, Relaxed);
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         match r {
