@@ -171,6 +171,7 @@ fn start_inner(plan: GatewayPlan, drop_privileges: bool) -> Result<RunningGatewa
     });
     for l in &plan.listeners {
         let mut addr = l.bind;
+        crate::worker::ensure_not_listened(addr)?;
         for slot in per_worker.iter_mut() {
             let sock = reuseport_listener(addr, 4096)?;
             if addr.port() == 0 {

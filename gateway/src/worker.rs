@@ -24,6 +24,13 @@ pub enum WorkerError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// Another socket already listens on the address: with `SO_REUSEPORT` both would bind
+    /// and the kernel would silently share the connections between them.
+    #[error("cannot listen on {addr}: the address is already in use by another listening socket (another gateway or server there would silently share its connections through SO_REUSEPORT)")]
+    InUse {
+        /// The address.
+        addr: SocketAddr,
+    },
     /// The tokio runtime could not be built or the thread not spawned.
     #[error("cannot start worker {index}: {source}")]
     Spawn {
@@ -67,6 +74,28 @@ fn pin_current_thread(cpu: usize) -> std::io::Result<()> {
 /// The CPU the kernel processed an accepted socket's packets on (`SO_INCOMING_CPU`).
 fn incoming_cpu(stream: &tokio::net::TcpStream) -> Option<usize> {
     socket2::SockRef::from(stream).cpu_affinity().ok()
+}
+
+/// Refuses an address another socket already listens on. The workers' sockets use
+/// `SO_REUSEPORT`, under which a second process (an old gateway, a second instance started
+/// by mistake) would bind the same port and receive a share of the connections, with its own
+/// certificates and policy. A probe bind without `SO_REUSEPORT` fails when anyone listens
+/// there. Port 0 (a fresh ephemeral port) is not probed.
+///
+/// # Errors
+/// [`WorkerError::InUse`], or [`WorkerError::Listen`] for another bind failure.
+pub(crate) fn ensure_not_listened(addr: SocketAddr) -> Result<(), WorkerError> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    match std::net::TcpListener::bind(addr) {
+        Ok(probe) => {
+            drop(probe);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(WorkerError::InUse { addr }),
+        Err(source) => Err(WorkerError::Listen { addr, source }),
+    }
 }
 
 /// Creates one non-blocking `SO_REUSEPORT` listener socket bound to `addr`.
@@ -327,5 +356,25 @@ impl ConnTracker {
             }
             notified.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_another_socket_listens_on_is_refused() {
+        // Another instance's SO_REUSEPORT socket (ours would join its group silently).
+        let other = reuseport_listener("127.0.0.1:0".parse().expect("addr"), 16).expect("bind");
+        let addr = other.local_addr().expect("addr");
+        let e = ensure_not_listened(addr).expect_err("in use");
+        assert!(matches!(e, WorkerError::InUse { .. }), "{e}");
+        assert!(e.to_string().contains("already in use"), "{e}");
+        // Without the check, a second reuseport socket binds the same port.
+        assert!(reuseport_listener(addr, 16).is_ok());
+        drop(other);
+        ensure_not_listened(addr).expect("free once the other socket is gone");
+        ensure_not_listened("127.0.0.1:0".parse().expect("addr")).expect("port 0");
     }
 }
