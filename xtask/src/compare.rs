@@ -369,7 +369,7 @@ impl Options {
 pub fn compare(o: &Options) -> Result<()> {
     crate::peers::ensure_extra(&[("nginx", "nginx"), ("taskset", "util-linux")])?;
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let (gw, lg) = crate::build_gateway_and_loadgen(&root)?;
+    let (gw, lg) = crate::build_gateway_and(&root, "loadgen")?;
     let pki = root.join("target/compare");
     run(Command::new(&gw).arg("dev-pki").arg(&pki))?;
     let pki = pki.canonicalize()?;

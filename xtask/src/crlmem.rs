@@ -35,22 +35,10 @@ pub fn crl_memory(root: &Path, args: &[String]) -> Result<()> {
             }
         }
     }
-    run(crate::cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "gateway",
-        "-p",
-        "gateway-benches",
-        "--bin",
-        "gateway",
-        "--bin",
-        "crlmem",
-    ]))?;
-    let release = root.join("target/release");
-    run(Command::new(release.join("crlmem"))
+    let (gateway, crlmem) = crate::build_gateway_and(root, "crlmem")?;
+    run(Command::new(crlmem)
         .arg("--gateway")
-        .arg(release.join("gateway"))
+        .arg(gateway)
         .arg("--dir")
         .arg(root.join("target/crl-memory"))
         .args(["--runs", &runs])

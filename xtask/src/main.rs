@@ -79,10 +79,12 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-/// Builds the release gateway and load generator (what `compare` and `soak` drive) and
-/// returns their paths under `root/target/release`.
-fn build_gateway_and_loadgen(
+/// Builds the release gateway and one binary of `gateway-benches` (`loadgen` for `compare`
+/// and `soak`, `crlmem` for `crl-memory`) and returns their paths under
+/// `root/target/release`.
+fn build_gateway_and(
     root: &std::path::Path,
+    bench_bin: &str,
 ) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
     run(cargo().args([
         "build",
@@ -94,10 +96,10 @@ fn build_gateway_and_loadgen(
         "--bin",
         "gateway",
         "--bin",
-        "loadgen",
+        bench_bin,
     ]))?;
     let release = root.join("target/release");
-    Ok((release.join("gateway"), release.join("loadgen")))
+    Ok((release.join("gateway"), release.join(bench_bin)))
 }
 
 fn cargo() -> Command {

@@ -260,7 +260,7 @@ struct Tally {
 /// A build or start-up failure, or growth beyond the bounds.
 pub fn soak(root: &Path, minutes: f64, bounds: Bounds) -> Result<()> {
     let secs = (minutes * 60.0).round().max(20.0) as u64;
-    let (bin, loadgen) = crate::build_gateway_and_loadgen(root)?;
+    let (bin, loadgen) = crate::build_gateway_and(root, "loadgen")?;
     let dir = root.join("target/soak");
     let _ = std::fs::remove_dir_all(&dir);
     let pki = dir.join("pki");
