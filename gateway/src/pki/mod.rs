@@ -123,3 +123,16 @@ pub fn load_ca_bundle(paths: &[PathBuf]) -> Result<Vec<CertificateDer<'static>>,
     }
     Ok(out)
 }
+
+/// The provider compiled in (aws-lc-rs by default, ring in the ring-only build), for unit
+/// tests of pki and revocation, which must not import `tls` (see `tests/module_cycles.rs`).
+#[cfg(all(test, feature = "aws-lc-rs"))]
+pub(crate) fn compiled_in_provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::aws_lc_rs::default_provider()
+}
+
+/// See above: the ring-only build.
+#[cfg(all(test, not(feature = "aws-lc-rs")))]
+pub(crate) fn compiled_in_provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::ring::default_provider()
+}

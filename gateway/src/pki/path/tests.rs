@@ -1,5 +1,6 @@
 //! Unit tests of path validation with rcgen-made certificates.
 
+use crate::pki::compiled_in_provider;
 use std::sync::Arc;
 
 use rcgen::{
@@ -216,19 +217,6 @@ fn time_formatting() {
     assert_eq!(fmt_time(0), "1970-01-01T00:00:00Z");
     assert_eq!(fmt_time(-631152000), "1950-01-01T00:00:00Z");
     assert_eq!(fmt_time(1577836800), "2020-01-01T00:00:00Z");
-}
-
-/// The provider compiled in (aws-lc-rs by default, ring in the ring-only build), named
-/// here so that these modules do not import the TLS policy module (no cycle).
-#[cfg(feature = "aws-lc-rs")]
-fn compiled_in_provider() -> rustls::crypto::CryptoProvider {
-    rustls::crypto::aws_lc_rs::default_provider()
-}
-
-/// See above: the ring-only build.
-#[cfg(not(feature = "aws-lc-rs"))]
-fn compiled_in_provider() -> rustls::crypto::CryptoProvider {
-    rustls::crypto::ring::default_provider()
 }
 
 /// The verified-chain cache answers a returning chain, never a refused one, only inside the

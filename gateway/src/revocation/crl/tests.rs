@@ -1,5 +1,6 @@
 //! CRL parsing and RFC 5280 6.3 processing with rcgen-made CRLs.
 
+use crate::pki::compiled_in_provider;
 use std::sync::Arc;
 
 use rcgen::{
@@ -223,19 +224,6 @@ fn crl_signed_by_a_key_without_crl_sign_is_not_used() {
         CrlStatus::Undetermined(why, _) => assert!(why.contains("cRLSign"), "{why}"),
         other => panic!("{other:?}"),
     }
-}
-
-/// The provider compiled in (aws-lc-rs by default, ring in the ring-only build), named
-/// here so that these modules do not import the TLS policy module (no cycle).
-#[cfg(feature = "aws-lc-rs")]
-fn compiled_in_provider() -> rustls::crypto::CryptoProvider {
-    rustls::crypto::aws_lc_rs::default_provider()
-}
-
-/// See above: the ring-only build.
-#[cfg(not(feature = "aws-lc-rs"))]
-fn compiled_in_provider() -> rustls::crypto::CryptoProvider {
-    rustls::crypto::ring::default_provider()
 }
 
 #[test]
