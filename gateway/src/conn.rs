@@ -20,6 +20,9 @@ use crate::pki::identity::CertIdentity;
 use crate::plan::{ListenerKind, ListenerPlan};
 use crate::proxy::{ConnContext, Proxy};
 use crate::status::CertStatus;
+use crate::tls::handshake::{self, Established};
+use crate::tls::session::TlsSession;
+use crate::tls::SessionInfo;
 
 /// Called with the client's address when a failure is the client's fault (for abuse
 /// blocking): a bad, revoked or (on SENSITIVE listeners) missing certificate, or a TLS
@@ -62,7 +65,7 @@ impl ListenerRuntime {
 
     /// Records an authentication decision in the audit log (when configured): the
     /// connection's TLS facts, the certificate's identity, the decision and its reason.
-    fn audit(&self, peer: SocketAddr, tls: Option<&rustls::ServerConnection>, f: AuditFields<'_>) {
+    fn audit(&self, peer: SocketAddr, tls: Option<&SessionInfo>, f: AuditFields<'_>) {
         let Some(log) = &self.audit else { return };
         let mut ev = AuditEvent {
             time: crate::audit::now_rfc3339(),
@@ -78,12 +81,10 @@ impl ListenerRuntime {
             ..AuditEvent::default()
         };
         if let Some(s) = tls {
-            ev.sni = s.server_name().map(str::to_string);
-            ev.tls_version = s.protocol_version().map(|v| format!("{v:?}"));
-            ev.cipher_suite = s
-                .negotiated_cipher_suite()
-                .map(|c| format!("{:?}", c.suite()));
-            ev.resumed = Some(s.handshake_kind() == Some(rustls::HandshakeKind::Resumed));
+            ev.sni = s.server_name.clone();
+            ev.tls_version = s.version.map(|v| format!("{v:?}"));
+            ev.cipher_suite = s.suite.map(|c| format!("{:?}", c.suite()));
+            ev.resumed = Some(s.resumed);
         }
         if let Some(id) = f.identity {
             ev.cert_subject = Some(id.subject.clone());
@@ -312,61 +313,62 @@ pub(crate) async fn serve_connection(
     WorkerCounters::inc(&lc.accepted);
     let _closed = ClosedGuard(lc.clone());
     let started = std::time::Instant::now();
-    let accept = plan.acceptor.accept(stream).into_fallible();
-    let tls = match tokio::time::timeout(plan.limits.handshake_timeout, accept).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err((e, stream))) => {
-            lc.handshake_seconds.observe(started.elapsed());
-            // Measured before the close; only read on this (rare) path.
-            let answered =
-                rt.on_failure.is_some() && bytes_sent(&stream).is_none_or(|n| n > ONE_ALERT);
-            // Boxed (like every rarely used branch here): the connection task's future is as
-            // large as its largest state, and it lives as long as the connection.
-            Box::pin(linger_close(stream)).await;
-            let (kind, refusal, reason) = classify(&e);
-            counters.reject(kind);
-            lc.refuse(refusal);
-            rt.audit(
-                peer,
-                None,
-                AuditFields {
-                    method: if kind == Rejection::Certificate {
-                        "certificate"
-                    } else {
-                        "none"
+    let accept = handshake::accept(&plan.server_config, stream);
+    let Established { session: tls, info } =
+        match tokio::time::timeout(plan.limits.handshake_timeout, accept).await {
+            Ok(Ok(established)) => established,
+            Ok(Err((e, stream))) => {
+                lc.handshake_seconds.observe(started.elapsed());
+                // Measured before the close; only read on this (rare) path.
+                let answered =
+                    rt.on_failure.is_some() && bytes_sent(&stream).is_none_or(|n| n > ONE_ALERT);
+                // Boxed (like every rarely used branch here): the connection task's future is as
+                // large as its largest state, and it lives as long as the connection.
+                Box::pin(linger_close(stream)).await;
+                let (kind, refusal, reason) = classify(&e);
+                counters.reject(kind);
+                lc.refuse(refusal);
+                rt.audit(
+                    peer,
+                    None,
+                    AuditFields {
+                        method: if kind == Rejection::Certificate {
+                            "certificate"
+                        } else {
+                            "none"
+                        },
+                        decision: Decision::Refused,
+                        reason: Some(refusal.label()),
+                        detail: Some(reason.clone()),
+                        identity: None,
+                        revocation: None,
                     },
-                    decision: Decision::Refused,
-                    reason: Some(refusal.label()),
-                    detail: Some(reason.clone()),
-                    identity: None,
-                    revocation: None,
-                },
-            );
-            tracing::info!(listener = %plan.name, %peer, %reason, "handshake rejected");
-            if let Some(hook) = &rt.on_failure {
-                if client_fault(&e, answered) {
-                    hook(peer.ip());
+                );
+                tracing::info!(listener = %plan.name, %peer, %reason, "handshake rejected");
+                if let Some(hook) = &rt.on_failure {
+                    if client_fault(&e, answered) {
+                        hook(peer.ip());
+                    }
                 }
+                return;
             }
-            return;
-        }
-        Err(_) => {
-            counters.reject(Rejection::HandshakeTimeout);
-            lc.refuse(Refusal::Timeout);
-            tracing::debug!(listener = %plan.name, %peer, "handshake timed out");
-            return;
-        }
-    };
+            Err(_) => {
+                counters.reject(Rejection::HandshakeTimeout);
+                lc.refuse(Refusal::Timeout);
+                tracing::debug!(listener = %plan.name, %peer, "handshake timed out");
+                return;
+            }
+        };
     lc.handshake_seconds.observe(started.elapsed());
     // On the heap: the connection task's future holds (copies of) a pointer instead of the
-    // ~1.2 KiB TLS state for the rest of the connection's life.
+    // session for the rest of the connection's life.
     let tls = Box::new(tls);
-    let (_, session) = tls.get_ref();
-    let resumed = session.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+    let session = &info;
+    let resumed = session.resumed;
     if resumed {
         WorkerCounters::inc(&counters.resumed);
         // A resumed session skips chain validation: the certificate may have expired since.
-        if let Some(chain) = session.peer_certificates() {
+        if let Some(chain) = session.peer_certificates.as_deref() {
             if let Err(e) = crate::pki::path::leaf_valid_at(chain, crate::revocation::now_secs()) {
                 counters.reject(Rejection::Certificate);
                 tracing::warn!(listener = %plan.name, %peer, reason = %e, "resumed session refused: certificate no longer valid");
@@ -378,7 +380,7 @@ pub(crate) async fn serve_connection(
         }
     }
     let mut leaf_status: Option<(String, String)> = None;
-    let identity = match session.peer_certificates() {
+    let identity = match session.peer_certificates.as_deref() {
         Some(chain @ [leaf_der, ..]) => {
             if let Some(check) = &plan.status {
                 let (refusal, leaf) = Box::pin(status_verdict(
@@ -472,7 +474,7 @@ pub(crate) async fn serve_connection(
     let recheck_state = match (
         &plan.status,
         limits.status_recheck_interval,
-        session.peer_certificates(),
+        session.peer_certificates.as_deref(),
     ) {
         (Some(check), Some(every), Some(chain))
             if !chain.is_empty() && limits.max_connection_age.is_none_or(|age| age > every) =>
@@ -501,7 +503,7 @@ pub(crate) async fn serve_connection(
         // header.
         // Asked here, not at accept: an HTTP connection never needs it (one system call
         // less per connection).
-        let local = match tls.get_ref().0.local_addr() {
+        let local = match tls.tcp().local_addr() {
             Ok(l) => l,
             Err(e) => {
                 tracing::info!(listener = %plan.name, %peer, error = %e, "tcp connection without a local address");
@@ -510,6 +512,7 @@ pub(crate) async fn serve_connection(
         };
         let res = Box::pin(crate::tcp_proxy::serve_tcp_connection(
             *tls,
+            &info,
             peer,
             local,
             identity.as_deref(),
@@ -533,26 +536,26 @@ pub(crate) async fn serve_connection(
     let mut ctx = ConnContext::new(peer, identity);
     if let (Some(log), None) = (&rt.audit, &ctx.identity) {
         // Without a certificate, IN CONFIDENCE: the password decisions are audited per request.
-        let (_, session) = tls.get_ref();
         ctx.audit = Some((
             log.clone(),
             AuditEvent {
                 listener: plan.name.to_string(),
                 source_ip: peer.ip().to_canonical().to_string(),
                 source_port: peer.port(),
-                sni: session.server_name().map(str::to_string),
-                tls_version: session.protocol_version().map(|v| format!("{v:?}")),
-                cipher_suite: session
-                    .negotiated_cipher_suite()
-                    .map(|c| format!("{:?}", c.suite())),
+                sni: session.server_name.clone(),
+                tls_version: session.version.map(|v| format!("{v:?}")),
+                cipher_suite: session.suite.map(|c| format!("{:?}", c.suite())),
                 resumed: Some(resumed),
                 ..AuditEvent::default()
             },
         ));
     }
     let ctx = Arc::new(ctx);
+    let alpn = info.alpn.clone();
+    drop(info);
     serve_http(
         tls,
+        alpn.as_deref(),
         ctx,
         rt.proxy.clone(),
         metrics,
@@ -566,7 +569,7 @@ pub(crate) async fn serve_connection(
 }
 
 /// The TLS stream as hyper sees it.
-type HttpIo = ActivityIo<Box<tokio_rustls::server::TlsStream<TcpStream>>>;
+type HttpIo = ActivityIo<Box<TlsSession>>;
 
 /// An error ending an HTTP connection (hyper's or hyper-util's).
 type ConnError = Box<dyn std::error::Error + Send + Sync>;
@@ -749,7 +752,8 @@ where
 /// hyper-util), by hyper-util's `auto` connection.
 #[allow(clippy::too_many_arguments)]
 async fn serve_http<F, Fut>(
-    tls: Box<tokio_rustls::server::TlsStream<TcpStream>>,
+    tls: Box<TlsSession>,
+    alpn: Option<&[u8]>,
     ctx: Arc<ConnContext>,
     proxy: Proxy,
     metrics: Metrics,
@@ -763,7 +767,6 @@ async fn serve_http<F, Fut>(
     Fut: Future<Output = Result<(), String>>,
 {
     let peer = ctx.peer;
-    let alpn = tls.get_ref().1.alpn_protocol();
     let alpn_h2 = alpn == Some(b"h2");
     let alpn_h1 = alpn == Some(b"http/1.1");
     let activity = Arc::new(Activity::new(!alpn_h2));

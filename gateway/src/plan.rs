@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use rustls::crypto::CryptoProvider;
 use rustls::server::ResolvesServerCert;
-use tokio_rustls::TlsAcceptor;
 
 use crate::access::{AccessPlan, Classification, ListenerAccess, RouteTable, Target};
 use crate::config::{Config, ConfigError, GlobalConfig, ListenerConfig};
@@ -64,8 +63,6 @@ pub struct ListenerPlan {
     pub kind: ListenerKind,
     /// The rustls configuration (verifier with the in-handshake status check inside).
     pub server_config: Arc<rustls::ServerConfig>,
-    /// An acceptor with that configuration.
-    pub acceptor: TlsAcceptor,
     /// The status check after the handshake (`None`: revocation checking disabled).
     pub status: Option<Arc<dyn StatusCheck>>,
     /// The same checker, concrete: its configured CRL files for `/metrics` and `/readyz`.
@@ -348,7 +345,6 @@ fn plan_listener(
         backend_url: l.backend.clone(),
         classification: l.classification,
         kind,
-        acceptor: TlsAcceptor::from(server_config.clone()),
         server_config,
         status,
         revocation: checker,

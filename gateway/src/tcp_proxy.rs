@@ -57,20 +57,17 @@ pub struct TlsInfo {
 }
 
 impl TlsInfo {
-    /// Reads the negotiated parameters from a server connection; `identity` is the verified
+    /// Reads the negotiated parameters of a client session; `identity` is the verified
     /// client certificate's identity, if any.
-    pub fn from_connection(
-        conn: &rustls::ServerConnection,
-        identity: Option<&CertIdentity>,
-    ) -> Self {
-        let version = match conn.protocol_version() {
+    pub fn from_session(conn: &crate::tls::SessionInfo, identity: Option<&CertIdentity>) -> Self {
+        let version = match conn.version {
             Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
             Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
             Some(other) => format!("{other:?}"),
             None => String::new(),
         };
         let cipher = conn
-            .negotiated_cipher_suite()
+            .suite
             .and_then(|s| s.suite().as_str().map(str::to_string))
             .unwrap_or_default();
         TlsInfo {
@@ -79,7 +76,7 @@ impl TlsInfo {
             cipher,
             cn: identity.and_then(|i| i.subject_attr("CN").map(str::to_string)),
             subject_dn: identity.map(|i| i.subject.clone()),
-            sni: conn.server_name().map(str::to_string),
+            sni: conn.server_name.clone(),
         }
     }
 }
@@ -319,8 +316,9 @@ pub enum TcpRefusal {
 /// # Errors
 /// A [`TcpRefusal`] for the log; the connection is simply closed.
 #[allow(clippy::too_many_arguments)]
-pub async fn serve_tcp_connection<F, Fut>(
-    tls: tokio_rustls::server::TlsStream<TcpStream>,
+pub(crate) async fn serve_tcp_connection<F, Fut>(
+    tls: crate::tls::session::TlsSession,
+    session: &crate::tls::SessionInfo,
     peer: SocketAddr,
     local: SocketAddr,
     identity: Option<&CertIdentity>,
@@ -349,6 +347,6 @@ where
             addr: backend.to_string(),
             source,
         })?;
-    let info = TlsInfo::from_connection(tls.get_ref().1, Some(id));
+    let info = TlsInfo::from_session(session, Some(id));
     Ok(proxy_tcp(tls, peer, local, &info, addr, limits, recheck).await?)
 }

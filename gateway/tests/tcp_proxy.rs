@@ -130,7 +130,7 @@ async fn tls_client_reaches_backend_with_proxy_v2_tlvs() {
             .peer_certificates()
             .and_then(|c| c.first())
             .map(|c| CertIdentity::from_der(c).expect("identity"));
-        let info = TlsInfo::from_connection(conn, id.as_ref());
+        let info = TlsInfo::from_session(&gateway::tls::SessionInfo::of(conn), id.as_ref());
         proxy_tcp(
             tls,
             peer,

@@ -29,10 +29,7 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 /// A TLS connection over loopback: (server side, client side), ALPN http/1.1.
-async fn tls_pair() -> (
-    tokio_rustls::server::TlsStream<TcpStream>,
-    ClientTls<TcpStream>,
-) {
+async fn tls_pair() -> (TlsSession, ClientTls<TcpStream>) {
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
     let cert = ck.cert.der().clone();
     let key = rustls::pki_types::PrivateKeyDer::try_from(ck.signing_key.serialize_der()).unwrap();
@@ -62,10 +59,12 @@ async fn tls_pair() -> (
             .unwrap()
     });
     let (tcp, _) = l.accept().await.unwrap();
-    let server = tokio_rustls::TlsAcceptor::from(Arc::new(sc))
-        .accept(tcp)
+    sc.enable_secret_extraction = true;
+    let server = crate::tls::handshake::accept(&Arc::new(sc), tcp)
         .await
-        .unwrap();
+        .map_err(|(e, _)| e)
+        .unwrap()
+        .session;
     (server, client.await.unwrap())
 }
 
@@ -98,7 +97,7 @@ type NoRecheck = fn() -> std::future::Ready<Result<(), String>>;
 /// Serves `/` ("ok") and `/slow` (body after 1.5 s) on `tls` with [`ParkingH1`] under
 /// [`serve_loop`], as `serve_http` does.
 fn serve(
-    tls: tokio_rustls::server::TlsStream<TcpStream>,
+    tls: TlsSession,
 ) -> (
     Arc<Activity>,
     watch::Sender<bool>,

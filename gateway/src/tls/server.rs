@@ -147,6 +147,9 @@ pub fn build_server_config(parts: ServerTlsParts<'_>) -> Result<ServerConfig, Se
     }
     cfg.alpn_protocols = l.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
     cfg.ignore_client_order = true;
+    // The record layer after the handshake is the gateway's own (`tls::session`): rustls
+    // hands over the session keys once the handshake is complete.
+    cfg.enable_secret_extraction = true;
     if l.session_resumption {
         // Stateless TLS 1.3 tickets: any worker can resume any session, no shared lock on
         // the handshake path. TLS 1.2 resumes from the in-memory session-id cache.
