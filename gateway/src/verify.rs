@@ -212,6 +212,7 @@ pub(crate) fn run(args: VerifyArgs) -> anyhow::Result<bool> {
         },
         target: crate::pki::path::Target::EndEntity,
         algs: provider.signature_verification_algorithms.all,
+        policy_inputs: crate::pki::path::PolicyInputs::default(),
     };
     let path = crate::pki::path::validate_path(&chain, &trust, at, &path_policy);
     match &path {

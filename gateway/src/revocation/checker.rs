@@ -317,6 +317,7 @@ impl RevocationChecker {
             eku: crate::pki::keypolicy::RequiredEku::None,
             target: Target::Any,
             algs: self.provider.signature_verification_algorithms.all,
+            policy_inputs: crate::pki::path::PolicyInputs::default(),
         }
     }
 

@@ -181,6 +181,7 @@ impl SeeClientVerifier {
             eku: self.eku,
             target: Target::EndEntity,
             algs: self.provider.signature_verification_algorithms.all,
+            policy_inputs: crate::pki::path::PolicyInputs::default(),
         };
         let at = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
         // A returning client's chain is answered by the trust store's chain cache. Otherwise
