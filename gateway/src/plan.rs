@@ -273,6 +273,10 @@ fn plan_listener(
             };
             invalid(k, e.to_string())
         })?;
+    let policy_inputs = l
+        .pki
+        .policy_inputs()
+        .map_err(|(k, m)| invalid(&format!("pki.{k}"), m))?;
     let server_config = build_server_config(ServerTlsParts {
         settings: &l.tls,
         client_cert_required: l.classification == Classification::Sensitive,
@@ -283,6 +287,7 @@ fn plan_listener(
         trusted_cas: &cas,
         status: status.clone(),
         cert_resolver,
+        policy_inputs,
     })
     .map_err(|e| match e {
         ServerTlsError::Versions(e) => invalid("tls.versions", e.to_string()),
