@@ -233,6 +233,10 @@ fn plan_listener(
     let cas = crate::pki::load_ca_bundle(&l.trusted_cas)
         .map_err(|e| invalid("trusted_cas", e.to_string()))?;
 
+    let policy_inputs = l
+        .pki
+        .policy_inputs()
+        .map_err(|(k, m)| invalid(&format!("pki.{k}"), m))?;
     let checker = match (&shared.cache, l.revocation.enabled) {
         (Some(cache), true) => Some(
             RevocationChecker::new(
@@ -242,6 +246,7 @@ fn plan_listener(
                 shared.base.clone(),
                 cache.clone(),
             )
+            .and_then(|c| c.with_policy_inputs(policy_inputs.clone()))
             .map_err(|e| match e {
                 CheckerError::File { key: k, message } => {
                     invalid(&format!("revocation.{k}"), message)
@@ -273,10 +278,6 @@ fn plan_listener(
             };
             invalid(k, e.to_string())
         })?;
-    let policy_inputs = l
-        .pki
-        .policy_inputs()
-        .map_err(|(k, m)| invalid(&format!("pki.{k}"), m))?;
     let server_config = build_server_config(ServerTlsParts {
         settings: &l.tls,
         client_cert_required: l.classification == Classification::Sensitive,

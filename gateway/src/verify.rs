@@ -245,7 +245,8 @@ pub(crate) fn run(args: VerifyArgs) -> anyhow::Result<bool> {
             RevocationChecker::new(&rev, &listener, &cas, provider, cache)?
         } else {
             RevocationChecker::new_offline(&rev, &listener, &cas, provider, cache)?
-        };
+        }
+        .with_policy_inputs(path_policy.policy_inputs.clone())?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
