@@ -265,6 +265,8 @@ pub fn parse_certificate_policies(value: &[u8]) -> Result<Vec<PolicyOid>, String
     const W: &str = "certificatePolicies";
     let mut r = Reader::new(whole(value, 0x30, W)?);
     let mut out: Vec<PolicyOid> = Vec::new();
+    // Duplicates found by hash: an attacker's certificate may list thousands of policies.
+    let mut seen: HashSet<PolicyOid> = HashSet::new();
     while !r.is_empty() {
         let info = r
             .expect(0x30)
@@ -292,7 +294,7 @@ pub fn parse_certificate_policies(value: &[u8]) -> Result<Vec<PolicyOid>, String
         if !f.is_empty() {
             return Err(format!("{W}: trailing data in PolicyInformation {oid}"));
         }
-        if out.contains(&oid) {
+        if !seen.insert(oid.clone()) {
             return Err(format!("{W}: policy {oid} appears twice"));
         }
         out.push(oid);
@@ -515,23 +517,28 @@ impl Tree {
         allowed: bool,
         cert: &ParsedCert,
     ) -> Result<(), PathError> {
-        // issuerDomainPolicy -> its subjectDomainPolicies, in order of appearance.
+        // issuerDomainPolicy -> its subjectDomainPolicies, in order of appearance (by hash:
+        // an attacker's certificate may hold thousands of mappings).
         let mut groups: Vec<(&PolicyOid, Vec<PolicyOid>)> = Vec::new();
+        let mut group_of: HashMap<&PolicyOid, usize> = HashMap::new();
+        let mut pairs: HashSet<(&PolicyOid, &PolicyOid)> = HashSet::new();
         for (i, s) in mappings {
-            match groups.iter_mut().find(|g| g.0 == i) {
-                Some(g) => {
-                    if !g.1.contains(s) {
-                        g.1.push(s.clone());
-                    }
+            if !pairs.insert((i, s)) {
+                continue;
+            }
+            match group_of.get(i) {
+                Some(&g) => groups[g].1.push(s.clone()),
+                None => {
+                    group_of.insert(i, groups.len());
+                    groups.push((i, vec![s.clone()]));
                 }
-                None => groups.push((i, vec![s.clone()])),
             }
         }
         let d = self.depth();
         if !allowed {
             // (2)
             for n in self.levels[d].iter_mut() {
-                if groups.iter().any(|g| *g.0 == n.policy) {
+                if group_of.contains_key(&n.policy) {
                     n.alive = false;
                 }
             }
@@ -539,33 +546,36 @@ impl Tree {
             return Ok(());
         }
         // (1)
-        for (idp, sdps) in groups {
-            let mut found = false;
-            let mut cost = 0;
-            for n in self.levels[d]
-                .iter_mut()
-                .filter(|n| n.alive && n.policy == *idp)
-            {
-                found = true;
-                cost += sdps.len().saturating_sub(n.expected.len());
-                n.expected = sdps.clone();
+        // Nodes of depth i by valid_policy, and the anyPolicy node's parent (one pass).
+        let mut by_policy: HashMap<PolicyOid, Vec<usize>> = HashMap::new();
+        let mut any_parent = None;
+        for (k, n) in self.levels[d].iter().enumerate().filter(|(_, n)| n.alive) {
+            if n.policy.is_any() {
+                any_parent = Some(n.parent);
             }
-            if !found {
-                let any_parent = self.levels[d]
-                    .iter()
-                    .find(|n| n.alive && n.policy.is_any())
-                    .map(|n| n.parent);
-                if let Some(parent) = any_parent {
-                    cost += sdps.len();
-                    self.levels[d].push(Node {
-                        policy: idp.clone(),
-                        parent,
-                        expected: sdps,
-                        alive: true,
-                    });
+            by_policy.entry(n.policy.clone()).or_default().push(k);
+        }
+        for (idp, sdps) in groups {
+            match by_policy.get(idp) {
+                Some(nodes) => {
+                    for &k in nodes {
+                        let grow = sdps.len().saturating_sub(self.levels[d][k].expected.len());
+                        self.charge(grow, cert)?;
+                        self.levels[d][k].expected = sdps.clone();
+                    }
+                }
+                None => {
+                    if let Some(parent) = any_parent {
+                        self.charge(1 + sdps.len(), cert)?;
+                        self.levels[d].push(Node {
+                            policy: idp.clone(),
+                            parent,
+                            expected: sdps,
+                            alive: true,
+                        });
+                    }
                 }
             }
-            self.charge(cost, cert)?;
         }
         Ok(())
     }
