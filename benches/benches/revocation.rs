@@ -238,6 +238,7 @@ fn handshake_overhead(c: &mut Criterion) {
                 trusted_cas: &cas,
                 status,
                 cert_resolver: None,
+                policy_inputs: l.pki.policy_inputs().expect("pki"),
             })
             .expect("server config"),
         )

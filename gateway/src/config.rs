@@ -11,6 +11,7 @@ use serde::Deserialize;
 pub use crate::access::Classification;
 use crate::access::{AccessConfig, RouteConfig, RuleConfig};
 use crate::path::PathOptions;
+pub use crate::pki::policy_config::PkiConfig;
 use crate::proxy::headers::ForwardingConfig;
 use crate::revocation::RevocationConfig;
 use crate::steering::SteeringConfig;
@@ -162,6 +163,9 @@ pub struct ListenerConfig {
     /// Certificate status checking.
     #[serde(default)]
     pub revocation: RevocationConfig,
+    /// Certificate policies client paths must be valid for: `[listener.pki]`.
+    #[serde(default)]
+    pub pki: PkiConfig,
     /// Password fallback (IN CONFIDENCE only) and its rate limits: `[listener.access]`.
     #[serde(default)]
     pub access: AccessConfig,
@@ -330,6 +334,9 @@ impl Config {
             l.revocation
                 .validate()
                 .map_err(|(k, m)| ConfigError::invalid(key(&format!("revocation.{k}")), m))?;
+            l.pki
+                .validate()
+                .map_err(|(k, m)| ConfigError::invalid(key(&format!("pki.{k}")), m))?;
         }
         self.steering
             .validate()
@@ -697,6 +704,29 @@ trusted_cas = ["ca.pem"]
         }
         let c = Config::parse(&format!("{MIN}\n[listener.tls]\ntls13_tickets = 2\n")).expect("2");
         assert_eq!(c.listeners[0].tls.tls13_tickets, 2);
+    }
+
+    #[test]
+    fn pki_required_policies_parse_and_bad_oid_names_the_key() {
+        let c = Config::parse(MIN).expect("parses");
+        assert_eq!(c.listeners[0].pki, PkiConfig::default());
+        let c = Config::parse(&format!(
+            "{MIN}\n[listener.pki]\nrequired_policies = [\"2.16.840.1.101.3.2.1.3.13\"]\ninhibit_any_policy = true\n"
+        ))
+        .expect("parses");
+        let p = c.listeners[0].pki.policy_inputs().expect("inputs");
+        assert!(p.initial_explicit_policy && p.initial_any_policy_inhibit);
+        let err = Config::parse(&format!(
+            "{MIN}\n[listener.pki]\nrequired_policies = [\"1.2.3\", \"not-an-oid\"]\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("listener[0].pki.required_policies[1]"),
+            "{err}"
+        );
+        let err = Config::parse(&format!("{MIN}\n[listener.pki]\nrequire = []\n")).unwrap_err();
+        assert!(err.to_string().contains("require"), "{err}");
     }
 
     #[test]

@@ -230,6 +230,10 @@ fn plan_listener(
     let cas = crate::pki::load_ca_bundle(&l.trusted_cas)
         .map_err(|e| invalid("trusted_cas", e.to_string()))?;
 
+    let policy_inputs = l
+        .pki
+        .policy_inputs()
+        .map_err(|(k, m)| invalid(&format!("pki.{k}"), m))?;
     let checker = match (&shared.cache, l.revocation.enabled) {
         (Some(cache), true) => Some(
             RevocationChecker::new(
@@ -239,6 +243,7 @@ fn plan_listener(
                 shared.base.clone(),
                 cache.clone(),
             )
+            .and_then(|c| c.with_policy_inputs(policy_inputs.clone()))
             .map_err(|e| match e {
                 CheckerError::File { key: k, message } => {
                     invalid(&format!("revocation.{k}"), message)
@@ -280,6 +285,7 @@ fn plan_listener(
         trusted_cas: &cas,
         status: status.clone(),
         cert_resolver,
+        policy_inputs,
     })
     .map_err(|e| match e {
         ServerTlsError::Versions(e) => invalid("tls.versions", e.to_string()),

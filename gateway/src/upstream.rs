@@ -271,6 +271,7 @@ impl ServerCertVerifier for SeeServerVerifier {
             eku: RequiredEku::ServerAuth,
             target: crate::pki::path::Target::EndEntity,
             algs: self.algs,
+            policy_inputs: crate::pki::path::PolicyInputs::default(),
         };
         let at = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
         crate::pki::path::validate_path(&chain, &self.trust, at, &policy)

@@ -61,7 +61,7 @@ pub(crate) fn run(args: VerifyArgs) -> anyhow::Result<bool> {
             .ok_or_else(|| anyhow!("--at {s:?}: expected RFC 3339, e.g. 2027-01-01T00:00:00Z"))?,
         None => now_secs(),
     };
-    let (tls, mut rev, mut ca_files, provider_name, listener) = match &args.config {
+    let (tls, mut rev, mut ca_files, provider_name, listener, pki) = match &args.config {
         Some(path) => {
             let cfg = Config::load(path)?;
             let idx = match &args.listener {
@@ -83,6 +83,7 @@ pub(crate) fn run(args: VerifyArgs) -> anyhow::Result<bool> {
                 l.trusted_cas.clone(),
                 cfg.global.crypto_provider.clone(),
                 l.display_name(),
+                l.pki.clone(),
             )
         }
         None => (
@@ -96,6 +97,7 @@ pub(crate) fn run(args: VerifyArgs) -> anyhow::Result<bool> {
             }
             .to_string(),
             "defaults".to_string(),
+            crate::config::PkiConfig::default(),
         ),
     };
     ca_files.extend(args.cas.iter().cloned());
@@ -212,6 +214,9 @@ pub(crate) fn run(args: VerifyArgs) -> anyhow::Result<bool> {
         },
         target: crate::pki::path::Target::EndEntity,
         algs: provider.signature_verification_algorithms.all,
+        policy_inputs: pki
+            .policy_inputs()
+            .map_err(|(k, m)| anyhow!("pki.{k}: {m}"))?,
     };
     let path = crate::pki::path::validate_path(&chain, &trust, at, &path_policy);
     match &path {
@@ -240,7 +245,8 @@ pub(crate) fn run(args: VerifyArgs) -> anyhow::Result<bool> {
             RevocationChecker::new(&rev, &listener, &cas, provider, cache)?
         } else {
             RevocationChecker::new_offline(&rev, &listener, &cas, provider, cache)?
-        };
+        }
+        .with_policy_inputs(path_policy.policy_inputs.clone())?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;

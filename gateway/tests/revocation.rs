@@ -830,3 +830,29 @@ async fn configured_file_saying_good_does_not_hide_a_distribution_point_saying_r
     let e = check(&c, &leaf).await.unwrap_err();
     assert!(e.is_revoked(), "{e}");
 }
+
+#[tokio::test]
+async fn status_path_is_validated_under_the_listener_policy_inputs() {
+    // The status check builds the client's path again: under `[listener.pki]` it must be a
+    // path the handshake accepts (one valid for a required policy), not any path.
+    let ca = Ca::new("Test CA");
+    let dir = tempfile::tempdir().unwrap();
+    let crl_path = dir.path().join("ca.crl");
+    std::fs::write(&crl_path, ca.crl(&[], -60, 3600)).unwrap();
+    let mut cf = cfg(RevocationOrder::CrlOnly);
+    cf.crl_files = vec![crl_path];
+    let leaf = ca.leaf(60, None, None);
+    let plain = checker(cf.clone(), &ca);
+    assert!(check(&plain, &leaf).await.is_ok());
+    let required =
+        gateway::pki::path::PolicyInputs::requiring(vec![gateway::pki::path::PolicyOid::parse(
+            "2.16.840.1.101.3.2.1.3.13",
+        )
+        .unwrap()]);
+    let strict = checker(cf, &ca).with_policy_inputs(required).unwrap();
+    let e = check(&strict, &leaf).await.unwrap_err();
+    assert!(
+        matches!(&e.reason, Reason::Path { why } if why.contains("certificate policies")),
+        "{e}"
+    );
+}

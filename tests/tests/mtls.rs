@@ -457,6 +457,38 @@ fn strong_rsa_floor_is_configurable() {
 }
 
 #[test]
+fn required_certificate_policies_are_enforced() {
+    if !require_tool("curl") {
+        return;
+    }
+    let f = Fixture::with_extra(
+        "sensitive",
+        "[listener.pki]\nrequired_policies = [\"2.16.840.1.101.3.2.1.3.13\"]\n",
+        &[],
+    );
+    let medium = vec![2, 16, 840, 1, 101, 3, 2, 1, 3, 13];
+    let other = vec![2, 16, 840, 1, 101, 3, 2, 1, 3, 1];
+    let ok = f.leaf(
+        "pol-ok",
+        LeafSpec {
+            policies: vec![other.clone(), medium],
+            ..LeafSpec::client("pol-ok")
+        },
+    );
+    assert!(f.curl_with(Some(&ok), &[]).ok_200());
+    let wrong = f.leaf(
+        "pol-wrong",
+        LeafSpec {
+            policies: vec![other],
+            ..LeafSpec::client("pol-wrong")
+        },
+    );
+    f.assert_refused(&wrong, "a certificate of another policy");
+    let none = f.leaf("pol-none", LeafSpec::client("pol-none"));
+    f.assert_refused(&none, "a certificate without certificatePolicies");
+}
+
+#[test]
 fn request_bodies_are_streamed_to_the_backend() {
     if !require_tool("curl") {
         return;

@@ -12,6 +12,8 @@ pub mod keypolicy;
     reason = "DER and name walkers of RFC 5280 path validation index after explicit length checks; not yet converted to get()"
 )]
 pub mod path;
+/// `[listener.pki]`: certificate policy requirements.
+pub mod policy_config;
 
 use std::path::{Path, PathBuf};
 

@@ -81,6 +81,9 @@ pub struct RevocationChecker {
     ctx: Arc<FetchCtx>,
     provider: Arc<CryptoProvider>,
     offline: bool,
+    /// The listener's certificate policy inputs: the path whose status is checked is one
+    /// the handshake's validation accepts (CRL-signer paths keep the defaults).
+    policy_inputs: crate::pki::path::PolicyInputs,
 }
 
 impl RevocationChecker {
@@ -172,6 +175,7 @@ impl RevocationChecker {
             ctx,
             provider,
             offline: false,
+            policy_inputs: crate::pki::path::PolicyInputs::default(),
         });
         if !cfg.crl_files.is_empty() {
             checker
@@ -200,6 +204,24 @@ impl RevocationChecker {
             message: "internal: checker shared during construction".into(),
         })?;
         c.offline = true;
+        Ok(Arc::new(c))
+    }
+
+    /// The same checker validating client paths under the listener's certificate policy
+    /// inputs (`[listener.pki]`), so that the path whose status is checked is one the
+    /// handshake accepts. Call right after construction.
+    ///
+    /// # Errors
+    /// [`CheckerError`] if the checker is already shared.
+    pub fn with_policy_inputs(
+        self: Arc<Self>,
+        inputs: crate::pki::path::PolicyInputs,
+    ) -> Result<Arc<Self>, CheckerError> {
+        let mut c = Arc::try_unwrap(self).map_err(|_| CheckerError::File {
+            key: "crl_files",
+            message: "internal: checker shared during construction".into(),
+        })?;
+        c.policy_inputs = inputs;
         Ok(Arc::new(c))
     }
 
@@ -317,6 +339,7 @@ impl RevocationChecker {
             eku: crate::pki::keypolicy::RequiredEku::None,
             target: Target::Any,
             algs: self.provider.signature_verification_algorithms.all,
+            policy_inputs: crate::pki::path::PolicyInputs::default(),
         }
     }
 
@@ -329,7 +352,11 @@ impl RevocationChecker {
         let mut chain = Vec::with_capacity(1 + intermediates.len());
         chain.push(end_entity.clone());
         chain.extend(intermediates.iter().cloned());
-        crate::pki::path::validate_path(&chain, &self.trust, now, &self.path_policy())
+        let policy = PathPolicy {
+            policy_inputs: self.policy_inputs.clone(),
+            ..self.path_policy()
+        };
+        crate::pki::path::validate_path(&chain, &self.trust, now, &policy)
     }
 
     async fn check_one(

@@ -58,7 +58,7 @@ pub enum Problem {
 }
 
 /// Everything CRL processing needs besides the certificate.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CrlContext<'a> {
     /// Candidate CRLs (configured files and fetched distribution points).
     pub crls: &'a [Arc<Crl>],
@@ -321,7 +321,7 @@ fn crl_signer(
         }
         let policy = PathPolicy {
             target: Target::CrlSigner,
-            ..ctx.policy
+            ..ctx.policy.clone()
         };
         let path = match build(
             cand.clone(),
@@ -339,7 +339,7 @@ fn crl_signer(
         };
         let deeper = CrlContext {
             depth: ctx.depth + 1,
-            ..*ctx
+            ..ctx.clone()
         };
         let mut bad = None;
         for (i, c) in path.certs.iter().enumerate() {

@@ -13,7 +13,9 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{DigitallySignedStruct, DistinguishedName, Error, RootCertStore, SignatureScheme};
 
 use crate::pki::keypolicy::{KeyPolicy, RequiredEku};
-use crate::pki::path::{validate_path_with, PathError, PathPolicy, Target, TrustAnchors};
+use crate::pki::path::{
+    validate_path_with, PathError, PathPolicy, PolicyInputs, Target, TrustAnchors,
+};
 use crate::status::{CertStatus, StatusCheck};
 
 /// Verifies client certificates under the listener's policy.
@@ -25,6 +27,7 @@ pub struct SeeClientVerifier {
     policy: KeyPolicy,
     eku: RequiredEku,
     status: Option<Arc<dyn StatusCheck>>,
+    policy_inputs: PolicyInputs,
 }
 
 /// Errors building the verifier.
@@ -84,7 +87,16 @@ impl SeeClientVerifier {
             policy,
             eku,
             status,
+            policy_inputs: PolicyInputs::default(),
         })
+    }
+
+    /// The certificate policy inputs client paths are validated under (`[listener.pki]`;
+    /// default: any policy, none required).
+    #[must_use]
+    pub fn with_policy_inputs(mut self, inputs: PolicyInputs) -> Self {
+        self.policy_inputs = inputs;
+        self
     }
 }
 
@@ -181,6 +193,7 @@ impl SeeClientVerifier {
             eku: self.eku,
             target: Target::EndEntity,
             algs: self.provider.signature_verification_algorithms.all,
+            policy_inputs: self.policy_inputs.clone(),
         };
         let at = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
         // A returning client's chain is answered by the trust store's chain cache. Otherwise

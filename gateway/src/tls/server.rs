@@ -78,6 +78,8 @@ pub struct ServerTlsParts<'a> {
     pub status: Option<Arc<dyn StatusCheck>>,
     /// Serves the certificate with an OCSP staple instead of the plain chain, if set.
     pub cert_resolver: Option<Arc<dyn ResolvesServerCert>>,
+    /// Certificate policy inputs for client paths (`[listener.pki]`).
+    pub policy_inputs: crate::pki::path::PolicyInputs,
 }
 
 /// Why a listener's `ServerConfig` cannot be built; the plan step names the key.
@@ -134,7 +136,8 @@ pub fn build_server_config(parts: ServerTlsParts<'_>) -> Result<ServerConfig, Se
         },
         eku,
         parts.status,
-    )?;
+    )?
+    .with_policy_inputs(parts.policy_inputs);
     let mut cfg = ServerConfig::builder_with_provider(parts.provider)
         .with_protocol_versions(&versions)
         .map_err(ServerTlsError::Protocol)?

@@ -11,6 +11,7 @@ use super::der::{range_in, Reader};
 use super::error::{PathError, Step};
 use super::name::{email_addresses, NormName};
 use super::names::{GenName, NameConstraints};
+use super::policy::{self, CertPolicyExts};
 use crate::pki::keypolicy::KeyFacts;
 
 /// A CRL distribution point of a certificate (RFC 5280 4.2.1.13).
@@ -211,6 +212,8 @@ pub struct ParsedCert {
     pub ski: Option<Vec<u8>>,
     /// The first critical extension this validator does not process (its OID).
     pub unknown_critical: Option<String>,
+    /// certificatePolicies, policyMappings, policyConstraints, inhibitAnyPolicy.
+    pub policy_exts: CertPolicyExts,
     /// What the key policy looks at.
     pub facts: KeyFacts,
     /// Subject and issuer as RFC 4514 strings, made on first use (status reports and log
@@ -225,7 +228,10 @@ const KNOWN: &[&str] = &[
     "2.5.29.17",         // subjectAltName
     "2.5.29.30",         // nameConstraints
     "2.5.29.37",         // extKeyUsage (checked on the leaf by the key policy)
-    "2.5.29.32",         // certificatePolicies (initial policy set anyPolicy, no explicit policy)
+    "2.5.29.32",         // certificatePolicies (pki::path::policy)
+    "2.5.29.33",         // policyMappings (pki::path::policy)
+    "2.5.29.36",         // policyConstraints (pki::path::policy)
+    "2.5.29.54",         // inhibitAnyPolicy (pki::path::policy)
     "2.5.29.35",         // authorityKeyIdentifier
     "2.5.29.14",         // subjectKeyIdentifier
     "2.5.29.31",         // cRLDistributionPoints
@@ -315,6 +321,7 @@ impl ParsedCert {
             aki: None,
             ski: None,
             unknown_critical: None,
+            policy_exts: CertPolicyExts::default(),
             facts: KeyFacts::of(&x),
             names: OnceLock::new(),
             der: der.clone(),
@@ -325,54 +332,79 @@ impl ParsedCert {
             if seen.contains(&oid) {
                 return Err(malformed(&format!("extension {oid} appears twice")));
             }
-            match ext.parsed_extension() {
-                ParsedExtension::BasicConstraints(bc) => {
-                    c.basic = Some((bc.ca, bc.path_len_constraint));
-                }
-                ParsedExtension::KeyUsage(k) => c.key_usage = Some(k.flags),
-                ParsedExtension::NameConstraints(nc) => {
-                    c.name_constraints = Some(NameConstraints {
-                        permitted: nc
-                            .permitted_subtrees
-                            .as_ref()
-                            .map(|v| v.iter().map(|s| GenName::from_x509(&s.base)).collect()),
-                        excluded: nc
-                            .excluded_subtrees
-                            .as_ref()
-                            .map(|v| v.iter().map(|s| GenName::from_x509(&s.base)).collect())
-                            .unwrap_or_default(),
-                    });
-                }
-                ParsedExtension::SubjectAlternativeName(san) => {
-                    c.san = san.general_names.iter().map(GenName::from_x509).collect();
-                }
-                ParsedExtension::CRLDistributionPoints(_) => {
-                    // Read by hand: x509-parser drops nameRelativeToCRLIssuer (and with it the
-                    // rest of the distribution point).
-                    c.cdp = parse_cdp(ext.value)
-                        .ok_or_else(|| malformed("cRLDistributionPoints does not parse"))?;
-                    for dp in &c.cdp {
-                        if let Some(DpName::Full(names)) = &dp.name {
-                            for n in names {
-                                if let GenName::Uri(u) = n {
-                                    if u.starts_with("http://") {
-                                        c.crl_urls.push(u.clone());
+            // The policy extensions are read by hand (exact RFC 5280 syntax checks, and
+            // nothing of x509-parser's looser forms).
+            let policy_ext = match oid.as_str() {
+                "2.5.29.32" => Some(
+                    policy::parse_certificate_policies(ext.value)
+                        .map(|v| c.policy_exts.policies = Some(v)),
+                ),
+                "2.5.29.33" => Some(
+                    policy::parse_policy_mappings(ext.value)
+                        .map(|v| c.policy_exts.mappings = Some(v)),
+                ),
+                "2.5.29.36" => Some(
+                    policy::parse_policy_constraints(ext.value)
+                        .map(|v| c.policy_exts.constraints = Some(v)),
+                ),
+                "2.5.29.54" => Some(
+                    policy::parse_inhibit_any_policy(ext.value)
+                        .map(|v| c.policy_exts.inhibit_any_policy = Some(v)),
+                ),
+                _ => None,
+            };
+            if let Some(r) = policy_ext {
+                r.map_err(|e| malformed(&e))?;
+            } else {
+                match ext.parsed_extension() {
+                    ParsedExtension::BasicConstraints(bc) => {
+                        c.basic = Some((bc.ca, bc.path_len_constraint));
+                    }
+                    ParsedExtension::KeyUsage(k) => c.key_usage = Some(k.flags),
+                    ParsedExtension::NameConstraints(nc) => {
+                        c.name_constraints = Some(NameConstraints {
+                            permitted: nc
+                                .permitted_subtrees
+                                .as_ref()
+                                .map(|v| v.iter().map(|s| GenName::from_x509(&s.base)).collect()),
+                            excluded: nc
+                                .excluded_subtrees
+                                .as_ref()
+                                .map(|v| v.iter().map(|s| GenName::from_x509(&s.base)).collect())
+                                .unwrap_or_default(),
+                        });
+                    }
+                    ParsedExtension::SubjectAlternativeName(san) => {
+                        c.san = san.general_names.iter().map(GenName::from_x509).collect();
+                    }
+                    ParsedExtension::CRLDistributionPoints(_) => {
+                        // Read by hand: x509-parser drops nameRelativeToCRLIssuer (and with it the
+                        // rest of the distribution point).
+                        c.cdp = parse_cdp(ext.value)
+                            .ok_or_else(|| malformed("cRLDistributionPoints does not parse"))?;
+                        for dp in &c.cdp {
+                            if let Some(DpName::Full(names)) = &dp.name {
+                                for n in names {
+                                    if let GenName::Uri(u) = n {
+                                        if u.starts_with("http://") {
+                                            c.crl_urls.push(u.clone());
+                                        }
                                     }
                                 }
                             }
                         }
                     }
+                    ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                        c.aki = aki.key_identifier.as_ref().map(|k| k.0.to_vec());
+                    }
+                    ParsedExtension::SubjectKeyIdentifier(k) => c.ski = Some(k.0.to_vec()),
+                    ParsedExtension::ParseError { error } => {
+                        return Err(malformed(&format!(
+                            "extension {oid} does not parse: {error}"
+                        )));
+                    }
+                    _ => {}
                 }
-                ParsedExtension::AuthorityKeyIdentifier(aki) => {
-                    c.aki = aki.key_identifier.as_ref().map(|k| k.0.to_vec());
-                }
-                ParsedExtension::SubjectKeyIdentifier(k) => c.ski = Some(k.0.to_vec()),
-                ParsedExtension::ParseError { error } => {
-                    return Err(malformed(&format!(
-                        "extension {oid} does not parse: {error}"
-                    )));
-                }
-                _ => {}
             }
             if ext.critical && !KNOWN.contains(&oid.as_str()) && c.unknown_critical.is_none() {
                 c.unknown_critical = Some(oid.clone());

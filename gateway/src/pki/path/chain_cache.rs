@@ -4,7 +4,8 @@
 //! lock-free lookup.
 //!
 //! - **Key**: SHA-256 over the policy the path was validated under (minimum RSA size,
-//!   required EKU, target kind, the provider's algorithm table), the number of presented
+//!   required EKU, target kind, the provider's algorithm table, the certificate policy
+//!   inputs: user-initial-policy-set and the three initial flags), the number of presented
 //!   certificates and each one's SHA-256, in the order presented. Two different chains (or the same chain
 //!   under another policy) never share a key short of a SHA-256 collision.
 //! - **Scope**: each [`super::TrustAnchors`] owns its cache. A reload builds new anchors and
@@ -26,6 +27,7 @@ use std::sync::Arc;
 
 use rustls::pki_types::CertificateDer;
 
+use super::policy::PolicyInputs;
 use super::validate::{PathPolicy, Target, ValidatedPath};
 use crate::pki::keypolicy::{KeyPolicy, RequiredEku};
 
@@ -91,6 +93,7 @@ pub fn key_of_digests(digests: &[[u8; 32]], policy: &PathPolicy) -> ChainKey {
         eku,
         target,
         algs,
+        ref policy_inputs,
     } = *policy;
     let mut h = sha2::Sha256::new();
     let eku = match eku {
@@ -110,11 +113,40 @@ pub fn key_of_digests(digests: &[[u8; 32]], policy: &PathPolicy) -> ChainKey {
     // name it (a policy allowing other algorithms is another table).
     h.update((algs.as_ptr() as usize as u64).to_be_bytes());
     h.update((algs.len() as u64).to_be_bytes());
+    hash_policy_inputs(&mut h, policy_inputs);
     h.update((digests.len() as u64).to_be_bytes());
     for d in digests {
         h.update(d);
     }
     h.finalize().into()
+}
+
+/// The certificate policy inputs into the key: the three flags, then the
+/// user-initial-policy-set (absent, or its length and each OID length-prefixed).
+fn hash_policy_inputs(h: &mut sha2::Sha256, inputs: &PolicyInputs) {
+    use sha2::Digest;
+    let PolicyInputs {
+        initial_policy_set,
+        initial_explicit_policy,
+        initial_policy_mapping_inhibit,
+        initial_any_policy_inhibit,
+    } = inputs;
+    h.update([
+        u8::from(*initial_explicit_policy),
+        u8::from(*initial_policy_mapping_inhibit),
+        u8::from(*initial_any_policy_inhibit),
+    ]);
+    match initial_policy_set {
+        None => h.update([0u8]),
+        Some(set) => {
+            h.update([1u8]);
+            h.update((set.len() as u64).to_be_bytes());
+            for oid in set.iter() {
+                h.update((oid.as_der().len() as u64).to_be_bytes());
+                h.update(oid.as_der());
+            }
+        }
+    }
 }
 
 impl ChainCache {

@@ -25,6 +25,9 @@ pub enum Step {
     KeyUsage,
     /// 6.1.4 (o) / 6.1.5 (f): an unrecognized critical extension.
     CriticalExtension,
+    /// 6.1.3 (d)-(f), 6.1.4 (a)-(b), 6.1.5 (g): certificate policies (no valid policy while
+    /// an explicit policy is required, a mapping of anyPolicy, a policy tree too large).
+    Policy,
     /// S.E.E. policy: a CA certificate presented as the end entity.
     EndEntityIsCa,
     /// S.E.E. policy: the required extended key usage is missing.
@@ -45,6 +48,9 @@ impl Step {
             Step::PathLength => "RFC 5280 6.1.4 (l)-(m) pathLenConstraint",
             Step::KeyUsage => "RFC 5280 6.1.4 (n) keyUsage keyCertSign",
             Step::CriticalExtension => "RFC 5280 6.1.4 (o) / 6.1.5 (f) critical extensions",
+            Step::Policy => {
+                "RFC 5280 6.1.3 (d)-(f) / 6.1.4 (a)-(b) / 6.1.5 (g) certificate policies"
+            }
             Step::EndEntityIsCa => "S.E.E. policy: end-entity certificate required",
             Step::ExtendedKeyUsage => "S.E.E. policy: extended key usage",
         }

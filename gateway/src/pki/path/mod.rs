@@ -13,7 +13,8 @@
 //! lookup: see [`validate_path`].
 //!
 //! - [`name`]: RFC 5280 7.1 name comparison; [`names`]: general names, name constraints.
-//! - [`cert`]: a certificate parsed once; [`validate`]: path building and 6.1 processing.
+//! - [`cert`]: a certificate parsed once; [`validate`]: path building and 6.1 processing;
+//!   [`policy`]: certificate policies (the valid_policy_tree of 6.1).
 
 pub mod cert;
 pub mod chain_cache;
@@ -21,6 +22,7 @@ mod der;
 pub mod error;
 pub mod name;
 pub mod names;
+pub mod policy;
 pub mod validate;
 pub mod verify;
 
@@ -30,6 +32,7 @@ use rustls::pki_types::CertificateDer;
 
 pub use cert::ParsedCert;
 pub use error::{PathError, Step};
+pub use policy::{PolicyInputs, PolicyOid};
 pub use validate::{PathPolicy, Target, TrustAnchors, ValidatedPath};
 
 /// Parsed certificates kept at most (cleared when full).

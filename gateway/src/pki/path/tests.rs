@@ -18,6 +18,7 @@ fn policy(target: Target) -> PathPolicy {
         eku: RequiredEku::None,
         target,
         algs: compiled_in_provider().signature_verification_algorithms.all,
+        policy_inputs: PolicyInputs::default(),
     }
 }
 
@@ -271,4 +272,197 @@ fn chain_cache_returning_chain_window_policy_and_scope() {
     let reloaded = TrustAnchors::new(std::slice::from_ref(&other_root.der)).expect("anchors");
     assert!(reloaded.cache().is_empty());
     assert!(validate_path(&chain, &reloaded, t, &pol).is_err());
+}
+
+/// DER TLV with a short or long definite length.
+fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let n = content.len();
+    if n < 0x80 {
+        out.push(n as u8);
+    } else if n < 0x100 {
+        out.extend([0x81, n as u8]);
+    } else {
+        out.extend([0x82, (n >> 8) as u8, n as u8]);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+fn oid_tlv(o: &PolicyOid) -> Vec<u8> {
+    tlv(0x06, o.as_der())
+}
+
+/// A certificatePolicies extension naming `policies`.
+fn cert_policies(policies: &[PolicyOid], critical: bool) -> rcgen::CustomExtension {
+    let body: Vec<u8> = policies
+        .iter()
+        .flat_map(|p| tlv(0x30, &oid_tlv(p)))
+        .collect();
+    let mut e = rcgen::CustomExtension::from_oid_content(&[2, 5, 29, 32], tlv(0x30, &body));
+    e.set_criticality(critical);
+    e
+}
+
+/// A policyMappings extension.
+fn policy_mappings(pairs: &[(PolicyOid, PolicyOid)]) -> rcgen::CustomExtension {
+    let body: Vec<u8> = pairs
+        .iter()
+        .flat_map(|(a, b)| tlv(0x30, &[oid_tlv(a), oid_tlv(b)].concat()))
+        .collect();
+    let mut e = rcgen::CustomExtension::from_oid_content(&[2, 5, 29, 33], tlv(0x30, &body));
+    e.set_criticality(true);
+    e
+}
+
+/// A critical policyConstraints extension with the raw SEQUENCE contents `content`.
+fn policy_constraints(content: &[u8]) -> rcgen::CustomExtension {
+    let mut e = rcgen::CustomExtension::from_oid_content(&[2, 5, 29, 36], tlv(0x30, content));
+    e.set_criticality(true);
+    e
+}
+
+fn oid(s: &str) -> PolicyOid {
+    PolicyOid::parse(s).expect("oid")
+}
+
+fn with_inputs(inputs: PolicyInputs) -> PathPolicy {
+    PathPolicy {
+        policy_inputs: inputs,
+        ..policy(Target::EndEntity)
+    }
+}
+
+#[test]
+fn critical_policy_extensions_are_processed_not_refused() {
+    let p1 = oid("2.16.840.1.101.3.2.1.48.1");
+    let p2 = oid("2.16.840.1.101.3.2.1.48.2");
+    let root = ca("Root", None, |_| {});
+    let (a, b) = (p1.clone(), p2.clone());
+    let int = ca("Int", Some(&root), move |p| {
+        p.custom_extensions = vec![
+            cert_policies(&[a.clone(), b.clone()], true),
+            // requireExplicitPolicy 0: every certificate below must carry a valid policy.
+            policy_constraints(&[0x80, 0x01, 0x00]),
+        ];
+    });
+    let (a, b) = (p1.clone(), p2.clone());
+    let good = leaf("good", &int, move |p| {
+        p.custom_extensions = vec![cert_policies(&[a], false)]
+    });
+    let none = leaf("none", &int, |_| {});
+    let other = leaf("other", &int, move |p| {
+        p.custom_extensions = vec![cert_policies(&[oid("1.2.3.4")], false)];
+        let _ = b;
+    });
+    let anchors = TrustAnchors::new(std::slice::from_ref(&root.der)).expect("anchors");
+    let run = |leaf: &CertificateDer<'static>, pol: &PathPolicy| {
+        validate_path(&[leaf.clone(), int.der.clone()], &anchors, now(), pol)
+    };
+    let parsed = ParsedCert::parse(&int.der).expect("parses");
+    assert_eq!(parsed.unknown_critical, None);
+    assert!(parsed.policy_exts.constraints.is_some());
+    run(&good, &policy(Target::EndEntity)).expect("valid for NIST-test-policy-1");
+    for bad in [&none, &other] {
+        let e = run(bad, &policy(Target::EndEntity)).unwrap_err();
+        assert_eq!(e.step, Step::Policy, "{e}");
+    }
+    // The listener asking for policy 2: refused (the leaf is only valid for policy 1), and
+    // not answered from the cache entry of the run above.
+    let e = run(
+        &good,
+        &with_inputs(PolicyInputs::requiring(vec![p2.clone()])),
+    )
+    .unwrap_err();
+    assert_eq!(e.step, Step::Policy);
+    assert!(e.detail.contains("2.16.840.1.101.3.2.1.48.2"), "{e}");
+    run(&good, &with_inputs(PolicyInputs::requiring(vec![p1, p2]))).expect("1 or 2");
+}
+
+#[test]
+fn required_policy_without_policy_extensions_is_refused() {
+    let root = ca("Root", None, |_| {});
+    let l = leaf("plain", &root, |_| {});
+    let anchors = TrustAnchors::new(std::slice::from_ref(&root.der)).expect("anchors");
+    validate_path(
+        std::slice::from_ref(&l),
+        &anchors,
+        now(),
+        &policy(Target::EndEntity),
+    )
+    .expect("no policy asked for");
+    let strict = with_inputs(PolicyInputs::requiring(vec![oid("1.2.3")]));
+    let e = validate_path(&[l], &anchors, now(), &strict).unwrap_err();
+    assert_eq!(e.step, Step::Policy, "{e}");
+}
+
+#[test]
+fn malformed_policy_extensions_and_any_policy_mappings_are_named() {
+    let root = ca("Root", None, |_| {});
+    // An empty policyConstraints sequence (RFC 5280 4.2.1.11).
+    let int = ca("Int", Some(&root), |p| {
+        p.custom_extensions = vec![policy_constraints(&[])];
+    });
+    let e = ParsedCert::parse(&int.der).unwrap_err();
+    assert_eq!(e.step, Step::Malformed);
+    assert!(e.detail.contains("policyConstraints"), "{e}");
+    // A mapping to anyPolicy (6.1.4 (a)).
+    let int = ca("Int", Some(&root), |p| {
+        p.custom_extensions = vec![
+            cert_policies(&[PolicyOid::any()], false),
+            policy_mappings(&[(oid("1.2.3"), PolicyOid::any())]),
+        ];
+    });
+    let l = leaf("l", &int, |p| {
+        p.custom_extensions = vec![cert_policies(&[oid("1.2.3")], false)]
+    });
+    let anchors = TrustAnchors::new(std::slice::from_ref(&root.der)).expect("anchors");
+    let e = validate_path(
+        &[l, int.der.clone()],
+        &anchors,
+        now(),
+        &policy(Target::EndEntity),
+    )
+    .unwrap_err();
+    assert_eq!(e.step, Step::Policy);
+    assert!(e.detail.contains("anyPolicy"), "{e}");
+}
+
+#[test]
+fn policy_tree_blowup_is_refused_quickly() {
+    // A asserts 40 policies and maps each to the same 40 others; B asserts those 40 (each
+    // expected by 40 nodes: 1,600 nodes); the leaf asserts anyPolicy (1,600 more). Each
+    // further such CA would multiply the tree by 40: refused at the cap, not computed.
+    let p: Vec<PolicyOid> = (0..40).map(|i| oid(&format!("1.2.3.{i}"))).collect();
+    let q: Vec<PolicyOid> = (0..40).map(|i| oid(&format!("1.2.4.{i}"))).collect();
+    let pairs: Vec<(PolicyOid, PolicyOid)> = p
+        .iter()
+        .flat_map(|a| q.iter().map(move |b| (a.clone(), b.clone())))
+        .collect();
+    let root = ca("Root", None, |_| {});
+    let pp = p.clone();
+    let a = ca("A", Some(&root), move |c| {
+        c.custom_extensions = vec![cert_policies(&pp, false), policy_mappings(&pairs)]
+    });
+    let qq = q.clone();
+    let b = ca("B", Some(&a), move |c| {
+        c.custom_extensions = vec![cert_policies(&qq, false)]
+    });
+    let l = leaf("l", &b, |c| {
+        c.custom_extensions = vec![cert_policies(&[PolicyOid::any()], false)]
+    });
+    let anchors = TrustAnchors::new(std::slice::from_ref(&root.der)).expect("anchors");
+    let chain = [l, b.der.clone(), a.der.clone()];
+    // Without an explicit policy nothing but a mapping of anyPolicy can refuse the path:
+    // the tree is not built.
+    validate_path(&chain, &anchors, now(), &policy(Target::EndEntity)).expect("default");
+    let started = std::time::Instant::now();
+    let strict = with_inputs(PolicyInputs {
+        initial_explicit_policy: true,
+        ..PolicyInputs::default()
+    });
+    let e = validate_path(&chain, &anchors, now(), &strict).unwrap_err();
+    assert_eq!(e.step, Step::Policy);
+    assert!(e.detail.contains("exceed"), "{e}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
 }

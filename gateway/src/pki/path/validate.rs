@@ -11,6 +11,7 @@ use super::chain_cache::ChainCache;
 use super::error::{PathError, Step};
 use super::name::NormName;
 use super::names::{ConstraintState, SubjectNames};
+use super::policy::PolicyInputs;
 use super::verify::{verify_cert, SigError};
 use crate::pki::keypolicy::{KeyPolicy, RequiredEku};
 
@@ -90,7 +91,7 @@ pub enum Target {
 }
 
 /// The rules a path is validated under.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PathPolicy {
     /// Key sizes, curves, signature algorithms.
     pub key_policy: KeyPolicy,
@@ -100,6 +101,9 @@ pub struct PathPolicy {
     pub target: Target,
     /// The provider's signature algorithms (SHA-1 is not among them).
     pub algs: &'static [&'static dyn SignatureVerificationAlgorithm],
+    /// The certificate policy inputs (RFC 5280 6.1.1 (c), (e)-(g)); the default accepts any
+    /// policy and requires none.
+    pub policy_inputs: PolicyInputs,
 }
 
 /// A validated path: the target first, then each issuer up to the one the anchor issued.
@@ -379,6 +383,8 @@ fn process(path: &ValidatedPath, time: i64, policy: &PathPolicy) -> Result<(), P
         working = cert;
     }
     let target = path.target();
+    // 6.1.3 (d)-(f), 6.1.4 (a)-(b), (h)-(j), 6.1.5 (a)-(b), (g): certificate policies.
+    super::policy::check(&path.certs, &policy.policy_inputs)?;
     if let Some(oid) = &target.unknown_critical {
         return Err(PathError::new(
             Step::CriticalExtension,

@@ -104,6 +104,7 @@ fn status(ca: &Ca, cert: &ParsedCert, crls: Vec<Crl>) -> CrlStatus {
             eku: RequiredEku::None,
             target: Target::CrlSigner,
             algs: algs(),
+            policy_inputs: crate::pki::path::PolicyInputs::default(),
         },
         depth: 0,
     };
