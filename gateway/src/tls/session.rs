@@ -124,6 +124,9 @@ pub(crate) struct TlsSession {
     write_closed: bool,
     /// A fatal error ended the session.
     failed: bool,
+    /// A record that failed to open after plaintext was already handed over: reported
+    /// by the next read.
+    pending_error: Option<Error>,
 }
 
 impl std::fmt::Debug for TlsSession {
@@ -247,6 +250,7 @@ impl TlsSession {
             read_closed,
             write_closed: false,
             failed: false,
+            pending_error: None,
         };
         if !unsent.is_empty() {
             s.queued = unsent.len();
@@ -469,19 +473,26 @@ impl TlsSession {
             self.rpos = 0;
             self.plain = (0, 0);
         }
-        let room = if self.streaming { READ_MAX } else { READ_MIN };
-        if self.rbuf.capacity() - self.rbuf.len() < room {
-            self.rbuf.reserve_exact(room);
-        }
-        let spare = self.rbuf.capacity() - self.rbuf.len();
         loop {
+            // The buffer is made only once there is something to read: an idle connection
+            // waits without one.
             ready!(self.tcp.poll_read_ready(cx))?;
+            let room = if self.streaming { READ_MAX } else { READ_MIN };
+            if self.rbuf.capacity() - self.rbuf.len() < room {
+                self.rbuf.reserve_exact(room);
+            }
+            let spare = self.rbuf.capacity() - self.rbuf.len();
             match self.tcp.try_read_buf(&mut self.rbuf) {
                 Ok(n) => {
                     self.streaming = n == spare;
                     return Poll::Ready(Ok(n));
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if self.rbuf.is_empty() {
+                        self.rbuf = Vec::new();
+                    }
+                    continue;
+                }
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
@@ -543,7 +554,8 @@ impl TlsSession {
         Poll::Ready(Ok(()))
     }
 
-    /// Makes room in the write queue: `Pending` while more than [`WRITE_HIGH`] is unsent.
+    /// Makes room in the write queue: `Pending` while less than a record's worth of the
+    /// [`WRITE_HIGH`] budget is free.
     fn poll_room(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         if self.failed || self.write_closed {
             return Poll::Ready(Err(io::Error::new(
@@ -551,11 +563,12 @@ impl TlsSession {
                 "the TLS session is closed for writing",
             )));
         }
-        if self.queued >= WRITE_HIGH {
+        // Room for at least one full record, so bulk data goes out in full records.
+        if self.queued > WRITE_HIGH - MAX_PLAIN {
             if let Poll::Ready(Err(e)) = self.poll_write_queue(cx) {
                 return Poll::Ready(Err(e));
             }
-            if self.queued >= WRITE_HIGH {
+            if self.queued > WRITE_HIGH - MAX_PLAIN {
                 return Poll::Pending;
             }
         }
@@ -605,8 +618,30 @@ impl AsyncRead for TlsSession {
                     buf.put_slice(bytes);
                 }
                 this.plain.0 += n;
+                // Fill the caller's buffer from the records already received (fewer, larger
+                // reads up the stack); a failure waits for the next call.
+                while buf.remaining() > 0 && this.plain.0 == this.plain.1 && !this.read_closed {
+                    match this.open_next() {
+                        Ok(true) => {
+                            let (from, to) = this.plain;
+                            let n = (to - from).min(buf.remaining());
+                            if let Some(bytes) = this.rbuf.get(from..from + n) {
+                                buf.put_slice(bytes);
+                            }
+                            this.plain.0 += n;
+                        }
+                        Ok(false) => break,
+                        Err(e) => {
+                            this.pending_error = Some(e);
+                            break;
+                        }
+                    }
+                }
                 this.release();
                 return Poll::Ready(Ok(()));
+            }
+            if let Some(e) = this.pending_error.take() {
+                return Poll::Ready(Err(this.fail(e)));
             }
             if this.read_closed {
                 this.release();
