@@ -358,8 +358,16 @@ impl TlsSession {
             return Err(Error::PeerSentOversizedRecord);
         }
         // The plaintext is a part of the record's bytes (opened in place).
-        let off = plain.payload.as_ptr() as usize - base;
-        let range = (off, off + plain.payload.len());
+        let off = (plain.payload.as_ptr() as usize).wrapping_sub(base);
+        let range = if plain.payload.is_empty() {
+            (end, end)
+        } else if off >= start && off + plain.payload.len() <= end {
+            (off, off + plain.payload.len())
+        } else {
+            return Err(Error::General(
+                "record layer: plaintext outside its record".into(),
+            ));
+        };
         match plain.typ {
             ContentType::ApplicationData => {
                 if range.0 == range.1 {
