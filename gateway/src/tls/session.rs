@@ -276,6 +276,11 @@ impl TlsSession {
         if self.tx_seq >= confidentiality_limit(self.suite) {
             self.renew_tx_keys(false)?;
         }
+        self.queue_record(typ, payload)
+    }
+
+    /// Seals one record under the current key and sequence number and queues it.
+    fn queue_record(&mut self, typ: ContentType, payload: OutboundChunks<'_>) -> Result<(), Error> {
         let seq = self.tx_seq;
         self.tx_seq = seq.checked_add(1).ok_or(Error::EncryptError)?;
         let rec = self.tx.seal(typ, payload, seq)?;
@@ -294,13 +299,7 @@ impl TlsSession {
         }
         // KeyUpdate { update_not_requested }: type 24, length 1, value 0.
         let msg = [24u8, 0, 0, 1, 0];
-        let seq = self.tx_seq;
-        self.tx_seq = seq.checked_add(1).ok_or(Error::EncryptError)?;
-        let rec = self
-            .tx
-            .seal(ContentType::Handshake, OutboundChunks::Single(&msg), seq)?;
-        self.queued += rec.len();
-        self.wq.push_back(rec);
+        self.queue_record(ContentType::Handshake, OutboundChunks::Single(&msg))?;
         let (seq, secrets) = self.kernel.update_tx_secret()?;
         self.tx = encrypter(self.suite, secrets)?;
         self.tx_seq = seq;
