@@ -36,8 +36,9 @@ pub(crate) type FailureHook = Arc<dyn Fn(std::net::IpAddr) + Send + Sync>;
 pub(crate) struct ListenerRuntime {
     /// The listener's plan (TLS acceptor, status check, access, routes, limits).
     pub plan: Arc<ListenerPlan>,
-    /// The proxy (the plan's targets, each with this worker's pool).
-    pub proxy: Proxy,
+    /// The proxy (the plan's targets, each with this worker's pool); shared by the worker's
+    /// connections (a clone per connection or request would copy its target list).
+    pub proxy: Arc<Proxy>,
     /// Failure hook (abuse blocking).
     pub on_failure: Option<FailureHook>,
     /// This listener's counters in this worker (see [`Metrics::listener_slot`]).
@@ -55,7 +56,11 @@ impl ListenerRuntime {
         audit: Option<Arc<AuditLog>>,
     ) -> Self {
         ListenerRuntime {
-            proxy: Proxy::with_plan(plan.access.clone(), plan.forwarding.clone(), &plan.limits),
+            proxy: Arc::new(Proxy::with_plan(
+                plan.access.clone(),
+                plan.forwarding.clone(),
+                &plan.limits,
+            )),
             plan,
             on_failure,
             counters,
@@ -220,6 +225,7 @@ struct ClosedGuard(Arc<ListenerCounters>);
 impl Drop for ClosedGuard {
     fn drop(&mut self) {
         WorkerCounters::inc(&self.0.closed);
+        crate::memory::note_release();
     }
 }
 
@@ -536,7 +542,7 @@ pub(crate) async fn serve_connection(
     let mut ctx = ConnContext::new(peer, identity);
     if let (Some(log), None) = (&rt.audit, &ctx.identity) {
         // Without a certificate, IN CONFIDENCE: the password decisions are audited per request.
-        ctx.audit = Some((
+        ctx.audit = Some(Box::new((
             log.clone(),
             AuditEvent {
                 listener: plan.name.to_string(),
@@ -548,7 +554,7 @@ pub(crate) async fn serve_connection(
                 resumed: Some(resumed),
                 ..AuditEvent::default()
             },
-        ));
+        )));
     }
     let ctx = Arc::new(ctx);
     let alpn = info.alpn.clone();
@@ -687,6 +693,7 @@ where
                     // Bytes hyper read but did not parse (none at a clean message boundary)
                     // are read again first.
                     io.unread(parts.read_buf);
+                    crate::memory::note_release();
                     this.state = H1State::Parked {
                         io,
                         service: parts.service,
@@ -755,7 +762,7 @@ async fn serve_http<F, Fut>(
     tls: Box<TlsSession>,
     alpn: Option<&[u8]>,
     ctx: Arc<ConnContext>,
-    proxy: Proxy,
+    proxy: Arc<Proxy>,
     metrics: Metrics,
     worker: usize,
     limits: &Limits,

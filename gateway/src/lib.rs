@@ -42,6 +42,7 @@ mod conn;
 pub mod fuzzing;
 mod lifetime;
 pub mod limits;
+pub mod memory;
 #[allow(
     clippy::indexing_slicing,
     reason = "fixed-size counter arrays indexed by enum discriminants (sized by `ALL.len()`) and by `i % len` of a non-empty slice"

@@ -183,6 +183,7 @@ async fn run_worker(
 ) {
     let tracker = ConnTracker::default();
     let mut accept_tasks = Vec::new();
+    tokio::spawn(crate::memory::release_when_quiet(shutdown.clone()));
     for (li, std_listener) in plan.sockets.into_iter().enumerate() {
         let Some(first) = plan.plan.load().listeners.get(li).cloned() else {
             tracing::error!(

@@ -1,9 +1,11 @@
 //! Header rewriting between client and backend: hop-by-hop removal, anti-spoofing of the
 //! identity headers, the identity headers themselves, X-Forwarded-*.
 
+use std::sync::{Arc, OnceLock};
+
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::pki::identity::{headers, AuthMethod, CertIdentity};
+use crate::pki::identity::{headers, AuthMethod, CertIdentity, IDENTITY_CACHE_MAX};
 
 /// Hop-by-hop headers (RFC 9110 7.6.1) never forwarded.
 const HOP_BY_HOP: &[&str] = &[
@@ -248,9 +250,10 @@ pub fn check_host(
     Ok(host)
 }
 
-/// The identity headers of a certificate identity, computed once per connection.
+/// The identity headers of a certificate identity or password user. Cheap to clone (shared):
+/// a certificate's headers are built once per certificate and shared by its connections.
 #[derive(Debug, Clone, Default)]
-pub struct IdentityHeaders(Vec<(HeaderName, HeaderValue)>);
+pub struct IdentityHeaders(Arc<[(HeaderName, HeaderValue)]>);
 
 fn value(s: &str) -> HeaderValue {
     // Control characters were escaped when the identity was built; anything else non-visible
@@ -271,10 +274,29 @@ fn value(s: &str) -> HeaderValue {
 }
 
 impl IdentityHeaders {
-    /// Headers for a certificate-authenticated client.
+    /// Headers for a certificate-authenticated client: built once per certificate (a
+    /// process-wide cache keyed by the certificate's SHA-256 fingerprint, at most
+    /// [`IDENTITY_CACHE_MAX`] entries, cleared when full) and shared, so a connection holds
+    /// a pointer rather than its own copy.
     pub fn for_certificate(id: &CertIdentity) -> Self {
+        static CACHE: OnceLock<papaya::HashMap<String, IdentityHeaders>> = OnceLock::new();
+        let cache = CACHE.get_or_init(papaya::HashMap::new);
+        let g = cache.pin();
+        if let Some(h) = g.get(id.fingerprint_sha256.as_str()) {
+            return h.clone();
+        }
+        let h = Self::build_for_certificate(id);
+        if g.len() >= IDENTITY_CACHE_MAX {
+            g.clear();
+        }
+        g.insert(id.fingerprint_sha256.clone(), h.clone());
+        h
+    }
+
+    /// The headers of `id`, built.
+    fn build_for_certificate(id: &CertIdentity) -> Self {
         let h = |n: &'static str, v: &str| (HeaderName::from_static(n), value(v));
-        IdentityHeaders(vec![
+        IdentityHeaders(Arc::new([
             h(headers::AUTH_METHOD, AuthMethod::Certificate.as_str()),
             h(headers::SUBJECT, &id.subject),
             h(headers::ISSUER, &id.issuer),
@@ -283,25 +305,25 @@ impl IdentityHeaders {
             h(headers::SANS, &id.sans.join(", ")),
             h(headers::NOT_BEFORE, &id.not_before),
             h(headers::NOT_AFTER, &id.not_after),
-        ])
+        ]))
     }
 
     /// Headers for a password-authenticated user.
     pub fn for_password_user(user: &str) -> Self {
-        IdentityHeaders(vec![
+        IdentityHeaders(Arc::new([
             (
                 HeaderName::from_static(headers::AUTH_METHOD),
                 HeaderValue::from_static("password"),
             ),
             (HeaderName::from_static(headers::USER), value(user)),
-        ])
+        ]))
     }
 
     /// Writes the headers into a request (room for them and the `X-Forwarded-*` three is
     /// reserved first, so the map grows once at most).
     pub fn apply(&self, h: &mut HeaderMap) {
         h.reserve(self.0.len() + 3);
-        for (n, v) in &self.0 {
+        for (n, v) in self.0.iter() {
             h.insert(n.clone(), v.clone());
         }
     }

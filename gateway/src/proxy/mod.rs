@@ -40,13 +40,14 @@ pub struct ConnContext {
     pub peer: SocketAddr,
     /// The certificate identity, if the client presented a (verified) certificate.
     pub identity: Option<Arc<CertIdentity>>,
-    /// Identity headers, computed once per connection.
+    /// Identity headers (shared by the certificate's connections).
     pub identity_headers: Option<IdentityHeaders>,
     /// The client address as an `X-Forwarded-For` value, computed once per connection.
     pub forwarded_for: HeaderValue,
     /// Where password decisions of this connection are audited (`[audit]`), with the
     /// connection's facts already filled in; `None`: no audit log.
-    pub audit: Option<(Arc<AuditLog>, AuditEvent)>,
+    /// Boxed: most connections have none, and the context lives as long as the connection.
+    pub audit: Option<Box<(Arc<AuditLog>, AuditEvent)>>,
 }
 
 impl ConnContext {
@@ -64,7 +65,7 @@ impl ConnContext {
 
     /// Audits a password decision (never the password: the user name and the outcome).
     fn audit_password(&self, user: Option<&str>, refused: Option<(StatusCode, &str)>) {
-        let Some((log, base)) = &self.audit else {
+        let Some((log, base)) = self.audit.as_deref() else {
             return;
         };
         let mut ev = base.clone();
