@@ -45,6 +45,9 @@ pub(crate) struct ListenerRuntime {
     pub counters: Arc<ListenerCounters>,
     /// The audit log (`[audit]`), when configured.
     pub audit: Option<Arc<AuditLog>>,
+    /// hyper's HTTP/1.1 settings for connections that chose `http/1.1` by ALPN (made once:
+    /// every connection and every unparking uses it by reference).
+    pub h1: hyper::server::conn::http1::Builder,
 }
 
 impl ListenerRuntime {
@@ -55,7 +58,14 @@ impl ListenerRuntime {
         counters: Arc<ListenerCounters>,
         audit: Option<Arc<AuditLog>>,
     ) -> Self {
+        let mut h1 = hyper::server::conn::http1::Builder::new();
+        // hyper's own header timer would also cut idle keep-alive connections; the deadlines
+        // are kept by `activity` instead (header read, idle, first request, age).
+        h1.timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(None)
+            .max_buf_size(plan.limits.max_header_bytes as usize);
         ListenerRuntime {
+            h1,
             proxy: Arc::new(Proxy::with_plan(
                 plan.access.clone(),
                 plan.forwarding.clone(),
@@ -305,6 +315,10 @@ async fn status_verdict(
 }
 
 /// Serves one accepted TCP connection to completion.
+///
+/// The connection task's future is as large as its largest state and lives as long as the
+/// connection, idle or not: the handshake and admission ([`admit`]) run boxed, so what
+/// stays is the HTTP service's state ([`serve_http`]) and a few pointers.
 pub(crate) async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -313,11 +327,87 @@ pub(crate) async fn serve_connection(
     worker: usize,
     shutdown: watch::Receiver<bool>,
 ) {
+    let _closed = ClosedGuard(rt.counters.clone());
+    let Some(admitted) = Box::pin(admit(stream, peer, &rt, &metrics, worker)).await else {
+        return;
+    };
+    let limits = &rt.plan.limits;
+    serve_http(
+        admitted.tls,
+        admitted.alpn,
+        admitted.ctx,
+        &rt.proxy,
+        &rt.h1,
+        metrics,
+        worker,
+        limits,
+        recheck_fn(admitted.recheck, limits.check_timeout),
+        &rt.plan.name,
+        shutdown,
+    )
+    .await;
+}
+
+/// A client chain re-checked periodically: the status check and the chain.
+type RecheckState = (
+    Arc<dyn crate::status::StatusCheck>,
+    Arc<[rustls::pki_types::CertificateDer<'static>]>,
+);
+
+/// A connection admitted to HTTP service by [`admit`].
+struct Admitted {
+    tls: Box<TlsSession>,
+    alpn: Alpn,
+    ctx: Arc<ConnContext>,
+    recheck: Option<RecheckState>,
+}
+
+/// The protocol ALPN chose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Alpn {
+    /// `http/1.1`.
+    Http1,
+    /// `h2`.
+    H2,
+    /// None (or another): hyper-util tells HTTP/1.1 from prior-knowledge HTTP/2.
+    Unspecified,
+}
+
+/// The future of one status re-check.
+type RecheckFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+/// The re-check of `state` as [`serve_loop`] and the TCP relay call it.
+fn recheck_fn(
+    state: Option<RecheckState>,
+    timeout: Duration,
+) -> Option<impl FnMut() -> RecheckFuture> {
+    state.map(|(check, chain)| {
+        move || -> RecheckFuture {
+            let (check, chain) = (check.clone(), chain.clone());
+            Box::pin(async move {
+                match status_refusal(check.as_ref(), &chain, timeout).await {
+                    None => Ok(()),
+                    Some((reason, _)) => Err(reason),
+                }
+            })
+        }
+    })
+}
+
+/// The TLS handshake under the listener's policy and the post-handshake checks (status,
+/// identity, audit); a `tcp://` listener's connection is relayed to its end here. `None`:
+/// the connection was refused or is finished.
+async fn admit(
+    stream: TcpStream,
+    peer: SocketAddr,
+    rt: &ListenerRuntime,
+    metrics: &Metrics,
+    worker: usize,
+) -> Option<Admitted> {
     let counters: &WorkerCounters = metrics.worker(worker);
     let plan = &rt.plan;
     let lc = &rt.counters;
     WorkerCounters::inc(&lc.accepted);
-    let _closed = ClosedGuard(lc.clone());
     let started = std::time::Instant::now();
     let accept = handshake::accept(&plan.server_config, stream);
     let Established { session: tls, info } =
@@ -328,8 +418,8 @@ pub(crate) async fn serve_connection(
                 // Measured before the close; only read on this (rare) path.
                 let answered =
                     rt.on_failure.is_some() && bytes_sent(&stream).is_none_or(|n| n > ONE_ALERT);
-                // Boxed (like every rarely used branch here): the connection task's future is as
-                // large as its largest state, and it lives as long as the connection.
+                // Boxed (like every rarely used branch here): `admit`'s own future, made for
+                // every handshake, stays small.
                 Box::pin(linger_close(stream)).await;
                 let (kind, refusal, reason) = classify(&e);
                 counters.reject(kind);
@@ -356,13 +446,13 @@ pub(crate) async fn serve_connection(
                         hook(peer.ip());
                     }
                 }
-                return;
+                return None;
             }
             Err(_) => {
                 counters.reject(Rejection::HandshakeTimeout);
                 lc.refuse(Refusal::Timeout);
                 tracing::debug!(listener = %plan.name, %peer, "handshake timed out");
-                return;
+                return None;
             }
         };
     lc.handshake_seconds.observe(started.elapsed());
@@ -381,7 +471,7 @@ pub(crate) async fn serve_connection(
                 if let Some(hook) = &rt.on_failure {
                     hook(peer.ip());
                 }
-                return;
+                return None;
             }
         }
     }
@@ -431,7 +521,7 @@ pub(crate) async fn serve_connection(
                     if let (Some(hook), true) = (&rt.on_failure, client_fault) {
                         hook(peer.ip());
                     }
-                    return;
+                    return None;
                 }
             }
             match CertIdentity::from_der_cached(leaf_der) {
@@ -452,7 +542,7 @@ pub(crate) async fn serve_connection(
                         },
                     );
                     tracing::warn!(listener = %plan.name, %peer, error = %e, "unreadable client certificate");
-                    return;
+                    return None;
                 }
             }
         }
@@ -474,7 +564,7 @@ pub(crate) async fn serve_connection(
             },
         );
     }
-    let limits = plan.limits;
+    let limits = &plan.limits;
     // A connection that may outlive the status refresh interval re-checks its certificate
     // (an h2 or tcp:// connection can live for hours after a revocation).
     let recheck_state = match (
@@ -492,17 +582,6 @@ pub(crate) async fn serve_connection(
         }
         _ => None,
     };
-    let recheck = recheck_state.map(|(check, chain)| {
-        move || {
-            let (check, chain) = (check.clone(), chain.clone());
-            async move {
-                match status_refusal(check.as_ref(), &chain, limits.check_timeout).await {
-                    None => Ok(()),
-                    Some((reason, _)) => Err(reason),
-                }
-            }
-        }
-    });
 
     if let ListenerKind::Tcp { backend } = &plan.kind {
         // Raw TCP mode: certificate + access decision, then the stream with a PROXY v2
@@ -513,7 +592,7 @@ pub(crate) async fn serve_connection(
             Ok(l) => l,
             Err(e) => {
                 tracing::info!(listener = %plan.name, %peer, error = %e, "tcp connection without a local address");
-                return;
+                return None;
             }
         };
         let res = Box::pin(crate::tcp_proxy::serve_tcp_connection(
@@ -528,15 +607,15 @@ pub(crate) async fn serve_connection(
                 connect_timeout: limits.upstream_connect_timeout,
                 idle_timeout: limits.tcp_idle_timeout,
                 max_age: limits.max_connection_age,
-                recheck_interval: recheck.as_ref().and(limits.status_recheck_interval),
+                recheck_interval: recheck_state.as_ref().and(limits.status_recheck_interval),
             },
-            recheck,
+            recheck_fn(recheck_state, limits.check_timeout),
         ))
         .await;
         if let Err(reason) = res {
             tracing::info!(listener = %plan.name, %peer, %reason, "tcp connection refused or failed");
         }
-        return;
+        return None;
     }
 
     let mut ctx = ConnContext::new(peer, identity);
@@ -556,22 +635,17 @@ pub(crate) async fn serve_connection(
             },
         )));
     }
-    let ctx = Arc::new(ctx);
-    let alpn = info.alpn.clone();
-    drop(info);
-    serve_http(
+    let alpn = match info.alpn.as_deref() {
+        Some(b"http/1.1") => Alpn::Http1,
+        Some(b"h2") => Alpn::H2,
+        _ => Alpn::Unspecified,
+    };
+    Some(Admitted {
         tls,
-        alpn.as_deref(),
-        ctx,
-        rt.proxy.clone(),
-        metrics,
-        worker,
-        &limits,
-        recheck,
-        &plan.name,
-        shutdown,
-    )
-    .await;
+        alpn,
+        ctx: Arc::new(ctx),
+        recheck: recheck_state,
+    })
 }
 
 /// The TLS stream as hyper sees it.
@@ -632,8 +706,8 @@ where
 /// [`crate::lifetime::PARK_AFTER`] of quiet, hyper's connection (read buffer, write buffer,
 /// dispatcher) is ended at a message boundary and dropped; only the TLS stream is kept until
 /// the client sends again (see [`crate::lifetime`]).
-struct ParkingH1<S: hyper::service::HttpService<hyper::body::Incoming>> {
-    builder: hyper::server::conn::http1::Builder,
+struct ParkingH1<'b, S: hyper::service::HttpService<hyper::body::Incoming>> {
+    builder: &'b hyper::server::conn::http1::Builder,
     state: H1State<S>,
 }
 
@@ -650,9 +724,9 @@ enum H1State<S: hyper::service::HttpService<hyper::body::Incoming>> {
     Done,
 }
 
-impl<S: hyper::service::HttpService<hyper::body::Incoming>> ParkingH1<S> {
+impl<'b, S: hyper::service::HttpService<hyper::body::Incoming>> ParkingH1<'b, S> {
     /// Starts parked: hyper is set up when the first request's bytes arrive.
-    fn new(builder: hyper::server::conn::http1::Builder, io: HttpIo, service: S) -> Self {
+    fn new(builder: &'b hyper::server::conn::http1::Builder, io: HttpIo, service: S) -> Self {
         ParkingH1 {
             builder,
             state: H1State::Parked { io, service },
@@ -660,7 +734,7 @@ impl<S: hyper::service::HttpService<hyper::body::Incoming>> ParkingH1<S> {
     }
 }
 
-impl<S, B> Future for ParkingH1<S>
+impl<S, B> Future for ParkingH1<'_, S>
 where
     S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B> + Unpin,
     S::Error: Into<ConnError>,
@@ -724,7 +798,7 @@ where
     }
 }
 
-impl<S, B> HttpConn for ParkingH1<S>
+impl<S, B> HttpConn for ParkingH1<'_, S>
 where
     S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B> + Unpin,
     S::Error: Into<ConnError>,
@@ -760,25 +834,25 @@ where
 #[allow(clippy::too_many_arguments)]
 async fn serve_http<F, Fut>(
     tls: Box<TlsSession>,
-    alpn: Option<&[u8]>,
+    alpn: Alpn,
     ctx: Arc<ConnContext>,
-    proxy: Arc<Proxy>,
+    proxy: &Arc<Proxy>,
+    h1: &hyper::server::conn::http1::Builder,
     metrics: Metrics,
     worker: usize,
     limits: &Limits,
-    recheck: Option<F>,
+    mut recheck: Option<F>,
     name: &str,
-    shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
 ) where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
     let peer = ctx.peer;
-    let alpn_h2 = alpn == Some(b"h2");
-    let alpn_h1 = alpn == Some(b"http/1.1");
-    let activity = Arc::new(Activity::new(!alpn_h2));
+    let activity = Arc::new(Activity::new(alpn != Alpn::H2));
     let io = ActivityIo::new(tls, activity.clone());
     let act = activity.clone();
+    let proxy = proxy.clone();
     let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let ctx = ctx.clone();
         let proxy = proxy.clone();
@@ -796,15 +870,16 @@ async fn serve_http<F, Fut>(
             Ok::<_, std::convert::Infallible>(resp)
         }
     });
-    if alpn_h1 {
-        let mut h1 = hyper::server::conn::http1::Builder::new();
-        // hyper's own header timer would also cut idle keep-alive connections; the deadlines
-        // are kept by `activity` instead (header read, idle, first request, age).
-        h1.timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(None)
-            .max_buf_size(limits.max_header_bytes as usize);
+    let ends = LoopEnds {
+        peer,
+        activity: &activity,
+        limits,
+        name,
+    };
+    if alpn == Alpn::Http1 {
         let conn = ParkingH1::new(h1, io, service);
-        serve_loop(conn, peer, &activity, limits, recheck, name, shutdown).await;
+        tokio::pin!(conn);
+        serve_loop(conn, &ends, &mut recheck, &mut shutdown).await;
     } else {
         // Boxed: hyper-util's connection (and its HTTP/2 state) would make the connection
         // task's own future, which every idle HTTP/1.1 connection keeps, much larger.
@@ -823,39 +898,50 @@ async fn serve_http<F, Fut>(
                 .keep_alive_interval(limits.h2_keepalive_interval)
                 .keep_alive_timeout(limits.h2_keepalive_timeout);
             // ALPN decided the protocol: no detection read (h2 preface sniffing) is needed.
-            let builder = if alpn_h2 {
+            let builder = if alpn == Alpn::H2 {
                 builder.http2_only()
             } else {
                 builder
             };
-            // Boxed: the connection task's own future stays small.
             let conn = AutoConn {
                 conn: Box::pin(builder.serve_connection(TokioIo::new(io), service)),
                 graceful: auto_graceful,
             };
-            serve_loop(conn, peer, &activity, limits, recheck, name, shutdown).await;
+            tokio::pin!(conn);
+            serve_loop(conn, &ends, &mut recheck, &mut shutdown).await;
         })
         .await;
     }
+}
+
+/// What [`serve_loop`] reads but never changes (passed by reference: an async function keeps
+/// its arguments for as long as it runs, and this one runs as long as the connection).
+struct LoopEnds<'a> {
+    peer: SocketAddr,
+    activity: &'a Activity,
+    limits: &'a Limits,
+    name: &'a str,
 }
 
 /// Drives one HTTP connection under the listener's limits: the `activity` deadlines, the
 /// periodic status re-check, shutdown, and (HTTP/1.1) parking after
 /// [`crate::lifetime::PARK_AFTER`] of quiet.
 async fn serve_loop<C, F, Fut>(
-    conn: C,
-    peer: SocketAddr,
-    activity: &Activity,
-    limits: &Limits,
-    mut recheck: Option<F>,
-    name: &str,
-    mut shutdown: watch::Receiver<bool>,
+    mut conn: Pin<&mut C>,
+    ends: &LoopEnds<'_>,
+    recheck: &mut Option<F>,
+    shutdown: &mut watch::Receiver<bool>,
 ) where
     C: HttpConn,
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
-    tokio::pin!(conn);
+    let LoopEnds {
+        peer,
+        activity,
+        limits,
+        name,
+    } = *ends;
     let ms = |d: Duration| d.as_millis() as u64;
     let mut next_check = limits.status_recheck_interval.map(ms);
     let mut check: Option<Pin<Box<Fut>>> = None;

@@ -59,7 +59,12 @@ pub(crate) async fn release_when_quiet(mut shutdown: tokio::sync::watch::Receive
             dirty = true;
         } else if dirty {
             dirty = false;
+            let t0 = std::time::Instant::now();
             hook();
+            tracing::debug!(
+                micros = t0.elapsed().as_micros() as u64,
+                "freed memory returned to the OS"
+            );
         }
     }
 }

@@ -123,21 +123,23 @@ fn serve(
             Ok::<_, Infallible>(resp)
         }
     });
-    let mut h1 = hyper::server::conn::http1::Builder::new();
-    h1.timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(None);
-    let conn = ParkingH1::new(
-        h1,
-        ActivityIo::new(Box::new(tls), activity.clone()),
-        service,
-    );
-    let (tx, rx) = watch::channel(false);
+    let (tx, mut rx) = watch::channel(false);
     let a = activity.clone();
     let task = tokio::spawn(async move {
+        let mut h1 = hyper::server::conn::http1::Builder::new();
+        h1.timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(None);
+        let conn = ParkingH1::new(&h1, ActivityIo::new(Box::new(tls), a.clone()), service);
+        tokio::pin!(conn);
         let limits = Limits::default();
-        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let none: Option<NoRecheck> = None;
-        serve_loop(conn, peer, &a, &limits, none, "test", rx).await;
+        let ends = LoopEnds {
+            peer: "127.0.0.1:1".parse().unwrap(),
+            activity: &a,
+            limits: &limits,
+            name: "test",
+        };
+        let mut none: Option<NoRecheck> = None;
+        serve_loop(conn, &ends, &mut none, &mut rx).await;
     });
     (activity, tx, task)
 }
