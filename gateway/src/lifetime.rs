@@ -276,6 +276,11 @@ impl<T> ActivityIo<T> {
         }
     }
 
+    /// The wrapped stream.
+    pub(crate) fn inner_mut(&mut self) -> &mut T {
+        &mut self.inner
+    }
+
     /// Whether the last read was a fake end of stream for parking (clears the flag).
     pub(crate) fn take_parked_eof(&mut self) -> bool {
         let parked = std::mem::take(&mut self.parked_eof);

@@ -4,6 +4,7 @@
 mod client_hello;
 pub mod client_verifier;
 pub(crate) mod handshake;
+mod open;
 pub mod policy;
 mod seal;
 pub mod server;
@@ -13,6 +14,7 @@ pub(crate) mod session;
     reason = "fixed-layout ticket key and ticket framing, sliced after length checks"
 )]
 pub mod tickets;
+mod traffic_key;
 
 pub use handshake::SessionInfo;
 pub use policy::{base_provider, build_provider, restrict_provider, TlsPolicyError};

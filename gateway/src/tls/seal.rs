@@ -1,9 +1,9 @@
-//! Sealing of outgoing TLS records (AES-GCM) for [`crate::tls::session`].
+//! Sealing of outgoing TLS records for [`crate::tls::session`].
 //!
-//! Opening uses rustls' own record decryption; sealing is done here because the provider's
-//! TLS 1.3 sealing key (aws-lc's `TlsRecordSealingKey`) insists on starting at sequence
-//! number 0, and a session taken over from rustls continues where rustls stopped (after the
-//! ticket). The construction is the standard one:
+//! Sealing is done here rather than by the provider's TLS 1.3 sealing key (aws-lc's
+//! `TlsRecordSealingKey`), which insists on starting at sequence number 0, while a session
+//! taken over from rustls continues where rustls stopped (after the ticket). The
+//! construction is the standard one:
 //! - TLS 1.3 (RFC 8446 5.2-5.3): nonce = IV XOR (0^32 || seq), plaintext || content type,
 //!   additional data = the record header (application_data, 0x0303, ciphertext length).
 //! - TLS 1.2 AES-GCM (RFC 5288): nonce = salt || explicit, where the 8-byte explicit part is
@@ -20,57 +20,68 @@ use ring::aead;
 use rustls::crypto::cipher::OutboundChunks;
 use rustls::{ConnectionTrafficSecrets, ContentType, Error};
 
-/// GCM tag length.
-const TAG: usize = 16;
-/// TLS 1.2 explicit nonce length.
-const EXPLICIT: usize = 8;
+use super::traffic_key::{Family, TrafficKey};
+
+/// AEAD tag length (AES-GCM and ChaCha20-Poly1305).
+pub(crate) const TAG: usize = 16;
+/// TLS 1.2 AES-GCM explicit nonce length.
+pub(crate) const EXPLICIT: usize = 8;
+
+/// The TLS 1.2 additional data (RFC 5246 6.2.3.3): seq || type || version || plaintext length.
+pub(crate) fn tls12_aad(seq: u64, typ: ContentType, plain_len: usize) -> Result<[u8; 13], Error> {
+    let len = u16::try_from(plain_len).map_err(|_| Error::EncryptError)?;
+    let mut aad = [0u8; 13];
+    for (d, s) in aad.iter_mut().zip(
+        seq.to_be_bytes()
+            .into_iter()
+            .chain([u8::from(typ), 3, 3])
+            .chain(len.to_be_bytes()),
+    ) {
+        *d = s;
+    }
+    Ok(aad)
+}
 
 /// One direction's sealing key.
 pub(crate) struct Sealer {
-    key: aead::LessSafeKey,
-    iv: [u8; 12],
+    key: TrafficKey,
     tls12: bool,
-    /// TLS 1.2 AES-GCM carries an explicit nonce; ChaCha20-Poly1305 (RFC 7905) does not.
-    explicit: bool,
 }
 
 impl Sealer {
-    /// A sealer for `secrets` (AES-GCM only: the S.E.E. policy allows no other AEAD).
+    /// A sealer for `secrets` (AES-GCM; ChaCha20-Poly1305 where configured).
     pub(crate) fn new(secrets: &ConnectionTrafficSecrets, tls12: bool) -> Result<Self, Error> {
-        let (alg, key, iv, explicit) = match secrets {
-            ConnectionTrafficSecrets::Aes128Gcm { key, iv } => (&aead::AES_128_GCM, key, iv, tls12),
-            ConnectionTrafficSecrets::Aes256Gcm { key, iv } => (&aead::AES_256_GCM, key, iv, tls12),
-            // Only when configured (`tls.cipher_suites`, a logged relaxation).
-            ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => {
-                (&aead::CHACHA20_POLY1305, key, iv, false)
-            }
-            _ => return Err(Error::General("unknown AEAD negotiated".into())),
-        };
-        let key = aead::UnboundKey::new(alg, key.as_ref()).map_err(|_| Error::EncryptError)?;
-        let iv: [u8; 12] = iv.as_ref().try_into().map_err(|_| Error::EncryptError)?;
         Ok(Sealer {
-            key: aead::LessSafeKey::new(key),
-            iv,
+            key: TrafficKey::new(secrets).map_err(|_| Error::EncryptError)?,
             tls12,
-            explicit,
         })
+    }
+
+    /// Drops the AEAD context while the connection is idle (see [`TrafficKey::park`]).
+    pub(crate) fn park(&mut self) {
+        self.key.park();
+    }
+
+    /// Whether the AEAD context is dropped.
+    #[cfg(test)]
+    pub(crate) fn is_parked(&self) -> bool {
+        self.key.is_parked()
     }
 
     /// The record (header included) sealing `payload` of type `typ` at sequence `seq`.
     pub(crate) fn seal(
-        &self,
+        &mut self,
         typ: ContentType,
         payload: OutboundChunks<'_>,
         seq: u64,
     ) -> Result<Vec<u8>, Error> {
-        let mut nonce = self.iv;
-        for (n, s) in nonce.iter_mut().skip(4).zip(seq.to_be_bytes()) {
-            *n ^= s;
-        }
+        let nonce = self.key.xor_nonce(seq);
         let plain_len = payload.len();
         if self.tls12 {
-            let explicit = if self.explicit { EXPLICIT } else { 0 };
-            let len = explicit + plain_len + TAG;
+            // TLS 1.2 AES-GCM carries the explicit nonce; ChaCha20-Poly1305 (RFC 7905) not.
+            let explicit = self.key.family() == Family::AesGcm;
+            let ex_len = if explicit { EXPLICIT } else { 0 };
+            let len = ex_len + plain_len + TAG;
             let mut rec = Vec::with_capacity(5 + len);
             rec.push(u8::from(typ));
             rec.extend_from_slice(&[3, 3]);
@@ -79,16 +90,12 @@ impl Sealer {
                     .map_err(|_| Error::EncryptError)?
                     .to_be_bytes(),
             );
-            if self.explicit {
+            if explicit {
                 rec.extend_from_slice(nonce.get(4..).unwrap_or_default());
             }
             payload.copy_to_vec(&mut rec);
-            let mut aad = [0u8; 13];
-            aad[..8].copy_from_slice(&seq.to_be_bytes());
-            aad[8] = u8::from(typ);
-            aad[9..11].copy_from_slice(&[3, 3]);
-            aad[11..].copy_from_slice(&(plain_len as u16).to_be_bytes());
-            self.seal_tail(&mut rec, 5 + explicit, nonce, &aad)?;
+            let aad = tls12_aad(seq, typ, plain_len)?;
+            self.seal_tail(&mut rec, 5 + ex_len, nonce, &aad)?;
             Ok(rec)
         } else {
             let len = plain_len + 1 + TAG;
@@ -107,7 +114,7 @@ impl Sealer {
 
     /// Seals `rec[from..]` in place and appends the tag.
     fn seal_tail(
-        &self,
+        &mut self,
         rec: &mut Vec<u8>,
         from: usize,
         nonce: [u8; 12],
@@ -116,6 +123,8 @@ impl Sealer {
         let body = rec.get_mut(from..).ok_or(Error::EncryptError)?;
         let tag = self
             .key
+            .context()
+            .map_err(|_| Error::EncryptError)?
             .seal_in_place_separate_tag(
                 aead::Nonce::assume_unique_for_key(nonce),
                 aead::Aad::from(aad),
@@ -164,7 +173,7 @@ mod tests {
                     (true, s.aead_alg.decrypter(key, &iv_bytes[..4]))
                 }
             };
-            let sealer = Sealer::new(&secrets, tls12).unwrap();
+            let mut sealer = Sealer::new(&secrets, tls12).unwrap();
             for seq in [0u64, 1, 7, 1 << 40] {
                 let chunks: [&[u8]; 2] = [b"hello ", b"records"];
                 let mut rec = sealer

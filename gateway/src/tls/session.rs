@@ -3,10 +3,11 @@
 //!
 //! rustls does the handshake (client certificate, tickets, every negotiation decision); then
 //! [`crate::tls::handshake`] takes the traffic keys out through rustls' kernel-TLS interface
-//! (`dangerous_into_kernel_connection`), and records are sealed and opened here with the
-//! provider's own record protection (rustls' `MessageEncrypter`/`MessageDecrypter`: the same
-//! AES-GCM code, nonces and additional data rustls itself uses). rustls keeps only what a
-//! TLS 1.3 key update needs ([`KernelConnection`]).
+//! (`dangerous_into_kernel_connection`), and records are sealed and opened here
+//! ([`crate::tls::seal`], [`crate::tls::open`]) with the provider's AEAD and the nonces and
+//! additional data rustls itself uses. rustls keeps only what a TLS 1.3 key update needs
+//! ([`KernelConnection`]). While the connection is parked, the AEAD contexts are dropped
+//! too ([`TlsSession::park_keys`]).
 //!
 //! What that buys (issue #12): buffers exist only while bytes are in flight, so an idle
 //! connection holds no read buffer (rustls keeps 4 KiB per connection for good, plus its
@@ -28,7 +29,7 @@ use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use rustls::crypto::cipher::{InboundOpaqueMessage, MessageDecrypter, OutboundChunks};
+use rustls::crypto::cipher::OutboundChunks;
 use rustls::kernel::KernelConnection;
 use rustls::server::ServerConnectionData;
 use rustls::{
@@ -38,6 +39,7 @@ use rustls::{
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use super::open::Opener;
 use super::seal::Sealer;
 
 /// Record header: type, version, length.
@@ -100,7 +102,7 @@ pub(crate) struct TlsSession {
     tcp: TcpStream,
     version: Version,
     suite: SupportedCipherSuite,
-    rx: Box<dyn MessageDecrypter>,
+    rx: Opener,
     tx: Sealer,
     rx_seq: u64,
     tx_seq: u64,
@@ -140,36 +142,11 @@ impl std::fmt::Debug for TlsSession {
     }
 }
 
-/// The key and IV of a traffic secret.
-fn key_iv(
-    secrets: ConnectionTrafficSecrets,
-) -> Result<(rustls::crypto::cipher::AeadKey, rustls::crypto::cipher::Iv), Error> {
-    match secrets {
-        ConnectionTrafficSecrets::Aes128Gcm { key, iv }
-        | ConnectionTrafficSecrets::Aes256Gcm { key, iv }
-        | ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => Ok((key, iv)),
-        _ => Err(Error::General("unknown AEAD negotiated".into())),
-    }
-}
-
 fn decrypter(
     suite: SupportedCipherSuite,
     secrets: ConnectionTrafficSecrets,
-) -> Result<Box<dyn MessageDecrypter>, Error> {
-    let (key, iv) = key_iv(secrets)?;
-    Ok(match suite {
-        SupportedCipherSuite::Tls13(s) => s.aead_alg.decrypter(key, iv),
-        SupportedCipherSuite::Tls12(s) => {
-            // AES-GCM: the 4-byte salt (the explicit nonce travels in each record);
-            // ChaCha20-Poly1305: the whole IV.
-            let fixed = if s.aead_alg.key_block_shape().fixed_iv_len == 4 {
-                iv.as_ref().get(..4).ok_or(Error::DecryptError)?
-            } else {
-                iv.as_ref()
-            };
-            s.aead_alg.decrypter(key, fixed)
-        }
-    })
+) -> Result<Opener, Error> {
+    Opener::new(&secrets, matches!(suite, SupportedCipherSuite::Tls12(_)))
 }
 
 fn encrypter(
@@ -260,6 +237,19 @@ impl TlsSession {
         Ok(s)
     }
 
+    /// Drops both directions' AEAD contexts while the connection is idle (parked, see
+    /// [`crate::lifetime`]); the next record makes them again.
+    pub(crate) fn park_keys(&mut self) {
+        self.rx.park();
+        self.tx.park();
+    }
+
+    /// Whether both AEAD contexts are dropped.
+    #[cfg(test)]
+    pub(crate) fn keys_parked(&self) -> bool {
+        self.rx.is_parked() && self.tx.is_parked()
+    }
+
     /// The TCP stream under the session.
     pub(crate) fn tcp(&self) -> &TcpStream {
         &self.tcp
@@ -347,27 +337,17 @@ impl TlsSession {
         self.rpos = end;
         let seq = self.rx_seq;
         self.rx_seq = seq.checked_add(1).ok_or(Error::DecryptError)?;
-        let base = self.rbuf.as_ptr() as usize;
         let Some(payload) = self.rbuf.get_mut(start..end) else {
             return Ok(false);
         };
-        let msg = InboundOpaqueMessage::new(typ, ProtocolVersion::TLSv1_2, payload);
-        let plain = self.rx.decrypt(msg, seq)?;
-        if plain.payload.len() > MAX_PLAIN {
+        let opened = self.rx.open(typ, payload, seq)?;
+        if opened.end - opened.start > MAX_PLAIN {
             return Err(Error::PeerSentOversizedRecord);
         }
-        // The plaintext is a part of the record's bytes (opened in place).
-        let off = (plain.payload.as_ptr() as usize).wrapping_sub(base);
-        let range = if plain.payload.is_empty() {
-            (end, end)
-        } else if off >= start && off + plain.payload.len() <= end {
-            (off, off + plain.payload.len())
-        } else {
-            return Err(Error::General(
-                "record layer: plaintext outside its record".into(),
-            ));
-        };
-        match plain.typ {
+        // Opened in place: the plaintext is a part of the record's bytes.
+        let range = (start + opened.start, start + opened.end);
+        let plain_payload = self.rbuf.get(range.0..range.1).unwrap_or_default();
+        match opened.typ {
             ContentType::ApplicationData => {
                 if range.0 == range.1 {
                     self.empty_record()?;
@@ -377,7 +357,7 @@ impl TlsSession {
                 self.plain = range;
             }
             ContentType::Alert => {
-                let alert = match plain.payload {
+                let alert = match plain_payload {
                     &[level, desc] => (level, AlertDescription::from(desc)),
                     _ => {
                         return Err(Error::InvalidMessage(rustls::InvalidMessage::TrailingData(
@@ -388,7 +368,7 @@ impl TlsSession {
                 self.on_alert(alert)?;
             }
             ContentType::Handshake => {
-                let update = match (self.version, plain.payload) {
+                let update = match (self.version, plain_payload) {
                     // A KeyUpdate, alone in its record (RFC 8446 5.1).
                     (Version::Tls13, &[24, 0, 0, 1, requested @ (0 | 1)]) => requested == 1,
                     (Version::Tls12, _) => {

@@ -213,6 +213,34 @@ async fn an_idle_session_holds_no_buffers() {
     assert!(server.holds_no_buffers());
 }
 
+/// Parked keys (an idle connection) are made again by the next record, both ways, in both
+/// versions, and the session carries on where it was (sequence numbers included).
+#[tokio::test]
+async fn parked_keys_are_made_again_by_the_next_record() {
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let (mut server, mut client) = pair(version).await;
+        for round in 0..3u8 {
+            server.park_keys();
+            assert!(server.keys_parked());
+            client
+                .write_all(&pattern(20_000 + usize::from(round)))
+                .await
+                .unwrap();
+            client.flush().await.unwrap();
+            let mut got = vec![0u8; 20_000 + usize::from(round)];
+            server.read_exact(&mut got).await.unwrap();
+            assert_eq!(got, pattern(got.len()));
+            server.park_keys();
+            server.write_all(&pattern(30_000)).await.unwrap();
+            server.flush().await.unwrap();
+            assert!(!server.keys_parked(), "in use again");
+            let mut got = vec![0u8; 30_000];
+            client.read_exact(&mut got).await.unwrap();
+            assert_eq!(got, pattern(30_000));
+        }
+    }
+}
+
 /// A rustls client driven by hand over a blocking socket (to send what a real client would
 /// not).
 fn raw_client(
