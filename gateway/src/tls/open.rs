@@ -31,28 +31,16 @@ pub(crate) struct Opened {
 
 /// One direction's opening key.
 pub(crate) struct Opener {
-    key: TrafficKey,
-    tls12: bool,
+    /// The key (parked while the connection is idle: [`TrafficKey::park`]).
+    pub(crate) key: TrafficKey,
 }
 
 impl Opener {
     /// An opener for `secrets`.
     pub(crate) fn new(secrets: &ConnectionTrafficSecrets, tls12: bool) -> Result<Self, Error> {
-        Ok(Opener {
-            key: TrafficKey::new(secrets).map_err(|_| Error::DecryptError)?,
-            tls12,
-        })
-    }
-
-    /// Drops the AEAD context while the connection is idle (see [`TrafficKey::park`]).
-    pub(crate) fn park(&mut self) {
-        self.key.park();
-    }
-
-    /// Whether the AEAD context is dropped.
-    #[cfg(test)]
-    pub(crate) fn is_parked(&self) -> bool {
-        self.key.is_parked()
+        TrafficKey::new(secrets, tls12)
+            .map(|key| Opener { key })
+            .map_err(|_| Error::DecryptError)
     }
 
     /// Opens the record of outer type `typ` whose payload (everything after the 5-byte
@@ -64,7 +52,7 @@ impl Opener {
         seq: u64,
     ) -> Result<Opened, Error> {
         let len = payload.len();
-        if self.tls12 {
+        if self.key.tls12() {
             let explicit = self.key.family() == Family::AesGcm;
             let ex_len = if explicit { EXPLICIT } else { 0 };
             let plain_len = len.checked_sub(ex_len + TAG).ok_or(Error::DecryptError)?;
@@ -199,8 +187,8 @@ mod tests {
                     Err(Error::DecryptError)
                 );
                 // Parked between records: made again on the next one.
-                opener.park();
-                assert!(opener.is_parked());
+                opener.key.park();
+                assert!(opener.key.is_parked());
             }
             tested += 1;
         }
@@ -217,8 +205,8 @@ mod tests {
             let mut sealer = Sealer::new(&secrets(key, iv), tls12).unwrap();
             let mut opener = Opener::new(&secrets(key, iv), tls12).unwrap();
             for seq in [0u64, 9, 1 << 50] {
-                sealer.park();
-                assert!(sealer.is_parked());
+                sealer.key.park();
+                assert!(sealer.key.is_parked());
                 let rec = sealer
                     .seal(
                         ContentType::Handshake,
@@ -232,7 +220,7 @@ mod tests {
                     .unwrap();
                 assert_eq!(got.typ, ContentType::Handshake);
                 assert_eq!(&payload[got.start..got.end], b"\x18\x00\x00\x01\x01");
-                opener.park();
+                opener.key.park();
             }
             // Shorter than a tag.
             assert_eq!(

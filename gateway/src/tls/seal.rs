@@ -44,28 +44,16 @@ pub(crate) fn tls12_aad(seq: u64, typ: ContentType, plain_len: usize) -> Result<
 
 /// One direction's sealing key.
 pub(crate) struct Sealer {
-    key: TrafficKey,
-    tls12: bool,
+    /// The key (parked while the connection is idle: [`TrafficKey::park`]).
+    pub(crate) key: TrafficKey,
 }
 
 impl Sealer {
     /// A sealer for `secrets` (AES-GCM; ChaCha20-Poly1305 where configured).
     pub(crate) fn new(secrets: &ConnectionTrafficSecrets, tls12: bool) -> Result<Self, Error> {
-        Ok(Sealer {
-            key: TrafficKey::new(secrets).map_err(|_| Error::EncryptError)?,
-            tls12,
-        })
-    }
-
-    /// Drops the AEAD context while the connection is idle (see [`TrafficKey::park`]).
-    pub(crate) fn park(&mut self) {
-        self.key.park();
-    }
-
-    /// Whether the AEAD context is dropped.
-    #[cfg(test)]
-    pub(crate) fn is_parked(&self) -> bool {
-        self.key.is_parked()
+        TrafficKey::new(secrets, tls12)
+            .map(|key| Sealer { key })
+            .map_err(|_| Error::EncryptError)
     }
 
     /// The record (header included) sealing `payload` of type `typ` at sequence `seq`.
@@ -77,7 +65,7 @@ impl Sealer {
     ) -> Result<Vec<u8>, Error> {
         let nonce = self.key.xor_nonce(seq);
         let plain_len = payload.len();
-        if self.tls12 {
+        if self.key.tls12() {
             // TLS 1.2 AES-GCM carries the explicit nonce; ChaCha20-Poly1305 (RFC 7905) not.
             let explicit = self.key.family() == Family::AesGcm;
             let ex_len = if explicit { EXPLICIT } else { 0 };

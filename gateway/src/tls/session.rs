@@ -107,7 +107,9 @@ pub(crate) struct TlsSession {
     rx_seq: u64,
     tx_seq: u64,
     /// Key updates (TLS 1.3).
-    kernel: Box<KernelConnection<ServerConnectionData>>,
+    /// rustls' state for TLS 1.3 key updates (`None` in TLS 1.2, which has none: about
+    /// 1.3 KiB per connection, the peer's chain included, not kept).
+    kernel: Option<Box<KernelConnection<ServerConnectionData>>>,
     /// Received bytes: `[plain.0, plain.1)` is decrypted plaintext not yet read,
     /// `[rpos, len)` ciphertext not yet opened. Freed whenever both are empty.
     rbuf: Vec<u8>,
@@ -215,7 +217,7 @@ impl TlsSession {
             tx,
             rx_seq: keys.rx.0,
             tx_seq: keys.tx.0,
-            kernel: Box::new(keys.kernel),
+            kernel: (version == Version::Tls13).then(|| Box::new(keys.kernel)),
             rbuf,
             plain,
             rpos,
@@ -240,14 +242,14 @@ impl TlsSession {
     /// Drops both directions' AEAD contexts while the connection is idle (parked, see
     /// [`crate::lifetime`]); the next record makes them again.
     pub(crate) fn park_keys(&mut self) {
-        self.rx.park();
-        self.tx.park();
+        self.rx.key.park();
+        self.tx.key.park();
     }
 
     /// Whether both AEAD contexts are dropped.
     #[cfg(test)]
     pub(crate) fn keys_parked(&self) -> bool {
-        self.rx.is_parked() && self.tx.is_parked()
+        self.rx.key.is_parked() && self.tx.key.is_parked()
     }
 
     /// The TCP stream under the session.
@@ -279,6 +281,13 @@ impl TlsSession {
         Ok(())
     }
 
+    /// rustls' key-update state (TLS 1.3 only).
+    fn kernel_mut(&mut self) -> Result<&mut KernelConnection<ServerConnectionData>, Error> {
+        self.kernel
+            .as_deref_mut()
+            .ok_or_else(|| Error::General("no key update in TLS 1.2".into()))
+    }
+
     /// TLS 1.3: sends a KeyUpdate under the current key, then switches to the next one.
     /// TLS 1.2 has no key update: the connection ends instead.
     fn renew_tx_keys(&mut self, answering: bool) -> Result<(), Error> {
@@ -290,7 +299,7 @@ impl TlsSession {
         // KeyUpdate { update_not_requested }: type 24, length 1, value 0.
         let msg = [24u8, 0, 0, 1, 0];
         self.queue_record(ContentType::Handshake, OutboundChunks::Single(&msg))?;
-        let (seq, secrets) = self.kernel.update_tx_secret()?;
+        let (seq, secrets) = self.kernel_mut()?.update_tx_secret()?;
         self.tx = encrypter(self.suite, secrets)?;
         self.tx_seq = seq;
         if answering && self.queued > WRITE_MAX {
@@ -382,7 +391,7 @@ impl TlsSession {
                         ))
                     }
                 };
-                let (seq, secrets) = self.kernel.update_rx_secret()?;
+                let (seq, secrets) = self.kernel_mut()?.update_rx_secret()?;
                 self.rx = decrypter(self.suite, secrets)?;
                 self.rx_seq = seq;
                 if update {

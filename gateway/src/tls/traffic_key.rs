@@ -32,11 +32,14 @@ pub(crate) struct TrafficKey {
     /// The write IV (RFC 8446 7.3; the salt and explicit-nonce base in TLS 1.2 AES-GCM).
     iv: [u8; 12],
     ctx: Option<aead::LessSafeKey>,
+    /// TLS 1.2 record construction (else TLS 1.3).
+    tls12: bool,
 }
 
 impl TrafficKey {
-    /// The key of `secrets` (the context is made on first use).
-    pub(crate) fn new(secrets: &ConnectionTrafficSecrets) -> Result<Self, Error> {
+    /// The key of `secrets` for TLS 1.2 records (`tls12`) or TLS 1.3 ones (the context is
+    /// made on first use).
+    pub(crate) fn new(secrets: &ConnectionTrafficSecrets, tls12: bool) -> Result<Self, Error> {
         let (alg, family, key, iv) = match secrets {
             ConnectionTrafficSecrets::Aes128Gcm { key, iv } => {
                 (&aead::AES_128_GCM, Family::AesGcm, key, iv)
@@ -66,7 +69,13 @@ impl TrafficKey {
             key_len: material.len(),
             iv,
             ctx: None,
+            tls12,
         })
+    }
+
+    /// Whether the records are TLS 1.2 ones.
+    pub(crate) fn tls12(&self) -> bool {
+        self.tls12
     }
 
     /// The AEAD family.
