@@ -767,8 +767,8 @@ where
                     // Bytes hyper read but did not parse (none at a clean message boundary)
                     // are read again first.
                     io.unread(parts.read_buf);
-                    // Nothing read is left unopened at a message boundary: the record keys
-                    // are made again when the client sends.
+                    // The AEAD contexts too: the next record makes them again (one key
+                    // expansion per direction).
                     io.inner_mut().park_keys();
                     crate::memory::note_release();
                     this.state = H1State::Parked {

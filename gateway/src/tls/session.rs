@@ -106,7 +106,6 @@ pub(crate) struct TlsSession {
     tx: Sealer,
     rx_seq: u64,
     tx_seq: u64,
-    /// Key updates (TLS 1.3).
     /// rustls' state for TLS 1.3 key updates (`None` in TLS 1.2, which has none: about
     /// 1.3 KiB per connection, the peer's chain included, not kept).
     kernel: Option<Box<KernelConnection<ServerConnectionData>>>,
