@@ -100,16 +100,15 @@ impl TrafficKey {
 
     /// The AEAD context, made now if the key was parked.
     pub(crate) fn context(&mut self) -> Result<&aead::LessSafeKey, Error> {
-        let ctx = match self.ctx.take() {
-            Some(c) => c,
-            None => {
-                let material = self.key.get(..self.key_len).unwrap_or_default();
-                let unbound = aead::UnboundKey::new(self.alg, material)
-                    .map_err(|_| Error::General("traffic key rejected by the provider".into()))?;
-                aead::LessSafeKey::new(unbound)
-            }
-        };
-        Ok(self.ctx.insert(ctx))
+        if self.ctx.is_none() {
+            let material = self.key.get(..self.key_len).unwrap_or_default();
+            let unbound = aead::UnboundKey::new(self.alg, material)
+                .map_err(|_| Error::General("traffic key rejected by the provider".into()))?;
+            self.ctx = Some(aead::LessSafeKey::new(unbound));
+        }
+        self.ctx
+            .as_ref()
+            .ok_or_else(|| Error::General("traffic key context missing".into()))
     }
 
     /// Drops the AEAD context (the connection is idle); the next record makes it again.
