@@ -118,6 +118,11 @@ pub(crate) struct TlsSession {
     streaming: bool,
     /// Sealed records not yet written; the first one from `wpos`.
     wq: VecDeque<Vec<u8>>,
+    /// The queue holds the handshake's last flight (the TLS 1.3 ticket), not yet written.
+    flight_queued: bool,
+    /// Plaintext was handed to the reader: an answer is probably being made, and a queued
+    /// flight waits for it rather than taking a system call (and a segment) of its own.
+    delivered: bool,
     wpos: usize,
     queued: usize,
     empty_run: u8,
@@ -222,6 +227,8 @@ impl TlsSession {
             rpos,
             streaming: false,
             wq: VecDeque::new(),
+            flight_queued: !unsent.is_empty(),
+            delivered: false,
             wpos: 0,
             queued: 0,
             empty_run: 0,
@@ -468,27 +475,32 @@ impl TlsSession {
             self.rpos = 0;
             self.plain = (0, 0);
         }
-        loop {
-            // The buffer is made only once there is something to read: an idle connection
-            // waits without one.
-            ready!(self.tcp.poll_read_ready(cx))?;
-            let room = if self.streaming { READ_MAX } else { READ_MIN };
-            if self.rbuf.capacity() - self.rbuf.len() < room {
-                self.rbuf.reserve_exact(room);
+        // The buffer is made only once there is something to read: an idle connection
+        // waits without one.
+        ready!(self.tcp.poll_read_ready(cx))?;
+        let room = if self.streaming { READ_MAX } else { READ_MIN };
+        if self.rbuf.capacity() - self.rbuf.len() < room {
+            self.rbuf.reserve_exact(room);
+        }
+        let len = self.rbuf.len();
+        let mut spare = ReadBuf::uninit(self.rbuf.spare_capacity_mut());
+        // `poll_read`, not `try_read`: tokio takes a short read as proof that the socket is
+        // drained, so the next wait costs no system call that returns EAGAIN.
+        match Pin::new(&mut self.tcp).poll_read(cx, &mut spare) {
+            Poll::Ready(Ok(())) => {
+                let n = spare.filled().len();
+                self.streaming = n == spare.capacity();
+                // SAFETY: `poll_read` initialised the first `n` bytes of the spare capacity
+                // (what `filled` covers), right after the `len` bytes already there.
+                unsafe { self.rbuf.set_len(len + n) };
+                Poll::Ready(Ok(n))
             }
-            let spare = self.rbuf.capacity() - self.rbuf.len();
-            match self.tcp.try_read_buf(&mut self.rbuf) {
-                Ok(n) => {
-                    self.streaming = n == spare;
-                    return Poll::Ready(Ok(n));
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                if self.rbuf.is_empty() {
+                    self.rbuf = Vec::new();
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if self.rbuf.is_empty() {
-                        self.rbuf = Vec::new();
-                    }
-                    continue;
-                }
-                Err(e) => return Poll::Ready(Err(e)),
+                Poll::Pending
             }
         }
     }
@@ -546,6 +558,7 @@ impl TlsSession {
             }
         }
         self.wq = VecDeque::new();
+        self.flight_queued = false;
         Poll::Ready(Ok(()))
     }
 
@@ -632,6 +645,7 @@ impl AsyncRead for TlsSession {
                         }
                     }
                 }
+                this.delivered = true;
                 this.release();
                 return Poll::Ready(Ok(()));
             }
@@ -647,16 +661,30 @@ impl AsyncRead for TlsSession {
                 Ok(false) => {}
                 Err(e) => return Poll::Ready(Err(this.fail(e))),
             }
-            // Nothing is left unsent while we wait for the client (the handshake's last
-            // flight, the answer to a key update). Without registering for writability: a
-            // writer waiting for room (another task, when the session is split) keeps its
-            // waker.
-            if !this.wq.is_empty() {
+            // Nothing is left unsent while we wait for the client: the answer to a key
+            // update goes now, the handshake's last flight (the TLS 1.3 ticket) when the
+            // read finds nothing (below). Without registering for writability: a writer
+            // waiting for room (another task, when the session is split) keeps its waker.
+            if !this.wq.is_empty() && !this.flight_queued {
                 if let Err(e) = this.try_write_queue() {
                     return Poll::Ready(Err(e));
                 }
             }
-            if ready!(this.poll_fill(cx))? == 0 {
+            let filled = match this.poll_fill(cx) {
+                Poll::Ready(r) => r?,
+                Poll::Pending => {
+                    // The flight waits for the answer (the next write, flush or shutdown:
+                    // one segment less per connection) once the client's data was handed
+                    // over; before that, it goes before the wait.
+                    if !this.wq.is_empty() && !this.delivered {
+                        if let Err(e) = this.try_write_queue() {
+                            return Poll::Ready(Err(e));
+                        }
+                    }
+                    return Poll::Pending;
+                }
+            };
+            if filled == 0 {
                 this.failed = true;
                 this.release();
                 return Poll::Ready(Err(io::Error::new(
@@ -726,6 +754,23 @@ impl AsyncWrite for TlsSession {
             // close_notify (a warning alert).
             if let Err(e) = this.seal(ContentType::Alert, OutboundChunks::Single(&[1, 0])) {
                 return Poll::Ready(Err(this.fail(e)));
+            }
+        }
+        if !this.wq.is_empty() {
+            // With MSG_MORE the kernel holds the last segment back, so the FIN the shutdown
+            // sends rides on it: close_notify and FIN in one segment, not two. What does
+            // not go now goes below, waiting for room as any write does.
+            if let Poll::Ready(Err(e)) =
+                this.drain_queue(|tcp, iov| {
+                    match socket2::SockRef::from(&*tcp)
+                        .send_vectored_with_flags(iov, libc::MSG_MORE | libc::MSG_NOSIGNAL)
+                    {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
+                        r => Poll::Ready(r),
+                    }
+                })
+            {
+                return Poll::Ready(Err(e));
             }
         }
         ready!(this.poll_write_queue(cx))?;

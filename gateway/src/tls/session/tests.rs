@@ -213,6 +213,69 @@ async fn an_idle_session_holds_no_buffers() {
     assert!(server.holds_no_buffers());
 }
 
+/// A read that finds nothing within 50 ms.
+async fn wait_for_nothing(server: &mut TlsSession) {
+    let mut b = [0u8; 16];
+    let read = server.read(&mut b);
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(50), read)
+            .await
+            .is_err(),
+        "nothing to read"
+    );
+}
+
+/// The handshake's last flight (the TLS 1.3 ticket) goes out before the session first waits
+/// for a client that has sent nothing; once the client's data was handed over, it waits for
+/// the answer and goes out with it (one segment less), or with the close.
+#[tokio::test]
+async fn the_ticket_goes_with_the_first_answer() {
+    // Nothing from the client yet: written before the wait.
+    let (mut server, _client) = pair(&rustls::version::TLS13).await;
+    assert!(
+        server.flight_queued && !server.wq.is_empty(),
+        "a ticket is due"
+    );
+    wait_for_nothing(&mut server).await;
+    assert!(server.wq.is_empty() && !server.flight_queued);
+
+    // A request first: the ticket waits for the answer.
+    let (mut server, mut client) = pair(&rustls::version::TLS13).await;
+    assert!(server.flight_queued);
+    client.write_all(b"request").await.unwrap();
+    client.flush().await.unwrap();
+    // Arrived before the server's first read (as with a request sent with the Finished).
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let mut b = [0u8; 7];
+    server.read_exact(&mut b).await.unwrap();
+    wait_for_nothing(&mut server).await;
+    assert!(
+        server.flight_queued && !server.wq.is_empty(),
+        "held for the answer"
+    );
+    server.write_all(b"answer").await.unwrap();
+    server.flush().await.unwrap();
+    assert!(server.wq.is_empty() && !server.flight_queued);
+    let mut b = [0u8; 6];
+    client.read_exact(&mut b).await.unwrap();
+    assert_eq!(&b, b"answer");
+
+    // A request and no answer: the ticket goes with close_notify.
+    let (mut server, mut client) = pair(&rustls::version::TLS13).await;
+    client.write_all(b"x").await.unwrap();
+    client.flush().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let mut b = [0u8; 1];
+    server.read_exact(&mut b).await.unwrap();
+    wait_for_nothing(&mut server).await;
+    assert!(server.flight_queued);
+    server.shutdown().await.unwrap();
+    assert!(server.wq.is_empty());
+    let mut rest = Vec::new();
+    client.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty());
+}
+
 /// Parked keys (an idle connection) are made again by the next record, both ways, in both
 /// versions, and the session carries on where it was (sequence numbers included).
 #[tokio::test]
