@@ -13,6 +13,8 @@ use rcgen::{
 use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection};
 
+pub mod floor;
+
 /// Server and client configurations for one benchmark case.
 pub struct Case {
     /// The gateway's server configuration (its verifier, policy and provider).

@@ -10,6 +10,14 @@
 //! streamed bodies (keep-alive and bulk modes). Rounds are interleaved (gateway, nginx, then
 //! nginx, gateway, ...) and the table reports medians over rounds and gateway/nginx ratios of
 //! server CPU per operation and RSS per idle connection.
+//!
+//! The floor (on unless `--no-floor`): a third server, `loadgen floor`, pinned the same way,
+//! runs every workload without TLS (`loadgen --plain`): plain HTTP answered by hyper on one
+//! thread for the handshake workloads, a byte-for-byte TCP relay to the same backend for the
+//! proxied ones. Its CPU per operation is what loopback TCP (and, locally, minimal HTTP)
+//! costs this machine before any TLS. With the handshake's public-key operations timed by
+//! `loadgen crypto` on the server's CPU, it bounds from below what any terminator can spend:
+//! floor + X25519 for a resumed handshake, floor + X25519 + ECDSA sign + verify for a full one.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -59,6 +67,8 @@ fn wait_port(port: u16) -> Result<()> {
 }
 
 const BACKEND_PORT: u16 = 18480;
+/// The floor server's ports (local answers, relay to the backend).
+const FLOOR_PORTS: (u16, u16) = (18463, 18464);
 const SERVER_CPU: &str = "0";
 const CLIENT_CPU: &str = "1";
 
@@ -148,6 +158,46 @@ fn start_nginx(pki: &Path) -> Result<Server> {
     wait_port(local)?;
     wait_port(proxy)?;
     Ok(s)
+}
+
+fn start_floor(lg: &Path) -> Result<Server> {
+    let (local, proxy) = FLOOR_PORTS;
+    let child = pinned(SERVER_CPU, lg)
+        .args([
+            "floor",
+            "--local",
+            &format!("127.0.0.1:{local}"),
+            "--proxy",
+            &format!("127.0.0.1:{proxy}"),
+            "--backend",
+            &format!("127.0.0.1:{BACKEND_PORT}"),
+        ])
+        .stderr(Stdio::null())
+        .spawn()?;
+    let s = Server {
+        name: "floor",
+        child,
+        local,
+        proxy,
+    };
+    wait_port(local)?;
+    wait_port(proxy)?;
+    Ok(s)
+}
+
+/// Median microseconds of the handshake's public-key operations (`loadgen crypto`, pinned
+/// to the servers' CPU): (resumed, full).
+fn crypto_floor(lg: &Path) -> Result<(f64, f64)> {
+    let out = pinned(SERVER_CPU, lg)
+        .arg("crypto")
+        .stderr(Stdio::inherit())
+        .output()
+        .context("run loadgen crypto")?;
+    if !out.status.success() {
+        bail!("loadgen crypto failed");
+    }
+    let j = String::from_utf8_lossy(&out.stdout).to_string();
+    Ok((field(&j, "resumed_us"), field(&j, "full_us")))
 }
 
 /// One measured workload.
@@ -278,6 +328,11 @@ fn loadgen(
             server.name,
         ])
         .args(args)
+        .args(if server.name == "floor" {
+            &["--plain"][..]
+        } else {
+            &[]
+        })
         .arg("--ca")
         .arg(pki.join("ca.pem"))
         .arg("--cert")
@@ -327,10 +382,12 @@ pub struct Options {
     pub idle: usize,
     /// Only these workloads (empty: all; `idle` names the idle-connection measurement).
     pub only: Vec<String>,
+    /// Also measure the floor (no TLS) and the handshake's public-key operations.
+    pub floor: bool,
 }
 
 impl Options {
-    /// Parses `[SECS] [--rounds N] [--idle N] [--only a,b]`.
+    /// Parses `[SECS] [--rounds N] [--idle N] [--only a,b] [--no-floor]`.
     ///
     /// # Errors
     /// On an unknown flag or a bad number.
@@ -340,6 +397,7 @@ impl Options {
             rounds: 3,
             idle: 10_000,
             only: Vec::new(),
+            floor: true,
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -348,6 +406,7 @@ impl Options {
                 "--rounds" => o.rounds = val()?.parse().context("--rounds")?,
                 "--idle" => o.idle = val()?.parse().context("--idle")?,
                 "--only" => o.only = val()?.split(',').map(str::to_string).collect(),
+                "--no-floor" => o.floor = false,
                 n => {
                     o.seconds = n
                         .parse()
@@ -387,15 +446,28 @@ pub fn compare(o: &Options) -> Result<()> {
         .iter()
         .filter(|w| o.only.is_empty() || o.only.iter().any(|n| n == w.name))
         .collect();
-    // samples[workload][server] (server 0 = gateway, 1 = nginx); idle at index len.
-    let mut samples = vec![[Vec::new(), Vec::new()]; workloads.len() + 1];
+    // samples[workload][server] (server 0 = gateway, 1 = nginx, 2 = floor); idle at index
+    // len.
+    let mut samples = vec![[Vec::new(), Vec::new(), Vec::new()]; workloads.len() + 1];
+    // (resumed, full) public-key microseconds, one measurement per round.
+    let mut crypto: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
     for round in 0..o.rounds {
-        let order: [usize; 2] = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        let mut order: Vec<usize> = if round % 2 == 0 {
+            vec![0, 1]
+        } else {
+            vec![1, 0]
+        };
+        if o.floor {
+            order.push(2);
+            let (r, f) = crypto_floor(&lg)?;
+            crypto[0].push(r);
+            crypto[1].push(f);
+        }
         for s in order {
-            let server = if s == 0 {
-                start_gateway(&gw, &pki)?
-            } else {
-                start_nginx(&pki)?
+            let server = match s {
+                0 => start_gateway(&gw, &pki)?,
+                1 => start_nginx(&pki)?,
+                _ => start_floor(&lg)?,
             };
             eprintln!(
                 "xtask compare: round {} of {}, {}",
@@ -412,7 +484,7 @@ pub fn compare(o: &Options) -> Result<()> {
                 &["--mode", "full", "--max-requests", "50"],
                 2,
             );
-            if o.idle > 0 && (o.only.is_empty() || o.only.iter().any(|n| n == "idle")) {
+            if s < 2 && o.idle > 0 && (o.only.is_empty() || o.only.iter().any(|n| n == "idle")) {
                 let sample = loadgen(
                     &lg,
                     &pki,
@@ -444,13 +516,19 @@ pub fn compare(o: &Options) -> Result<()> {
         "medians of {} interleaved rounds, {} s per run; server pinned to CPU {SERVER_CPU} (one worker), loadgen + backend on CPU {CLIENT_CPU}\n",
         o.rounds, o.seconds
     );
-    println!("| workload | server | ops/s | p50 us | p99 us | server CPU us/op | server CPU us/MiB | errors | CPU ratio gw/nginx |");
+    println!("| workload | server | ops/s | p50 us | p99 us | server CPU us/op | server CPU us/MiB | errors | CPU ratio to nginx |");
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     let med = |v: &Vec<Sample>, f: fn(&Sample) -> f64| median(v.iter().map(f).collect());
+    let servers: &[&str] = if o.floor {
+        &["gateway", "nginx", "floor (no TLS)"]
+    } else {
+        &["gateway", "nginx"]
+    };
+    // Per workload: (name, nginx us/op, floor us/op).
+    let mut floors = Vec::new();
     for (i, w) in workloads.iter().enumerate() {
-        let per_op: [f64; 2] = [0, 1].map(|s| med(&samples[i][s], |x| x.cpu_per_op));
-        let ratio = per_op[0] / per_op[1];
-        for (s, name) in ["gateway", "nginx"].iter().enumerate() {
+        let per_op: [f64; 3] = [0, 1, 2].map(|s| med(&samples[i][s], |x| x.cpu_per_op));
+        for (s, name) in servers.iter().enumerate() {
             let v = &samples[i][s];
             println!(
                 "| {} | {name} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.0} | {} |",
@@ -461,11 +539,30 @@ pub fn compare(o: &Options) -> Result<()> {
                 per_op[s],
                 med(v, |x| x.cpu_per_mib),
                 med(v, |x| x.errors),
-                if s == 0 {
-                    format!("{ratio:.2}")
-                } else {
+                if s == 1 {
                     String::new()
+                } else {
+                    format!("{:.2}", per_op[s] / per_op[1])
                 }
+            );
+        }
+        floors.push((w.name, per_op[1], per_op[2]));
+    }
+    if o.floor {
+        let (resumed_pk, full_pk) = (median(crypto[0].clone()), median(crypto[1].clone()));
+        println!(
+            "\nthe least a server can spend here (floor without TLS, plus the handshake's public-key operations timed on CPU {SERVER_CPU}: resumed {resumed_pk:.1} us, full {full_pk:.1} us):"
+        );
+        for (name, nginx, floor) in floors {
+            let pk = match name {
+                "full" => full_pk,
+                "resumed" => resumed_pk,
+                _ => 0.0,
+            };
+            println!(
+                "  {name}: {:.1} us/op = {:.2}x nginx",
+                floor + pk,
+                (floor + pk) / nginx
             );
         }
     }

@@ -55,7 +55,7 @@ fn main() -> Result<()> {
                  perf-baseline  measure and rewrite benches/instructions.baseline (explicit only)\n  \
                  install-tools  rust-src for nightly and bpf-linker into ./.tools (idempotent)\n  \
                  build-ebpf     install-tools, then build the eBPF programs into target/ebpf\n  \
-                 compare [SECS] [--rounds N] [--idle N] [--only w1,w2]\n                \
+                 compare [SECS] [--rounds N] [--idle N] [--only w1,w2] [--no-floor]\n                \
                  gateway vs nginx, pinned, interleaved rounds, medians and ratios\n  \
                  crl-memory [RUNS] [--entries N]\n                \
                  time to first answer and RSS growth with a 1M-entry CRL from a distribution point\n  \

@@ -6,8 +6,10 @@
 //!         [--mode full|resumed|keepalive|bulk|idle-hold] [--connections 32] [--seconds 10] \
 //!         [--requests-per-conn N] [--body-size BYTES] [--direction down|up] \
 //!         [--hold N] [--server-pid PID[,PID..]] [--json FILE] [--max-requests N] \
-//!         [--threads 1] [--path /] [--label NAME]
+//!         [--threads 1] [--path /] [--label NAME] [--plain]
 //! loadgen backend --listen 127.0.0.1:9000
+//! loadgen floor --local 127.0.0.1:18453 --proxy 127.0.0.1:18454 --backend 127.0.0.1:9000
+//! loadgen crypto [--rounds 15] [--batch 200]
 //! ```
 //!
 //! Modes:
@@ -26,6 +28,16 @@
 //! `/proc/PID/status` before and after the run and reports server CPU per operation and RSS
 //! per held connection. Output: a human table on stderr and one JSON object on stdout (and in
 //! `--json FILE` if given).
+//!
+//! `--plain` speaks HTTP/1.1 over TCP without TLS (`--ca` not needed): the modes above
+//! against `loadgen floor` measure what a server costs on this machine without TLS.
+//!
+//! `loadgen floor` is that server, the floor under any terminator: on `--local` it answers
+//! as the backend does (plain HTTP, hyper, one thread); on `--proxy` it relays each
+//! connection to `--backend` byte for byte (no TLS, no HTTP parsing).
+//!
+//! `loadgen crypto` times the public-key operations of a TLS 1.3 handshake with the
+//! gateway's provider (see `gateway_benches::floor`) and prints them as JSON.
 //!
 //! `loadgen backend` serves plain HTTP/1.1 for the proxy benchmarks: `GET /bytes/N` answers N
 //! bytes, `POST /sink` reads the body and answers its length, anything else answers `ok`.
@@ -96,6 +108,7 @@ struct Args {
     path: String,
     server_name: String,
     label: String,
+    plain: bool,
 }
 
 fn parse_size(s: &str) -> Result<u64> {
@@ -133,6 +146,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args> {
         path: "/".into(),
         server_name: "localhost".into(),
         label: String::new(),
+        plain: false,
     };
     while let Some(flag) = it.next() {
         let mut val = || it.next().with_context(|| format!("{flag} needs a value"));
@@ -179,6 +193,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args> {
             "--path" => a.path = val()?,
             "--server-name" => a.server_name = val()?,
             "--label" => a.label = val()?,
+            "--plain" => a.plain = true,
             "-h" | "--help" => {
                 println!("see the module documentation of benches/src/bin/loadgen.rs");
                 std::process::exit(0);
@@ -186,8 +201,8 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args> {
             other => bail!("unknown flag {other:?}"),
         }
     }
-    if a.ca.as_os_str().is_empty() {
-        bail!("--ca is required");
+    if a.ca.as_os_str().is_empty() && !a.plain {
+        bail!("--ca is required (or --plain)");
     }
     if a.seconds == 0 || a.seconds > 600 {
         bail!("--seconds must be 1..=600 (runs are bounded)");
@@ -206,8 +221,10 @@ fn client_config(a: &Args) -> Result<Arc<rustls::ClientConfig>> {
         gateway::tls::policy::DEFAULT_PROVIDER,
     )?);
     let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(&a.ca).context("--ca")? {
-        roots.add(c.context("--ca")?)?;
+    if !a.plain {
+        for c in CertificateDer::pem_file_iter(&a.ca).context("--ca")? {
+            roots.add(c.context("--ca")?)?;
+        }
     }
     let b = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
@@ -293,9 +310,17 @@ async fn one_connection(
     connector: &TlsConnector,
     addr: SocketAddr,
     name: &ServerName<'static>,
+    plain: bool,
 ) -> Result<Sender> {
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
+    if plain {
+        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        return Ok(send);
+    }
     let tls = connector.connect(name.clone(), tcp).await?;
     let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
     tokio::spawn(async move {
@@ -362,14 +387,14 @@ async fn client_task(a: Arc<Args>, connector: TlsConnector, shared: Arc<Shared>)
                         }
                     };
                     if fresh {
-                        keep = Some((one_connection(&connector, a.addr, &name).await?, 0));
+                        keep = Some((one_connection(&connector, a.addr, &name, a.plain).await?, 0));
                     }
                     let (s, n) = keep.as_mut().context("connection")?;
                     *n += 1;
                     request(&a, s, false).await
                 }
                 Mode::Full | Mode::Resumed | Mode::IdleHold => {
-                    let mut s = one_connection(&connector, a.addr, &name).await?;
+                    let mut s = one_connection(&connector, a.addr, &name, a.plain).await?;
                     request(&a, &mut s, true).await
                 }
             }
@@ -470,7 +495,7 @@ async fn idle_hold(
             let _permit = permit;
             let t = Instant::now();
             let res = async {
-                let mut s = one_connection(&connector, a.addr, &name).await?;
+                let mut s = one_connection(&connector, a.addr, &name, a.plain).await?;
                 request(&a, &mut s, false).await?;
                 Ok::<_, anyhow::Error>(s)
             }
@@ -541,8 +566,107 @@ async fn serve_backend(listen: SocketAddr) -> Result<()> {
     }
 }
 
+/// Relays each connection on `listen` to `backend`, byte for byte (the floor's proxy).
+async fn relay(listen: SocketAddr, backend: SocketAddr) -> Result<()> {
+    let l = tokio::net::TcpListener::bind(listen).await?;
+    eprintln!("loadgen floor relaying {} to {backend}", l.local_addr()?);
+    loop {
+        let (mut c, _) = l.accept().await?;
+        let _ = c.set_nodelay(true);
+        tokio::spawn(async move {
+            if let Ok(mut b) = tokio::net::TcpStream::connect(backend).await {
+                let _ = b.set_nodelay(true);
+                // The gateway's own read size (64 KiB), so bulk runs compare like for like.
+                let _ =
+                    tokio::io::copy_bidirectional_with_sizes(&mut c, &mut b, 64 << 10, 64 << 10)
+                        .await;
+            }
+        });
+    }
+}
+
+/// `loadgen floor --local A --proxy B --backend C`.
+fn floor_main(mut argv: impl Iterator<Item = String>) -> Result<()> {
+    let (mut local, mut proxy, mut backend): (Option<SocketAddr>, _, _) = (None, None, None);
+    while let Some(f) = argv.next() {
+        let mut val = || -> Result<SocketAddr> {
+            argv.next()
+                .with_context(|| format!("{f} needs a value"))?
+                .parse()
+                .with_context(|| f.clone())
+        };
+        match f.as_str() {
+            "--local" => local = Some(val()?),
+            "--proxy" => proxy = Some(val()?),
+            "--backend" => backend = Some(val()?),
+            other => bail!("unknown floor flag {other:?}"),
+        }
+    }
+    let (local, proxy, backend) = (
+        local.context("--local is required")?,
+        proxy.context("--proxy is required")?,
+        backend.context("--backend is required")?,
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        tokio::try_join!(serve_backend(local), relay(proxy, backend))?;
+        Ok(())
+    })
+}
+
+/// `loadgen crypto [--rounds N] [--batch N]`.
+fn crypto_main(mut argv: impl Iterator<Item = String>) -> Result<()> {
+    let (mut rounds, mut batch) = (15usize, 200usize);
+    while let Some(f) = argv.next() {
+        let v: usize = argv
+            .next()
+            .with_context(|| format!("{f} needs a value"))?
+            .parse()
+            .with_context(|| f.clone())?;
+        match f.as_str() {
+            "--rounds" => rounds = v.clamp(1, 1000),
+            "--batch" => batch = v.clamp(1, 100_000),
+            other => bail!("unknown crypto flag {other:?}"),
+        }
+    }
+    let provider = gateway::tls::policy::base_provider(gateway::tls::policy::DEFAULT_PROVIDER)?;
+    let c = gateway_benches::floor::crypto_costs(&provider, rounds, batch)?;
+    eprintln!(
+        "X25519 {:.1} us, ECDSA P-256 sign {:.1} us, verify {:.1} us: full handshake {:.1} us, resumed {:.1} us of public-key work",
+        c.x25519_us,
+        c.p256_sign_us,
+        c.p256_verify_us,
+        c.full_us(),
+        c.resumed_us()
+    );
+    println!(
+        "{}",
+        serde_json::json!({
+            "x25519_us": c.x25519_us,
+            "p256_sign_us": c.p256_sign_us,
+            "p256_verify_us": c.p256_verify_us,
+            "full_us": c.full_us(),
+            "resumed_us": c.resumed_us(),
+        })
+    );
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let mut argv = std::env::args().skip(1).peekable();
+    match argv.peek().map(String::as_str) {
+        Some("floor") => {
+            argv.next();
+            return floor_main(argv);
+        }
+        Some("crypto") => {
+            argv.next();
+            return crypto_main(argv);
+        }
+        _ => {}
+    }
     if argv.peek().map(String::as_str) == Some("backend") {
         argv.next();
         let mut listen: SocketAddr = "127.0.0.1:9000".parse()?;
