@@ -124,8 +124,8 @@ mod tests {
 
     #[test]
     fn every_operation_is_timed_with_the_gateways_provider() {
-        let p = gateway::tls::policy::base_provider(gateway::tls::policy::DEFAULT_PROVIDER)
-            .unwrap();
+        let p =
+            gateway::tls::policy::base_provider(gateway::tls::policy::DEFAULT_PROVIDER).unwrap();
         let c = crypto_costs(&p, 3, 5).unwrap();
         assert!(c.x25519_us > 0.0 && c.p256_sign_us > 0.0 && c.p256_verify_us > 0.0);
         assert!(c.full_us() > c.resumed_us());
