@@ -4,6 +4,7 @@
 mod client_hello;
 pub mod client_verifier;
 pub(crate) mod handshake;
+mod hkdf;
 mod open;
 pub mod policy;
 mod seal;

@@ -148,7 +148,8 @@ pub fn restrict_provider(
             })
             .flatten();
         match found {
-            Some(s) => chosen.push(*s),
+            // TLS 1.3 suites run their key schedule over prepared HMAC keys (`tls::hkdf`).
+            Some(s) => chosen.push(super::hkdf::with_prepared_hkdf(*s)),
             None => {
                 return Err(TlsPolicyError::Suite(
                     name.clone(),
