@@ -12,6 +12,11 @@
 //!
 //! Only the TLS 1.3 suites' `hkdf_provider` changes; hashing of the transcript, the AEAD, the
 //! TLS 1.2 PRF and everything else stay the provider's.
+//!
+//! One difference from aws-lc: a prepared key's hash states are not zeroed when dropped
+//! (the RustCrypto types have no zeroize support; ring's HMAC keys are not zeroed either).
+//! They are handshake secrets' HMAC states, freed when the handshake ends; the traffic keys
+//! the session keeps are zeroed (`tls::traffic_key`).
 
 use std::marker::PhantomData;
 use std::sync::{Mutex, PoisonError};
