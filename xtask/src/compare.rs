@@ -55,6 +55,22 @@ impl Drop for Server {
     }
 }
 
+impl Server {
+    /// `child` as the server `name`, once both its ports accept connections (killed on
+    /// drop if they never do).
+    fn started(name: &'static str, child: Child, local: u16, proxy: u16) -> Result<Server> {
+        let s = Server {
+            name,
+            child,
+            local,
+            proxy,
+        };
+        wait_port(local)?;
+        wait_port(proxy)?;
+        Ok(s)
+    }
+}
+
 fn wait_port(port: u16) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
@@ -101,15 +117,7 @@ fn start_gateway(bin: &Path, pki: &Path) -> Result<Server> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    let s = Server {
-        name: "gateway",
-        child,
-        local,
-        proxy,
-    };
-    wait_port(local)?;
-    wait_port(proxy)?;
-    Ok(s)
+    Server::started("gateway", child, local, proxy)
 }
 
 fn start_nginx(pki: &Path) -> Result<Server> {
@@ -149,15 +157,7 @@ fn start_nginx(pki: &Path) -> Result<Server> {
         .arg(&conf)
         .stderr(Stdio::null())
         .spawn()?;
-    let s = Server {
-        name: "nginx",
-        child,
-        local,
-        proxy,
-    };
-    wait_port(local)?;
-    wait_port(proxy)?;
-    Ok(s)
+    Server::started("nginx", child, local, proxy)
 }
 
 fn start_floor(lg: &Path) -> Result<Server> {
@@ -174,15 +174,7 @@ fn start_floor(lg: &Path) -> Result<Server> {
         ])
         .stderr(Stdio::null())
         .spawn()?;
-    let s = Server {
-        name: "floor",
-        child,
-        local,
-        proxy,
-    };
-    wait_port(local)?;
-    wait_port(proxy)?;
-    Ok(s)
+    Server::started("floor", child, local, proxy)
 }
 
 /// Median microseconds of the handshake's public-key operations (`loadgen crypto`, pinned
