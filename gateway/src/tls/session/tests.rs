@@ -225,6 +225,21 @@ async fn wait_for_nothing(server: &mut TlsSession) {
     );
 }
 
+/// The client sends `request`, which arrives before the server's first read (as a request
+/// sent with the Finished does); the server reads it, then finds nothing more.
+async fn request_then_nothing(
+    client: &mut tokio_rustls::client::TlsStream<TcpStream>,
+    server: &mut TlsSession,
+    request: &[u8],
+) {
+    client.write_all(request).await.unwrap();
+    client.flush().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let mut b = vec![0u8; request.len()];
+    server.read_exact(&mut b).await.unwrap();
+    wait_for_nothing(server).await;
+}
+
 /// The handshake's last flight (the TLS 1.3 ticket) goes out before the session first waits
 /// for a client that has sent nothing; once the client's data was handed over, it waits for
 /// the answer and goes out with it (one segment less), or with the close.
@@ -242,13 +257,7 @@ async fn the_ticket_goes_with_the_first_answer() {
     // A request first: the ticket waits for the answer.
     let (mut server, mut client) = pair(&rustls::version::TLS13).await;
     assert!(server.flight_queued);
-    client.write_all(b"request").await.unwrap();
-    client.flush().await.unwrap();
-    // Arrived before the server's first read (as with a request sent with the Finished).
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    let mut b = [0u8; 7];
-    server.read_exact(&mut b).await.unwrap();
-    wait_for_nothing(&mut server).await;
+    request_then_nothing(&mut client, &mut server, b"request").await;
     assert!(
         server.flight_queued && !server.wq.is_empty(),
         "held for the answer"
@@ -262,12 +271,7 @@ async fn the_ticket_goes_with_the_first_answer() {
 
     // A request and no answer: the ticket goes with close_notify.
     let (mut server, mut client) = pair(&rustls::version::TLS13).await;
-    client.write_all(b"x").await.unwrap();
-    client.flush().await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    let mut b = [0u8; 1];
-    server.read_exact(&mut b).await.unwrap();
-    wait_for_nothing(&mut server).await;
+    request_then_nothing(&mut client, &mut server, b"x").await;
     assert!(server.flight_queued);
     server.shutdown().await.unwrap();
     assert!(server.wq.is_empty());
